@@ -1,0 +1,88 @@
+"""`monosemantic` command line: one subcommand per config dataclass.
+
+Each entry names a module, its config dataclass and the function that runs it. Modules are
+imported only when their subcommand is used, so `monosemantic --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
+from monosemantic.errors import UserError
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    config: str
+    function: str
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "monosemantic.demo", "DemoConfig", "run_demo",
+        "End to end on the embedded default: corpus, harvest, train, evaluate.",
+    ),
+    "hooks": Command(
+        "monosemantic.models.hooks_cli", "HooksConfig", "run_hooks",
+        "List a model's hook points with their shapes.",
+    ),
+    "harvest": Command(
+        "monosemantic.activations.harvest", "HarvestConfig", "harvest",
+        "Run a model over a corpus and store activations at hook points.",
+    ),
+    "train": Command(
+        "monosemantic.train.trainer", "TrainConfig", "train",
+        "Train a sparse autoencoder on stored (or streamed) activations.",
+    ),
+    "eval": Command(
+        "monosemantic.evals.report", "EvalConfig", "run_eval",
+        "Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss.",
+    ),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Top-level parser; only `command`'s module is imported to build its options."""
+    parser = argparse.ArgumentParser(
+        prog="monosemantic",
+        description="Sparse dictionary learning on language-model activations.",
+    )
+    sub = parser.add_subparsers(dest="_command", metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        sp = sub.add_parser(name, help=spec.summary, description=spec.summary)
+        if name == command:
+            cls = getattr(importlib.import_module(spec.module), spec.config)
+            add_dataclass_arguments(sp, cls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command)
+    ns = parser.parse_args(argv)
+    if ns._command is None:
+        parser.print_help()
+        return 2
+    spec = COMMANDS[ns._command]
+    module = importlib.import_module(spec.module)
+    try:
+        cfg = dataclass_from_namespace(getattr(module, spec.config), ns)
+        getattr(module, spec.function)(cfg)
+    except UserError as err:
+        print(f"monosemantic {ns._command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Config dataclasses as the single source of truth for the Python API, the CLI and `cfg.json`.
+
+Each config is a plain `@dataclass` whose fields carry *attribute docstrings* (a string literal on
+the line after the field). Those docstrings become the CLI's `--help` text, so a field is
+documented once. Nested dataclass fields become dotted options (`--corpus.source`).
+A field with `metadata={"positional": True}` becomes a positional CLI argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monosemantic.errors import UserError
+
+T = TypeVar("T")
+
+
+class ConfigError(UserError, ValueError):
+    """A user-facing configuration mistake; the CLI prints it without a traceback."""
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (and its dataclass bases), keyed by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _scalar_parser(tp: Any):
+    if tp is bool:
+        return _parse_bool
+    if tp in (int, float, str):
+        return tp
+    if tp is Path:
+        return Path
+    if typing.get_origin(tp) is typing.Literal:
+        return str
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one option per field of `cls` (recursively for nested dataclasses)."""
+    hints = _resolved_types(cls)
+    docs = field_docs(cls)
+    group = parser.add_argument_group(cls.__name__) if not prefix else parser
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp, optional = _unwrap_optional(hints[f.name])
+        dest = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            add_dataclass_arguments(parser, tp, prefix=f"{dest}.")
+            continue
+        default = _field_default(f)
+        help_text = docs.get(f.name, "")
+        if default is not dataclasses.MISSING:
+            help_text += f" (default: {default!r})"
+        kwargs: dict[str, Any] = {"help": help_text, "dest": dest}
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple):
+            (inner, *_rest) = typing.get_args(tp) or (str,)
+            kwargs.update(type=_scalar_parser(inner), nargs="*" if f.metadata.get("positional") else "+")
+        else:
+            kwargs["type"] = _scalar_parser(tp)
+            if origin is typing.Literal:
+                kwargs["choices"] = list(typing.get_args(tp))
+        if f.metadata.get("positional"):
+            kwargs.pop("dest")
+            if default is not dataclasses.MISSING:
+                kwargs["nargs"] = kwargs.get("nargs", "?")
+                kwargs["default"] = default
+            group.add_argument(dest, metavar=f.name.upper(), **kwargs)
+            continue
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = argparse.SUPPRESS
+        flag = "--" + dest.replace("_", "-")
+        group.add_argument(flag, **kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def dataclass_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build `cls` from parsed args; fields not given on the command line keep their defaults."""
+    flat = {k: v for k, v in vars(ns).items() if not k.startswith("_")}
+    return from_dict(cls, _unflatten(flat))
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = nested
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config (Paths become strings, tuples become lists)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
+    hints = _resolved_types(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown option(s) {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp, _ = _unwrap_optional(hints[name])
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = from_dict(tp, value)
+        elif tp is Path and value is not None:
+            value = Path(value)
+        elif typing.get_origin(tp) is tuple and value is not None:
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    """Write `cfg` as pretty JSON (the `cfg.json` beside results)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def load_config(cls: type[T], path: Path) -> T:
+    """Read a config written by `save_config`."""
+    return from_dict(cls, json.loads(Path(path).read_text()))
