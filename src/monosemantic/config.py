@@ -75,10 +75,31 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+_SUFFIXES = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_count(text: str | int) -> int:
+    """An integer with an optional K/M/B suffix: `2M` -> 2_000_000, `1.5k` -> 1500."""
+    if isinstance(text, int):
+        return text
+    raw = str(text).strip().replace("_", "")
+    mult = _SUFFIXES.get(raw[-1:].lower(), 1)
+    number = raw[:-1] if mult != 1 else raw
+    try:
+        value = float(number) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer such as 4096 or 2M, got {text!r}")
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
 def _scalar_parser(tp: Any):
     if tp is bool:
         return _parse_bool
-    if tp in (int, float, str):
+    if tp is int:
+        return parse_count
+    if tp in (float, str):
         return tp
     if tp is Path:
         return Path
