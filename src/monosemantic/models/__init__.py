@@ -1,1 +1,16 @@
-"""models"""
+"""Models: loading (default / hub id / local dir / .gguf), hook points, the hook mechanism."""
+
+from monosemantic.models.hook_points import HookPoint
+from monosemantic.models.hooks import ActivationGrads, activation_gradients, capture, edit
+from monosemantic.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ActivationGrads",
+    "HookPoint",
+    "LoadedModel",
+    "activation_gradients",
+    "capture",
+    "edit",
+    "load_model",
+]
