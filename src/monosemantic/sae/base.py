@@ -1,0 +1,214 @@
+"""`SAEConfig`, `SAEOutput` and the `SAE` base class shared by every architecture.
+
+Shapes: `W_enc [d, F]`, `b_enc [F]`, `W_dec [F, d]`, `b_dec [d]` (the parameter names SAELens
+uses). The encoder computes pre-activations `z = (x - b_dec·a) @ W_enc + b_enc` where `a` is
+`apply_b_dec_to_input` (False for relu/jumprelu as in their papers, True for topk/batchtopk as
+in Gao et al.); the decoder computes `x̂ = f @ W_dec + b_dec`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from monosemantic.config import ConfigError
+
+Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
+ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
+
+# Papers' choice of subtracting b_dec before encoding (relu: Anthropic April 2024; topk:
+# Gao et al. 2024; jumprelu: Rajamanoharan et al. 2024).
+_DEFAULT_APPLY_B_DEC = {"relu": False, "topk": True, "batchtopk": True, "jumprelu": False}
+# Architectures whose decoder rows are kept at unit norm during training.
+UNIT_NORM_DECODER = frozenset({"topk", "batchtopk", "jumprelu"})
+
+
+@dataclass
+class SAEConfig:
+    """Architecture and sparsity recipe of a sparse autoencoder."""
+
+    architecture: Architecture
+    """relu (the Scaling Monosemanticity recipe), topk, batchtopk or jumprelu."""
+    d_in: int
+    """Width d of the activations the SAE reads."""
+    n_features: int
+    """Dictionary size F."""
+    k: int = 32
+    """Active features per token (topk; batchtopk's average over the batch). Ignored otherwise."""
+    l1_coefficient: float = 5.0
+    """relu's lambda in lambda * sum_i f_i ||W_dec[i]||; 5 assumes inputs scaled so E||x||^2 = d."""
+    l0_coefficient: float = 1.0
+    """jumprelu's L0 penalty weight (on inputs scaled so E||x||^2 = d); not tuned per model."""
+    jumprelu_init_threshold: float = 0.01
+    """jumprelu's initial threshold theta (same for every feature)."""
+    jumprelu_bandwidth: float = 0.05
+    """Width of the rectangle kernel of jumprelu's straight-through pseudo-gradients."""
+    aux_k: int = 0
+    """AuxK's k_aux: dead latents used to reconstruct the residual (topk, batchtopk);
+    0 = d_in // 2 (Gao et al.)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (topk, batchtopk)."""
+    decoder_init_norm: float | None = None
+    """Norm of the initial decoder rows. None = 0.1 for relu; topk, batchtopk and jumprelu keep
+    unit-norm rows and accept only 1.0."""
+    apply_b_dec_to_input: bool | None = None
+    """Subtract b_dec from the input before encoding. None = the architecture's paper
+    (False for relu and jumprelu, True for topk and batchtopk)."""
+    batchtopk_threshold_rate: float = 0.01
+    """batchtopk: rate of the running mean of the smallest kept activation (inference threshold)."""
+
+    def __post_init__(self) -> None:
+        if self.apply_b_dec_to_input is None:
+            self.apply_b_dec_to_input = _DEFAULT_APPLY_B_DEC.get(self.architecture, False)
+        if self.decoder_init_norm is None:
+            self.decoder_init_norm = 1.0 if self.architecture in UNIT_NORM_DECODER else 0.1
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` (a `UserError`) for values that cannot work."""
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown SAE architecture {self.architecture!r}: choose one of "
+                              f"{', '.join(ARCHITECTURES)}")
+        for name in ("d_in", "n_features"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ConfigError(f"SAE {name} must be a positive integer, got "
+                                  f"{getattr(self, name)!r}")
+        if self.architecture in ("topk", "batchtopk"):
+            if self.k < 1 or self.k > self.n_features:
+                raise ConfigError(f"k = {self.k} must be between 1 and n_features = "
+                                  f"{self.n_features}: lower k or raise n_features")
+            if self.aux_k < 0:
+                raise ConfigError(f"aux_k must be >= 0 (0 = d_in // 2), got {self.aux_k}")
+        for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("jumprelu_init_threshold", "jumprelu_bandwidth"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.decoder_init_norm > 0:
+            raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
+        if self.architecture in UNIT_NORM_DECODER and self.decoder_init_norm != 1.0:
+            raise ConfigError(f"{self.architecture} keeps unit-norm decoder rows: leave "
+                              f"decoder_init_norm unset (got {self.decoder_init_norm})")
+        if not 0 < self.batchtopk_threshold_rate <= 1:
+            raise ConfigError("batchtopk_threshold_rate must be in (0, 1], got "
+                              f"{self.batchtopk_threshold_rate}")
+
+    @property
+    def resolved_aux_k(self) -> int:
+        """AuxK's k_aux with 0 resolved to d_in // 2 (at least 1, at most n_features)."""
+        aux_k = self.aux_k if self.aux_k > 0 else self.d_in // 2
+        return max(1, min(aux_k, self.n_features))
+
+
+@dataclass
+class SAEOutput:
+    """What `SAE.forward` returns: reconstruction, codes, named loss terms and their sum."""
+
+    x_hat_BD: torch.Tensor
+    f_BF: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    loss: torch.Tensor
+
+
+class SAE(nn.Module):
+    """Base class: parameters, dense encode/decode pieces, decoder-norm hooks, trainer hooks."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, n_feat = cfg.d_in, cfg.n_features
+        self.W_enc = nn.Parameter(torch.empty(d, n_feat))
+        self.b_enc = nn.Parameter(torch.zeros(n_feat))
+        self.W_dec = nn.Parameter(torch.empty(n_feat, d))
+        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.reset_parameters()
+
+    # ---- shape-suffixed aliases (the contract's names) ----
+    @property
+    def W_enc_DF(self) -> nn.Parameter:
+        return self.W_enc
+
+    @property
+    def b_enc_F(self) -> nn.Parameter:
+        return self.b_enc
+
+    @property
+    def W_dec_FD(self) -> nn.Parameter:
+        return self.W_dec
+
+    @property
+    def b_dec_D(self) -> nn.Parameter:
+        return self.b_dec
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ."""
+        W_dec_FD = torch.randn(self.cfg.n_features, self.cfg.d_in)
+        W_dec_FD *= self.cfg.decoder_init_norm / W_dec_FD.norm(dim=1, keepdim=True)
+        self.W_dec.copy_(W_dec_FD)
+        self.W_enc.copy_(W_dec_FD.T)
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+
+    # ---- pieces shared by the architectures ----
+    def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Encoder pre-activations z [B, F]."""
+        if self.cfg.apply_b_dec_to_input:
+            x_BD = x_BD - self.b_dec
+        return x_BD @ self.W_enc + self.b_enc
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Feature activations f [B, F] (inference behaviour)."""
+        raise NotImplementedError
+
+    def decode(self, f_BF: torch.Tensor) -> torch.Tensor:
+        """Reconstruction x̂ = f @ W_dec + b_dec (dense)."""
+        return f_BF @ self.W_dec + self.b_dec
+
+    def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
+                l1_scale: float = 1.0) -> SAEOutput:
+        raise NotImplementedError
+
+    @staticmethod
+    def mse(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
+        """‖x − x̂‖² summed over d, averaged over the batch (computed in float32)."""
+        return (x_BD.float() - x_hat_BD.float()).pow(2).sum(dim=-1).mean()
+
+    # ---- trainer hooks ----
+    @torch.no_grad()
+    def init_from_data(self, x_ND: torch.Tensor) -> None:
+        """Data-dependent initialisation (no-op unless an architecture overrides it)."""
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        """Unit-norm architectures: drop the gradient component parallel to each decoder row."""
+        if self.cfg.architecture not in UNIT_NORM_DECODER or self.W_dec.grad is None:
+            return
+        W_dec_FD, grad_FD = self.W_dec, self.W_dec.grad
+        unit_FD = W_dec_FD / W_dec_FD.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        parallel_F1 = (grad_FD * unit_FD).sum(dim=1, keepdim=True)
+        grad_FD.sub_(parallel_F1 * unit_FD)
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Unit-norm architectures: renormalise decoder rows (relu leaves them free)."""
+        if self.cfg.architecture in UNIT_NORM_DECODER:
+            self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    # ---- save-time folding ----
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        """Tensors as saved (SAELens names); architectures with a threshold add `threshold`."""
+        return {"W_enc": self.W_enc.detach(), "b_enc": self.b_enc.detach(),
+                "W_dec": self.W_dec.detach(), "b_dec": self.b_dec.detach()}
+
+    def load_inference_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of `inference_state` (used by `load_sae`)."""
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(self, name).copy_(state[name])

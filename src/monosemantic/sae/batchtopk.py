@@ -1,0 +1,81 @@
+"""`batchtopk` (Bussmann et al. 2024): top k·B activations over the whole batch in training.
+
+Training keeps the k·B largest ReLU(z) values of the batch (so rows get a variable number of
+features, k on average). Inference cannot depend on the batch, so each training step updates a
+running mean of the smallest kept positive activation (the first step sets it; then rate
+`batchtopk_threshold_rate`), and `encode` keeps `z_i > threshold_i` (a JumpReLU; saved for
+SAELens as architecture "jumprelu"). The threshold is a per-feature buffer (all entries equal
+while training) so that folding decoder norms at save time stays exact.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from monosemantic.sae.base import SAEConfig
+from monosemantic.sae.kernels import sparse_decode_ragged
+from monosemantic.sae.topk import TopKSAE
+
+
+class BatchTopKSAE(TopKSAE):
+    """BatchTopK SAE: batch-level top-k in training, a threshold at inference; AuxK as topk."""
+
+    threshold: torch.Tensor
+    threshold_count: torch.Tensor
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.zeros(cfg.n_features, dtype=torch.float32))
+        self.register_buffer("threshold_count", torch.zeros((), dtype=torch.long))
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Threshold codes; before any training step (no threshold yet) the batch top-k codes."""
+        z_BF = self.pre_acts(x_BD)
+        if int(self.threshold_count) == 0:
+            return self._batch_topk(z_BF)[0]
+        return self._threshold_codes(z_BF)
+
+    def _threshold_codes(self, z_BF: torch.Tensor) -> torch.Tensor:
+        keep_BF = z_BF.float() > self.threshold
+        return torch.relu(z_BF) * keep_BF.to(z_BF.dtype)
+
+    def _batch_topk(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f [B, F] dense, x̂ [B, d]) keeping the k·B largest ReLU(z) of the batch."""
+        n_rows, n_feat = z_BF.shape
+        n_keep = min(self.cfg.k * n_rows, z_BF.numel())
+        vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
+        # Sorting the flat indices groups codes by row, which the ragged decode needs.
+        flat_N, order_N = torch.sort(flat_N)
+        vals_N = vals_N[order_N]
+        row_N, feat_N = flat_N // n_feat, flat_N % n_feat
+        x_hat_BD = sparse_decode_ragged(row_N, feat_N, vals_N, self.W_dec, n_rows) + self.b_dec
+        f_BF = vals_N.new_zeros(n_rows * n_feat).scatter(0, flat_N, vals_N).view(n_rows, n_feat)
+        if self.training:
+            self._update_threshold(vals_N)
+        return f_BF, x_hat_BD
+
+    @torch.no_grad()
+    def _update_threshold(self, vals_N: torch.Tensor) -> None:
+        positive_N = vals_N[vals_N > 0]
+        if positive_N.numel() == 0:
+            return
+        smallest = positive_N.min().float()
+        count = int(self.threshold_count)
+        rate = 1.0 if count == 0 else self.cfg.batchtopk_threshold_rate
+        self.threshold.mul_(1.0 - rate).add_(rate * smallest)
+        self.threshold_count.add_(1)
+
+    def _codes_and_reconstruction(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training or int(self.threshold_count) == 0:
+            return self._batch_topk(z_BF)
+        f_BF = self._threshold_codes(z_BF)
+        return f_BF, self.decode(f_BF)
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        return {**super().inference_state(), "threshold": self.threshold.detach()}
+
+    def load_inference_state(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_inference_state(state)
+        with torch.no_grad():
+            self.threshold.copy_(state["threshold"])
+            self.threshold_count.fill_(1)

@@ -1,0 +1,93 @@
+"""`topk` (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+
+`z = W_enc·(x − b_dec) + b_enc`; keep the k largest entries of z per row, ReLU them, zero the
+rest; `x̂ = b_dec + f·W_dec` decoded from the k active rows only. Decoder rows stay unit norm
+(the base class's optimizer-step hooks). `b_dec` starts at the geometric median of the data.
+
+AuxK (Gao et al., appendix A.2), with e = x − x̂ (detached) and ê = Σ over the top k_aux *dead*
+latents of ReLU(z_i)·W_dec[i] (no bias):
+
+    aux = aux_coefficient · Σ_b‖e_b − ê_b‖² / Σ_b‖e_b − ē‖² · (1/B)Σ_b‖x_b − x̄‖²
+
+i.e. the paper's normalised MSE of the residual reconstruction (normalised by the residual's
+variance about its batch mean), multiplied by the batch's total variance E‖x − x̄‖² (a constant,
+no gradient). The paper's main loss is the MSE normalised by that same variance, so this keeps
+exactly the paper's ratio between the two terms while our main term stays ‖x − x̂‖².
+k_aux = min(aux_k, number of dead latents).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from monosemantic.sae.base import SAE, SAEOutput
+from monosemantic.sae.kernels import scatter_codes, sparse_decode_fixed
+
+
+class TopKSAE(SAE):
+    """TopK SAE with unit-norm decoder rows and the AuxK loss."""
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        vals_BK, idx_BK = self._topk(self.pre_acts(x_BD))
+        return scatter_codes(idx_BK, vals_BK, self.cfg.n_features)
+
+    def _topk(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        vals_BK, idx_BK = torch.topk(z_BF, self.cfg.k, dim=-1, sorted=False)
+        return torch.relu(vals_BK), idx_BK
+
+    def _codes_and_reconstruction(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f [B, F], x̂ [B, d]) with x̂ decoded from the active rows only."""
+        vals_BK, idx_BK = self._topk(z_BF)
+        x_hat_BD = sparse_decode_fixed(idx_BK, vals_BK, self.W_dec) + self.b_dec
+        return scatter_codes(idx_BK, vals_BK, self.cfg.n_features), x_hat_BD
+
+    def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
+                l1_scale: float = 1.0) -> SAEOutput:
+        z_BF = self.pre_acts(x_BD)
+        f_BF, x_hat_BD = self._codes_and_reconstruction(z_BF)
+        mse = self.mse(x_BD, x_hat_BD)
+        if dead_mask_F is None:
+            aux = mse.new_zeros(())
+        else:
+            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F)
+        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses={"mse": mse, "aux": aux},
+                         loss=mse + aux)
+
+    def auxk_loss(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, z_BF: torch.Tensor,
+                  dead_mask_F: torch.Tensor) -> torch.Tensor:
+        """AuxK loss (formula in the module docstring); 0 when no latent is dead."""
+        n_dead = int(dead_mask_F.sum())  # one host sync; the trainer passes the mask rarely
+        if n_dead == 0:
+            return z_BF.new_zeros((), dtype=torch.float32)
+        k_aux = min(self.cfg.resolved_aux_k, n_dead)
+        z_dead_BF = z_BF.masked_fill(~dead_mask_F.to(torch.bool), float("-inf"))
+        vals_BK, idx_BK = torch.topk(z_dead_BF, k_aux, dim=-1, sorted=False)
+        e_hat_BD = sparse_decode_fixed(idx_BK, torch.relu(vals_BK), self.W_dec).float()
+        e_BD = (x_BD.float() - x_hat_BD.float()).detach()
+        with torch.no_grad():
+            e_var = (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)
+            x_f = x_BD.float()
+            x_var_per_row = (x_f - x_f.mean(0)).pow(2).sum() / x_BD.shape[0]
+        nmse = (e_hat_BD - e_BD).pow(2).sum() / e_var
+        return self.cfg.aux_coefficient * nmse * x_var_per_row
+
+    @torch.no_grad()
+    def init_from_data(self, x_ND: torch.Tensor) -> None:
+        """Set b_dec to the geometric median of `x_ND` (Weiszfeld's algorithm)."""
+        self.b_dec.copy_(geometric_median(x_ND).to(self.b_dec))
+
+
+@torch.no_grad()
+def geometric_median(x_ND: torch.Tensor, max_iter: int = 200, tol: float = 1e-7) -> torch.Tensor:
+    """Point minimising Σ_n ‖x_n − y‖ (Weiszfeld iterations from the mean, in float64)."""
+    points_ND = x_ND.detach().to(torch.float64)
+    y_D = points_ND.mean(0)
+    for _ in range(max_iter):
+        # Weights 1/distance; the clamp keeps a point that coincides with y from dividing by 0.
+        w_N = 1.0 / (points_ND - y_D).norm(dim=1).clamp_min(1e-12)
+        y_next_D = (w_N[:, None] * points_ND).sum(0) / w_N.sum()
+        shift = (y_next_D - y_D).norm()
+        y_D = y_next_D
+        if shift <= tol * (1.0 + y_D.norm()):
+            break
+    return y_D
