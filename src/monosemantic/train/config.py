@@ -1,0 +1,256 @@
+"""`TrainConfig`: every option of `monosemantic train`, its defaults and its validation.
+
+Fields left at `None` are resolved from the data and the architecture once the data source is
+known (`resolve_schedule`, `default_lr`); the resolved values are what `RUN/cfg.json` records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from monosemantic.config import ConfigError
+from monosemantic.data.documents import CorpusConfig
+
+Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
+
+# SAEConfig fields the trainer forwards when the user sets them; `None` keeps the SAE's default.
+SAE_OPTIONAL_FIELDS = (
+    "l1_coefficient", "l0_coefficient", "jumprelu_init_threshold", "jumprelu_bandwidth",
+    "aux_k", "aux_coefficient", "decoder_init_norm",
+)
+
+# Options that may change between a crash and its resume without changing the run's result.
+RESUME_SAFE_FIELDS = frozenset({
+    "device", "log_every", "eval_every", "eval_max_rows", "checkpoint_every", "keep_checkpoints",
+    "wandb_project", "tensorboard", "compile", "stream_batch_size",
+})
+
+
+@dataclass
+class TrainConfig:
+    """Train a sparse autoencoder on stored or streamed activations."""
+
+    out: Path = field(metadata={"positional": True})
+    """Run directory: cfg.json, metrics.jsonl, checkpoints/ and the final sae/ go here. An
+    existing run directory with a checkpoint is resumed."""
+
+    # ---- data ----
+    store: Path | None = None
+    """Activation store directory (from `monosemantic harvest`). Give this, or --model and --hook
+    to stream activations straight from the model."""
+    model: str | None = None
+    """Model to stream activations from (same specs as `harvest`: gemma-3-270m, a hub id, a local
+    directory or a .gguf file). Only without --store."""
+    hook: str | None = None
+    """Hook point to stream from, e.g. blocks.6.hook_resid_post. Only without --store."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    """Streaming only: the text to run the model over."""
+    ctx_len: int = 256
+    """Streaming only: tokens per context."""
+    stream_batch_size: int = 8
+    """Streaming only: contexts per model forward."""
+    stream_buffer_rows: int = 65536
+    """Streaming only: rows mixed in a shuffle buffer (at least 2 x batch size)."""
+    model_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Streaming only: dtype the model computes in."""
+    norm_estimate_batches: int = 4
+    """Streaming only: training batches used to estimate the normalization scale
+    (E||s*x||^2 = d)."""
+    holdout_fraction: float = 0.02
+    """Fraction of rows held out for evaluation: the last rows of the store in corpus order
+    (streaming: the first rows streamed)."""
+
+    # ---- architecture ----
+    architecture: Architecture = "relu"
+    """SAE architecture: relu (the Scaling Monosemanticity recipe), topk, batchtopk, jumprelu."""
+    n_features: int = 16384
+    """Dictionary size F."""
+    k: int = 32
+    """Active features per token (topk, batchtopk)."""
+    l1_coefficient: float | None = None
+    """relu's sparsity penalty lambda (SAE default 5.0; assumes normalized inputs)."""
+    l0_coefficient: float | None = None
+    """jumprelu's L0 penalty (SAE default when unset)."""
+    jumprelu_init_threshold: float | None = None
+    """jumprelu's initial threshold theta (SAE default when unset)."""
+    jumprelu_bandwidth: float | None = None
+    """jumprelu's straight-through kernel width (SAE default when unset)."""
+    aux_k: int | None = None
+    """AuxK's number of dead latents used (topk, batchtopk; 0 = d_in // 2; SAE default when
+    unset)."""
+    aux_coefficient: float | None = None
+    """AuxK loss weight (SAE default 1/32 when unset)."""
+    decoder_init_norm: float | None = None
+    """Norm of the initial decoder rows (SAE default, 0.1 for relu, when unset)."""
+
+    # ---- optimisation ----
+    lr: float | None = None
+    """Adam learning rate. Default per architecture: relu 5e-5 (the paper), jumprelu 7e-5,
+    topk/batchtopk 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam (beta1, beta2). No weight decay is applied."""
+    batch_size: int = 4096
+    """Activations (tokens) per optimizer step."""
+    steps: int | None = None
+    """Optimizer steps. Give this or --total-tokens; default: one pass over the training rows."""
+    total_tokens: int | None = None
+    """Training tokens (steps = ceil(total_tokens / batch_size)); accepts 10M-style suffixes."""
+    l1_warmup_fraction: float = 0.05
+    """Sparsity coefficient warmed up linearly from 0 over this fraction of the steps."""
+    lr_warmup_fraction: float = 0.0
+    """Learning rate warmed up linearly from 0 over this fraction of the steps."""
+    lr_decay_fraction: float = 0.2
+    """Learning rate decayed linearly to 0 over this last fraction of the steps."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+
+    # ---- feature health ----
+    dead_window_tokens: int | None = None
+    """A feature is dead if it did not fire in the last N tokens. Default: min(10M, a fifth of the
+    run), at least one batch (the paper uses 10^7)."""
+    dense_threshold: float = 0.1
+    """A feature is dense if it fires on more than this fraction of tokens (per logging window)."""
+
+    # ---- evaluation, checkpoints, logging ----
+    eval_every: int = 1000
+    """Evaluate on the held-out rows every N steps (0: only at the end)."""
+    eval_max_rows: int = 65536
+    """At most this many held-out rows per evaluation."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    """Number of most recent checkpoints kept."""
+    log_every: int = 100
+    """Write metrics.jsonl (and read metrics back from the device) every N steps."""
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project (needs `pip install wandb`)."""
+    tensorboard: bool = False
+    """Also log to RUN/tensorboard (needs `pip install tensorboard`)."""
+
+    # ---- runtime ----
+    seed: int = 0
+    """Seed for initialization and the data order."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
+    autocast: Literal["auto", "bfloat16", "float32"] = "auto"
+    """Autocast dtype for the forward pass: auto = bfloat16 on GPU, float32 (off) on CPU. Weights
+    and optimizer state stay float32. (float16 is not offered: it would need loss scaling.)"""
+    compile: bool = False
+    """Compile the SAE forward with torch.compile."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.store is not None:
+            self.store = Path(self.store)
+        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject option values that cannot work, before any data is read."""
+    if cfg.store is None and (cfg.model is None or cfg.hook is None):
+        raise ConfigError("give --store DIR (stored activations), or --model and --hook to stream")
+    if cfg.store is not None and cfg.model is not None:
+        raise ConfigError("give either --store or --model/--hook, not both (a store already "
+                          "records its model and hook)")
+    _positive(cfg, "n_features", "batch_size")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {cfg.steps}")
+    if cfg.total_tokens is not None and cfg.total_tokens < 1:
+        raise ConfigError(f"--total-tokens must be >= 1, got {cfg.total_tokens}")
+    if cfg.steps is not None and cfg.total_tokens is not None:
+        raise ConfigError("give --steps or --total-tokens, not both")
+    if cfg.architecture in ("topk", "batchtopk"):
+        if cfg.k < 1:
+            raise ConfigError(f"--k must be >= 1, got {cfg.k}")
+        if cfg.k > cfg.n_features:
+            raise ConfigError(f"--k {cfg.k} exceeds --n-features {cfg.n_features}: lower k or "
+                              "raise n_features")
+    for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"--{_flag(name)} must be >= 0, got {value}")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
+    if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
+        raise ConfigError(f"--adam-betas takes two values in [0, 1), got {list(cfg.adam_betas)}")
+    for name in ("l1_warmup_fraction", "lr_warmup_fraction", "lr_decay_fraction"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ConfigError(f"--{_flag(name)} must be in [0, 1], got {getattr(cfg, name)}")
+    if cfg.lr_warmup_fraction + cfg.lr_decay_fraction > 1:
+        raise ConfigError("--lr-warmup-fraction + --lr-decay-fraction must be <= 1")
+    if not 0 <= cfg.holdout_fraction < 1:
+        raise ConfigError(f"--holdout-fraction must be in [0, 1), got {cfg.holdout_fraction}")
+    if not 0 < cfg.dense_threshold <= 1:
+        raise ConfigError(f"--dense-threshold must be in (0, 1], got {cfg.dense_threshold}")
+    if cfg.grad_clip < 0:
+        raise ConfigError(f"--grad-clip must be >= 0 (0 disables), got {cfg.grad_clip}")
+    if cfg.dead_window_tokens is not None and cfg.dead_window_tokens < 1:
+        raise ConfigError(f"--dead-window-tokens must be >= 1, got {cfg.dead_window_tokens}")
+    _positive(cfg, "log_every", "keep_checkpoints", "eval_max_rows", "ctx_len",
+              "stream_batch_size", "norm_estimate_batches")
+    if cfg.store is None and cfg.stream_buffer_rows < 2 * cfg.batch_size:
+        raise ConfigError(f"--stream-buffer-rows must be at least 2 x --batch-size "
+                          f"({2 * cfg.batch_size}), got {cfg.stream_buffer_rows}")
+    for name in ("eval_every", "checkpoint_every"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"--{_flag(name)} must be >= 0 (0: only at the end)")
+
+
+def _positive(cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(cfg, name)}")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def default_lr(architecture: str, n_features: int) -> float:
+    """Per-architecture learning rate when --lr is not given."""
+    if architecture == "relu":
+        return 5e-5
+    if architecture == "jumprelu":
+        return 7e-5
+    # Gao et al. (2024) scale the TopK learning rate as 1/sqrt(n_latents) from 2e-4 at 2^14.
+    return 2e-4 / math.sqrt(n_features / 2**14)
+
+
+def resolve(cfg: TrainConfig, n_train_rows: int | None) -> TrainConfig:
+    """Fill the `None` fields that depend on the data (steps, lr, dead window) in place."""
+    if cfg.total_tokens is not None:
+        cfg.steps = math.ceil(cfg.total_tokens / cfg.batch_size)
+        cfg.total_tokens = None
+    if cfg.steps is None:
+        if n_train_rows is None:
+            raise ConfigError("streaming needs a length: give --steps or --total-tokens")
+        if n_train_rows < cfg.batch_size:
+            raise ConfigError(f"only {n_train_rows} training rows, fewer than one batch of "
+                              f"{cfg.batch_size}: lower --batch-size or harvest more tokens")
+        cfg.steps = n_train_rows // cfg.batch_size
+    if cfg.lr is None:
+        cfg.lr = default_lr(cfg.architecture, cfg.n_features)
+    if cfg.dead_window_tokens is None:
+        run_tokens = cfg.steps * cfg.batch_size
+        cfg.dead_window_tokens = max(cfg.batch_size, min(10_000_000, run_tokens // 5))
+    return cfg
+
+
+def sae_config_kwargs(cfg: TrainConfig, d_in: int) -> dict[str, Any]:
+    """Keyword arguments for `SAEConfig` built from the trainer's options and the data width."""
+    kwargs: dict[str, Any] = {
+        "architecture": cfg.architecture, "d_in": d_in, "n_features": cfg.n_features, "k": cfg.k,
+    }
+    for name in SAE_OPTIONAL_FIELDS:
+        if getattr(cfg, name) is not None:
+            kwargs[name] = getattr(cfg, name)
+    return kwargs
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields (of two `to_dict` configs) that differ in a way that changes the run's result."""
+    keys = (set(old) | set(new)) - RESUME_SAFE_FIELDS - {"out"}
+    return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}

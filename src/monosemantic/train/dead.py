@@ -1,0 +1,67 @@
+"""Dead and dense feature tracking, kept on the device so the hot loop never syncs.
+
+Dead: a feature that did not fire in the last `window_tokens` tokens. Each feature carries a
+counter of tokens seen since it last fired; a batch adds its size to every counter and resets the
+counters of the features that fired in it. Dense: a feature whose firing rate over the current
+logging window exceeds `dense_threshold`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class FeatureTracker:
+    """Per-feature firing statistics for the dead mask (fed to the SAE) and the dense fraction."""
+
+    def __init__(self, n_features: int, window_tokens: int, device: torch.device | str):
+        self.window_tokens = int(window_tokens)
+        # int64: counters reach the run length, which can exceed 2^31 tokens.
+        self.tokens_since_fire_F = torch.zeros(n_features, dtype=torch.int64, device=device)
+        self.fires_in_window_F = torch.zeros(n_features, dtype=torch.int64, device=device)
+        self.tokens_in_window = 0
+
+    def update(self, f_BF: Tensor) -> Tensor:
+        """Record a batch of feature activations; returns the per-feature fire counts [F]."""
+        fires_F = torch.count_nonzero(f_BF, dim=0)
+        self.tokens_since_fire_F.add_(f_BF.shape[0]).masked_fill_(fires_F > 0, 0)
+        self.fires_in_window_F.add_(fires_F)
+        self.tokens_in_window += f_BF.shape[0]
+        return fires_F
+
+    def dead_mask(self) -> Tensor:
+        """Bool [F]: features silent for at least `window_tokens` tokens (no host sync)."""
+        return self.tokens_since_fire_F >= self.window_tokens
+
+    def dead_fraction(self) -> Tensor:
+        """0-d tensor: fraction of dead features."""
+        return self.dead_mask().float().mean()
+
+    def dense_fraction(self, threshold: float) -> Tensor:
+        """0-d tensor: fraction of features firing on more than `threshold` of the window."""
+        if self.tokens_in_window == 0:
+            return torch.zeros((), device=self.fires_in_window_F.device)
+        rate_F = self.fires_in_window_F.float() / self.tokens_in_window
+        return (rate_F > threshold).float().mean()
+
+    def reset_window(self) -> None:
+        """Start a new logging window for the dense statistics."""
+        self.fires_in_window_F.zero_()
+        self.tokens_in_window = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "window_tokens": self.window_tokens,
+            "tokens_since_fire_F": self.tokens_since_fire_F.cpu(),
+            "fires_in_window_F": self.fires_in_window_F.cpu(),
+            "tokens_in_window": self.tokens_in_window,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["tokens_since_fire_F"].shape != self.tokens_since_fire_F.shape:
+            raise ValueError("checkpoint feature counters have a different number of features")
+        self.window_tokens = int(state["window_tokens"])
+        self.tokens_since_fire_F.copy_(state["tokens_since_fire_F"])
+        self.fires_in_window_F.copy_(state["fires_in_window_F"])
+        self.tokens_in_window = int(state["tokens_in_window"])

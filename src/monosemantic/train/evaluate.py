@@ -1,0 +1,43 @@
+"""Periodic evaluation on the held-out rows: NMSE, variance explained, L0 (split "eval")."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from monosemantic.train.data import check_finite
+from monosemantic.train.metrics import ReconstructionSums
+
+
+@torch.no_grad()
+def evaluate(sae: nn.Module, batches: Iterable[Tensor], device: torch.device,
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             ) -> dict[str, float]:
+    """Reconstruction metrics of `sae` over `batches` (normalized activations, as in training).
+
+    Every batch is checked for NaN/Inf (evaluation syncs anyway). Returns {} when there are no
+    held-out rows.
+    """
+    was_training = sae.training
+    sae.eval()
+    sums = ReconstructionSums(_width(sae), device)
+    try:
+        for i, x_BD in enumerate(batches):
+            x_BD = x_BD.to(device, non_blocking=True)
+            check_finite(x_BD, f"held-out batch {i}")
+            with autocast():
+                out = sae(x_BD)
+            sums.add(x_BD, out.x_hat_BD.float(), torch.count_nonzero(out.f_BF))
+    finally:
+        sae.train(was_training)
+    result = sums.result()
+    if result:
+        result["rows"] = sums.rows
+    return result
+
+
+def _width(sae: nn.Module) -> int:
+    return int(sae.cfg.d_in)

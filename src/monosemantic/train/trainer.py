@@ -1,0 +1,263 @@
+"""`train(cfg)`: the SAE training loop (CLI `monosemantic train`).
+
+The step is the hot loop, so it never waits on the device: metrics, the dead-feature counters and
+the NaN watch live in device tensors and are read back only every `log_every` steps, before an
+evaluation and before a checkpoint (a checkpoint is never written after a non-finite loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from monosemantic.config import to_dict
+from monosemantic.errors import UserError
+from monosemantic.progress import progress
+from monosemantic.train.checkpoint import latest_checkpoint
+from monosemantic.train.config import TrainConfig, resolve, validate
+from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
+from monosemantic.train.evaluate import evaluate
+from monosemantic.train.logger import MetricsLogger, require_backends
+from monosemantic.train.rundir import prepare_run_dir
+from monosemantic.train.schedules import Schedule
+from monosemantic.train.state import TrainState
+
+__all__ = ["TrainConfig", "train", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(UserError, RuntimeError):
+    """The loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
+def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
+    """Train an SAE as `cfg` says and return the run directory (resumes an interrupted run).
+
+    `data` replaces the store / stream named in `cfg` (tests, custom sources).
+    """
+    validate(cfg)
+    require_backends(cfg.wandb_project, cfg.tensorboard)
+    device = _device(cfg.device)
+    norm_scale = None
+    if data is None and cfg.store is None:
+        # Streaming: the length comes from the options; a resumed run reuses its scale.
+        resolve(cfg, None)
+        norm_scale = _checkpoint_norm_scale(cfg.out)
+        data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale)
+    elif data is None:
+        data = open_data(cfg, device)
+    resolve(cfg, data.n_train_rows)
+    assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
+    resume = prepare_run_dir(cfg)
+
+    state = TrainState.create(cfg, data.d, device)
+    if resume is not None:
+        state.load(resume[1], data.d)
+    else:
+        batches = data.train_batches(0)
+        first_BD = next(batches).to(device)
+        _close(batches)
+        check_finite(first_BD, "training batch 0")
+        state.sae.init_from_data(first_BD)
+    Loop(cfg, data, state, device).run()
+    return Path(cfg.out)
+
+
+def _close(batches: Any) -> None:
+    # Stops a store reader's prefetch thread now rather than at garbage collection.
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def _autocast(device: torch.device, choice: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the forward pass's autocast context (bf16 on GPU unless told otherwise)."""
+    if choice == "auto":
+        choice = "bfloat16" if device.type == "cuda" else "float32"
+    if choice == "float32":
+        return contextlib.nullcontext
+    dtype = getattr(torch, choice)
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _checkpoint_norm_scale(run_dir: Path) -> float | None:
+    found = latest_checkpoint(run_dir) if (Path(run_dir) / "cfg.json").exists() else None
+    if found is None:
+        return None
+    from monosemantic.train.checkpoint import load_checkpoint
+
+    return float(load_checkpoint(found[1])["norm_scale"])
+
+
+class Loop:
+    """One training run from `state.step` to `cfg.steps`: steps, logs, evals, checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, data: TrainData, state: TrainState, device: torch.device):
+        self.cfg, self.data, self.state, self.device = cfg, data, state, device
+        assert cfg.steps is not None and cfg.lr is not None
+        self.schedule = Schedule(cfg.steps, cfg.lr, cfg.l1_warmup_fraction,
+                                 cfg.lr_warmup_fraction, cfg.lr_decay_fraction)
+        self.autocast = _autocast(device, cfg.autocast)
+        self.forward = torch.compile(state.sae) if cfg.compile else state.sae
+        self.params = [p for p in state.sae.parameters() if p.requires_grad]
+        self.run_dir = Path(cfg.out)
+        self.last_good: tuple[int, Path] | None = latest_checkpoint(self.run_dir)
+        self.overhead_seconds = 0.0
+        # Part of the resumed state: derived from the checkpointed last train record.
+        self.dead_seen = state.last_records.get("train", {}).get("dead_fraction", 0.0) > 0
+
+    def run(self) -> None:
+        cfg, state = self.cfg, self.state
+        total = cfg.steps
+        assert total is not None
+        logger = MetricsLogger(self.run_dir, cfg.wandb_project, cfg.tensorboard, to_dict(cfg))
+        bar = progress(total=total, desc="train", unit="step", initial=state.step)
+        self.t_log, self.step_log = time.perf_counter(), state.step
+        self.t_start, self.wall_before = time.perf_counter(), state.wall_time
+        batches = iter(self.data.train_batches(state.step))
+        try:
+            checked = 0
+            while state.step < total:
+                x_BD = next(batches, None)
+                if x_BD is None:
+                    raise UserError(f"the data ran out after {state.step} of {total} steps: "
+                                    "use a larger corpus or fewer --steps / --total-tokens")
+                x_BD = x_BD.to(self.device, non_blocking=True)
+                if checked < FINITE_CHECK_BATCHES:  # a host sync; only the first batches
+                    check_finite(x_BD, f"training batch {state.step}")
+                    checked += 1
+                self._step(x_BD)
+                bar.update(1)
+                done = state.step
+                if done % cfg.log_every == 0 or done == total:
+                    self._log_train(logger, bar)
+                if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
+                    self._eval(logger)
+                if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total:
+                    self._checkpoint()
+            self._check_finite_loss()
+            summary = self._summary()
+            state.save_final_sae(self.run_dir / "sae", self.data, summary)
+        finally:
+            _close(batches)
+            bar.close()
+            logger.close()
+
+    def _step(self, x_BD: torch.Tensor) -> None:
+        state, cfg = self.state, self.cfg
+        step = state.step
+        lr = self.schedule.lr_at(step)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        # The mask goes to the SAE only once the last log saw dead features: with none dead,
+        # AuxK has nothing to do, and checking the mask every step would sync the device.
+        dead_mask_F = state.tracker.dead_mask() if self.dead_seen else None
+        with self.autocast():
+            out = self.forward(x_BD, dead_mask_F=dead_mask_F,
+                               l1_scale=self.schedule.l1_scale(step))
+        out.loss.backward()
+        state.sae.before_optimizer_step()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.sae.after_optimizer_step()
+        f_BF = out.f_BF.detach()
+        fires_F = state.tracker.update(f_BF)
+        state.recon.add(x_BD, out.x_hat_BD.detach(), fires_F.sum())
+        state.losses.add(step, out.loss, out.losses)
+        state.step = step + 1
+
+    def _checkpoint(self) -> None:
+        self._check_finite_loss()
+        start = time.perf_counter()
+        self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
+                                         self._wall_time(), self.data.norm_scale)
+        self.overhead_seconds += time.perf_counter() - start
+
+    def _check_finite_loss(self) -> None:
+        bad = self.state.losses.bad_step()
+        if bad is None:
+            return
+        if self.last_good is None:
+            where = "no checkpoint was written before it"
+        else:
+            where = f"last good checkpoint: {self.last_good[1]} (step {self.last_good[0]})"
+        raise NonFiniteLossError(
+            f"the loss became NaN/Inf at step {bad}; training stopped ({where}). Lower --lr, "
+            "check the activations, or keep --grad-clip on; the run resumes from that checkpoint")
+
+    def _log_train(self, logger: MetricsLogger, bar: Any) -> None:
+        state, cfg = self.state, self.cfg
+        self._check_finite_loss()
+        now = time.perf_counter()
+        seconds = max(now - self.t_log - self.overhead_seconds, 1e-9)
+        tokens = (state.step - self.step_log) * cfg.batch_size
+        last = state.step - 1
+        record: dict[str, Any] = {"split": "train", "step": state.step,
+                                  "tokens": state.step * cfg.batch_size}
+        record.update(state.losses.result())
+        record.update(state.recon.result())
+        record["dead_fraction"] = float(state.tracker.dead_fraction())
+        record["dense_fraction"] = float(state.tracker.dense_fraction(cfg.dense_threshold))
+        record["lr"] = self.schedule.lr_at(last)
+        record["l1_scale"] = self.schedule.l1_scale(last)
+        record["sparsity_coefficient"] = state.sparsity_coefficient() * record["l1_scale"]
+        record["tokens_per_s"] = tokens / seconds
+        record["elapsed_s"] = self._wall_time()
+        logger.log(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", L0=f"{record['l0']:.1f}",
+                        dead=f"{100 * record['dead_fraction']:.1f}%", refresh=False)
+        state.losses.reset()
+        state.recon.reset()
+        state.tracker.reset_window()
+        state.last_records["train"] = record
+        self.dead_seen = record["dead_fraction"] > 0
+        self.t_log, self.step_log, self.overhead_seconds = now, state.step, 0.0
+
+    def _eval(self, logger: MetricsLogger) -> None:
+        self._check_finite_loss()
+        start = time.perf_counter()
+        result = evaluate(self.state.sae, self.data.eval_batches(self.cfg.eval_max_rows),
+                          self.device, self.autocast)
+        if result:
+            record = {"split": "eval", "step": self.state.step,
+                      "tokens": self.state.step * self.cfg.batch_size, **result}
+            logger.log(record)
+            self.state.last_records["eval"] = record
+        self.overhead_seconds += time.perf_counter() - start
+
+    def _wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def _summary(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "steps": self.state.step,
+            "tokens": self.state.step * cfg.batch_size,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "wall_time_s": self._wall_time(),
+            "final_train": _strip(self.state.last_records.get("train", {})),
+            "final_eval": _strip(self.state.last_records.get("eval", {})),
+        }
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "split" and not (
+        isinstance(v, float) and not math.isfinite(v))}

@@ -1,0 +1,186 @@
+"""Trainer building blocks: schedules, dead/dense tracking, metric sums, checkpoints, config."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from monosemantic.config import ConfigError, from_dict, to_dict
+from monosemantic.train.checkpoint import (
+    atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint,
+)
+from monosemantic.train.config import TrainConfig, changed_fields, default_lr, resolve, validate
+from monosemantic.train.dead import FeatureTracker
+from monosemantic.train.metrics import LossSums, ReconstructionSums
+from monosemantic.train.schedules import Schedule
+
+# ---------------------------------------------------------------- schedules
+
+
+def test_l1_warmup_is_linear_over_first_5_percent():
+    sched = Schedule(total_steps=1000, lr=5e-5)  # warm-up: 50 steps
+    assert sched.l1_scale(0) == pytest.approx(1 / 50)
+    assert sched.l1_scale(24) == pytest.approx(25 / 50)
+    assert sched.l1_scale(49) == pytest.approx(1.0)
+    assert sched.l1_scale(50) == 1.0
+    assert sched.l1_scale(999) == 1.0
+
+
+def test_lr_constant_then_linear_decay_to_zero_over_last_20_percent():
+    sched = Schedule(total_steps=1000, lr=1e-3)  # decay: last 200 steps
+    assert sched.lr_at(0) == pytest.approx(1e-3)
+    assert sched.lr_at(799) == pytest.approx(1e-3)
+    assert sched.lr_at(800) == pytest.approx(1e-3)  # (1000 - 800) / 200
+    assert sched.lr_at(900) == pytest.approx(0.5e-3)
+    assert sched.lr_at(999) == pytest.approx(1e-3 / 200)
+    lrs = [sched.lr_at(s) for s in range(800, 1000)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_lr_warmup_and_zero_fractions():
+    sched = Schedule(total_steps=100, lr=1.0, l1_warmup_fraction=0.0, lr_warmup_fraction=0.1,
+                     lr_decay_fraction=0.0)
+    assert sched.lr_at(0) == pytest.approx(0.1)
+    assert sched.lr_at(9) == pytest.approx(1.0)
+    assert sched.lr_at(99) == 1.0
+    assert sched.l1_scale(0) == 1.0
+
+
+# ---------------------------------------------------------------- dead / dense
+
+
+def test_dead_counter_resets_on_fire_and_marks_silent_features():
+    tracker = FeatureTracker(n_features=3, window_tokens=10, device="cpu")
+    f_fire01 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]] * 2)  # 4 tokens
+    f_fire0 = torch.tensor([[0.5, 0.0, 0.0]] * 4)
+    fires = tracker.update(f_fire01)
+    assert fires.tolist() == [2, 2, 0]
+    assert tracker.tokens_since_fire_F.tolist() == [0, 0, 4]
+    tracker.update(f_fire0)
+    tracker.update(f_fire0)
+    assert tracker.tokens_since_fire_F.tolist() == [0, 8, 12]
+    assert tracker.dead_mask().tolist() == [False, False, True]
+    tracker.update(f_fire0)
+    assert tracker.dead_mask().tolist() == [False, True, True]
+    assert tracker.dead_fraction().item() == pytest.approx(2 / 3)
+    # feature 2 fires once: alive again
+    tracker.update(torch.tensor([[0.0, 0.0, 1.0]]))
+    assert tracker.dead_mask().tolist() == [False, True, False]
+
+
+def test_dense_fraction_uses_the_logging_window():
+    tracker = FeatureTracker(n_features=4, window_tokens=100, device="cpu")
+    f_BF = torch.zeros(10, 4)
+    f_BF[:, 0] = 1.0          # fires on 100% of tokens
+    f_BF[:2, 1] = 1.0         # 20%
+    f_BF[0, 2] = 1.0          # 10%: not above the 0.1 threshold
+    tracker.update(f_BF)
+    assert tracker.dense_fraction(0.1).item() == pytest.approx(2 / 4)
+    assert tracker.dense_fraction(0.5).item() == pytest.approx(1 / 4)
+    tracker.reset_window()
+    assert tracker.dense_fraction(0.1).item() == 0.0
+    tracker.update(torch.zeros(5, 4))
+    assert tracker.dense_fraction(0.1).item() == 0.0
+
+
+def test_tracker_state_round_trip():
+    a = FeatureTracker(5, 7, "cpu")
+    a.update(torch.eye(5)[:3])
+    b = FeatureTracker(5, 1, "cpu")
+    b.load_state_dict(a.state_dict())
+    assert b.window_tokens == 7
+    assert torch.equal(b.tokens_since_fire_F, a.tokens_since_fire_F)
+    assert b.tokens_in_window == 3
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_nmse_subtracts_the_mean():
+    torch.manual_seed(0)
+    x_ND = torch.randn(1000, 8) + 5.0  # large mean: dividing by E||x||^2 would look far better
+    x_hat_ND = x_ND + 0.1 * torch.randn(1000, 8)
+    sums = ReconstructionSums(8, "cpu")
+    for x_BD, xh_BD in zip(x_ND.split(300), x_hat_ND.split(300)):
+        sums.add(x_BD, xh_BD, torch.tensor(7 * x_BD.shape[0]))
+    res = sums.result()
+    expected = (x_ND - x_hat_ND).square().sum() / (x_ND - x_ND.mean(0)).square().sum()
+    assert res["nmse"] == pytest.approx(expected.item(), rel=1e-6)
+    assert res["variance_explained"] == pytest.approx(1 - expected.item(), rel=1e-6)
+    assert res["l0"] == pytest.approx(7.0)
+    sums.reset()
+    assert sums.result() == {}
+
+
+def test_loss_sums_average_parts_and_record_first_nonfinite_step():
+    sums = LossSums("cpu")
+    sums.add(0, torch.tensor(2.0), {"mse": torch.tensor(1.5), "l1": torch.tensor(0.5)})
+    sums.add(1, torch.tensor(4.0), {"mse": torch.tensor(3.0), "l1": torch.tensor(1.0)})
+    assert sums.bad_step() is None
+    assert sums.result() == pytest.approx({"loss": 3.0, "loss_mse": 2.25, "loss_l1": 0.75})
+    sums.add(2, torch.tensor(float("nan")), {"mse": torch.tensor(1.0), "l1": torch.tensor(0.0)})
+    sums.add(3, torch.tensor(float("inf")), {"mse": torch.tensor(1.0), "l1": torch.tensor(0.0)})
+    assert sums.bad_step() == 2
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_atomic_save_and_keep_latest(tmp_path: Path):
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, {"step": step, "w": torch.ones(2) * step}, keep=2)
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["step_000000020.pt", "step_000000030.pt"]  # no temp files left behind
+    step, path = latest_checkpoint(tmp_path)
+    assert step == 30 and load_checkpoint(path)["w"].tolist() == [30.0, 30.0]
+    atomic_torch_save({"a": 1}, tmp_path / "x.pt")
+    assert load_checkpoint(tmp_path / "x.pt") == {"a": 1}
+
+
+# ---------------------------------------------------------------- config
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = {"out": Path("run"), "store": Path("store")}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"architecture": "topk", "k": 100, "n_features": 64}, "exceeds --n-features"),
+    ({"l1_coefficient": -1.0}, "--l1-coefficient must be >= 0"),
+    ({"steps": 0}, "--steps must be >= 1"),
+    ({"total_tokens": 0}, "--total-tokens must be >= 1"),
+    ({"steps": 10, "total_tokens": 100}, "not both"),
+    ({"store": None}, "give --store"),
+    ({"model": "gpt2", "hook": "blocks.0.hook_resid_post"}, "either --store or --model"),
+    ({"lr": 0.0}, "--lr must be > 0"),
+    ({"holdout_fraction": 1.0}, "--holdout-fraction"),
+    ({"lr_decay_fraction": 1.5}, "--lr-decay-fraction"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"adam_betas": (0.9, 1.0)}, "--adam-betas"),
+])
+def test_validation_names_the_option_to_change(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_cfg(**kw))
+
+
+def test_resolve_defaults_from_data():
+    cfg = resolve(_cfg(batch_size=100), n_train_rows=1050)
+    assert cfg.steps == 10 and cfg.lr == 5e-5
+    assert cfg.dead_window_tokens == 200  # a fifth of the 1000-token run
+    cfg = resolve(_cfg(total_tokens=1001, batch_size=100, architecture="topk",
+                       n_features=2**16), None)
+    assert cfg.steps == 11 and cfg.total_tokens is None
+    assert cfg.lr == pytest.approx(1e-4)  # 2e-4 / sqrt(4)
+    assert default_lr("jumprelu", 10) == 7e-5
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        resolve(_cfg(batch_size=100), n_train_rows=99)
+
+
+def test_config_round_trip_and_changed_fields():
+    cfg = _cfg(steps=5, adam_betas=(0.8, 0.99))
+    again = from_dict(TrainConfig, to_dict(cfg))
+    assert again == cfg and again.adam_betas == (0.8, 0.99)
+    other = _cfg(steps=5, adam_betas=(0.8, 0.99), lr=1e-3, log_every=1, device="cpu")
+    assert list(changed_fields(to_dict(cfg), to_dict(other))) == ["lr"]
