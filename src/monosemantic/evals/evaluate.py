@@ -1,0 +1,152 @@
+"""`evaluate_sae`: reconstruction metrics on held-out store rows, then the spliced-in model loss
+on fresh contexts from the store's corpus (documents the harvest never reached)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from monosemantic.errors import UserError
+from monosemantic.evals.loss import LOSS_FORMULAS
+from monosemantic.evals.metrics import (
+    DENSITY_FORMULA,
+    FVE_FORMULA,
+    L0_FORMULA,
+    NMSE_FORMULA,
+    FeatureDensityAccumulator,
+    ReconstructionAccumulator,
+)
+from monosemantic.evals.spliced import spliced_loss
+from monosemantic.progress import progress
+
+
+def reconstruction_pass(
+    sae: Any,
+    store: Any,
+    rows: range,
+    row_batch_size: int = 4096,
+    dense_threshold: float = 0.1,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of `sae` on store rows `rows` (raw activations, corpus order) and the
+    log10-density histogram. The SAE must read raw activations (as saved SAEs do)."""
+    if len(rows) == 0:
+        raise UserError("no held-out rows to evaluate on: train with --holdout-fraction > 0")
+    recon = ReconstructionAccumulator()
+    density = FeatureDensityAccumulator(int(sae.W_dec_FD.shape[0]), dense_threshold=dense_threshold)
+    bar = progress(total=len(rows), desc="reconstruction", unit="tok")
+    with torch.no_grad(), bar:
+        for x_ND in store.iter_batches(row_batch_size, shuffle=False, rows=rows):
+            x_ND = x_ND.to(device)
+            f_NF = sae.encode(x_ND)
+            x_hat_ND = sae.decode(f_NF)
+            recon.update(x_ND, x_hat_ND, f_NF)
+            density.update(f_NF)
+            bar.update(x_ND.shape[0])
+    return {**recon.result(), **density.result()}, density.log10_histogram()
+
+
+def harvested_doc_limit(store: Any, tail_rows: int = 65536) -> int:
+    """Largest document id in the store: documents up to it were (partly) harvested.
+
+    Rows are in corpus order, so the answer lies among the last rows; rows that belong to no
+    document (doc id -1: inserted BOS, padding) are skipped.
+    """
+    n = int(store.n_rows)
+    last = -1
+    for batch in store.iter_rows(tail_rows, rows=range(max(0, n - tail_rows), n)):
+        last = max(last, int(batch.doc_ids_N.max()))
+    if last < 0 and n > tail_rows:  # only doc-less rows at the end (unusual): scan everything
+        for batch in store.iter_rows(tail_rows):
+            last = max(last, int(batch.doc_ids_N.max()))
+    return last
+
+
+def fresh_contexts(store: Any, tokenizer: Any, n_contexts: int, ctx_len: int | None = None
+                   ) -> Iterator[Any]:
+    """Up to `n_contexts` full contexts from the store's corpus, starting after the last
+    harvested document (the corpus config and ctx_len come from the store's manifest)."""
+    from monosemantic.config import from_dict
+    from monosemantic.data import CorpusConfig, iter_documents, pack_contexts
+
+    corpus = (store.manifest.get("corpus") or {}).get("config")
+    if not isinstance(corpus, dict):
+        raise UserError(f"the store {store.path} does not record its corpus config (harvested by "
+                        "an older version?): re-harvest it, or run with --n-contexts 0 to skip "
+                        "the spliced-loss evaluation")
+    ctx_len = int(ctx_len or store.ctx_len or 256)
+    limit = harvested_doc_limit(store)
+    documents = (doc for doc in iter_documents(from_dict(CorpusConfig, corpus))
+                 if doc.doc_id > limit)
+    # pad_last=False: a padded tail would score pad predictions and skew the loss.
+    contexts = pack_contexts(tokenizer, documents, ctx_len=ctx_len, pad_last=False)
+    return itertools.islice(contexts, n_contexts)
+
+
+def _unspliced_ids(store: Any, lm: Any) -> list[int] | None:
+    """Token ids left unspliced: those the harvest excluded (BOS and other special tokens)."""
+    ids = store.manifest.get("special_token_ids") if store.manifest.get("exclude_special") else None
+    return list(ids) if ids else None  # None: the tokenizer's special tokens
+
+
+def evaluate_sae(
+    lm: Any,
+    sae: Any,
+    hook: Any,
+    store: Any,
+    rows: range | None = None,
+    n_tokens: int = 0,
+    n_contexts: int = 32,
+    batch_size: int = 2,
+    row_batch_size: int = 4096,
+    dense_threshold: float = 0.1,
+    contexts: Any = None,
+) -> dict[str, Any]:
+    """Evaluate a (raw-activation) SAE: reconstruction and sparsity on store rows, then the
+    model's loss with the SAE spliced in at `hook`.
+
+    rows: store rows to evaluate on (default: all); `n_tokens` > 0 keeps only the first that
+    many of them. n_contexts: fresh corpus contexts for the spliced loss (0 skips it);
+    `contexts` may supply them instead (an iterable of `Context`). Returns a JSON-ready dict
+    with `metrics` (flat), `density_histogram`, `sizes` and `formulas`.
+    """
+    from monosemantic.data import batch_contexts
+
+    hook_name = hook if isinstance(hook, str) else getattr(hook, "name", None) or store.hook
+    rows = range(int(store.n_rows)) if rows is None else rows
+    if n_tokens > 0:
+        rows = range(rows.start, min(rows.stop, rows.start + n_tokens))
+    device = next(iter(sae.parameters())).device
+    metrics, histogram = reconstruction_pass(sae, store, rows, row_batch_size, dense_threshold,
+                                             device)
+    sizes: dict[str, Any] = {"reconstruction_rows": [rows.start, rows.stop],
+                             "reconstruction_tokens": len(rows)}
+    if n_contexts > 0:
+        if lm is None:
+            raise UserError("the spliced-loss evaluation needs the model: pass lm, or n_contexts=0")
+        if contexts is None:
+            contexts = fresh_contexts(store, lm.tokenizer, n_contexts)
+        contexts = list(itertools.islice(contexts, n_contexts))
+        if not contexts:
+            raise UserError("the store's corpus has no text left after the harvested documents, "
+                            "so there are no fresh contexts: evaluate with --n-contexts 0, or "
+                            "harvest fewer tokens than the corpus holds")
+        n_ctx_tokens = sum(int(c.tokens.numel()) for c in contexts)
+        bar = progress(total=n_ctx_tokens, desc="spliced loss", unit="tok")
+        with bar:
+            loss = spliced_loss(lm, sae, hook_name, batch_contexts(contexts, batch_size),
+                                keep_token_ids=_unspliced_ids(store, lm), on_batch=bar.update)
+        metrics.update(loss)
+        sizes.update(spliced_contexts=len(contexts), spliced_tokens=n_ctx_tokens,
+                     spliced_predictions=loss["n_predictions"])
+    return {
+        "hook": hook_name,
+        "metrics": metrics,
+        "density_histogram": histogram,
+        "sizes": sizes,
+        "formulas": {"nmse": NMSE_FORMULA, "variance_explained": FVE_FORMULA, "l0": L0_FORMULA,
+                     "density": DENSITY_FORMULA, **LOSS_FORMULAS},
+    }

@@ -1,0 +1,191 @@
+"""`monosemantic eval RUN`: evaluate a trained SAE, print a table, write RUN/eval.json (and
+RUN/density_histogram.png when matplotlib is installed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from monosemantic.config import to_dict
+from monosemantic.errors import UserError
+from monosemantic.evals.evaluate import evaluate_sae
+from monosemantic.evals.plots import plot_density_histogram
+
+EVAL_FILENAME = "eval.json"
+PLOT_FILENAME = "density_histogram.png"
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss."""
+
+    run: Path = field(metadata={"positional": True})
+    """Training run directory (holds sae/ with monosemantic.json); eval.json is written here."""
+    n_tokens: int = 0
+    """Held-out store rows (tokens) used for the reconstruction metrics; 0 = all held-out rows."""
+    n_contexts: int = 32
+    """Fresh corpus contexts (never harvested) for the spliced-in loss; 0 skips it (no model
+    is loaded then)."""
+    batch_size: int = 2
+    """Contexts per model forward. Two [B, S, V] float32 logits tensors are kept at once, so
+    memory grows as 8·B·S·V bytes (Gemma's V is 262,144: ~1 GB at B=2, S=256)."""
+    row_batch_size: int = 4096
+    """Store rows per SAE forward for the reconstruction metrics."""
+    dense_threshold: float = 0.1
+    """A feature is dense when it fires on more than this fraction of held-out tokens."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
+    model: str | None = None
+    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved)."""
+    store: Path | None = None
+    """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
+    plot: bool = True
+    """Write RUN/density_histogram.png (needs matplotlib; skipped quietly without it)."""
+
+    def __post_init__(self) -> None:
+        self.run = Path(self.run)
+        if self.store is not None:
+            self.store = Path(self.store)
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def read_run(run: Path) -> tuple[Path, dict[str, Any]]:
+    """The run's `sae/` folder and the metadata the trainer saved with it."""
+    from monosemantic.sae.io import METADATA_FILENAME, read_metadata
+
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(f"run directory {run} does not exist: give the folder `monosemantic "
+                        "train` wrote")
+    sae_dir = run / "sae"
+    if not sae_dir.is_dir():
+        raise UserError(f"{run} has no sae/ folder: the training run has not finished (resume it "
+                        "with the same `monosemantic train` command), or this is not a run folder")
+    meta = read_metadata(sae_dir)
+    extra = meta.get("extra_metadata") if meta else None
+    if not extra or not extra.get("model") or not extra.get("hook"):
+        raise UserError(f"{sae_dir} has no {METADATA_FILENAME} with the model and hook it was "
+                        "trained on (an SAE saved by another tool?): evaluate it from Python "
+                        "with monosemantic.evals.evaluate_sae")
+    return sae_dir, extra
+
+
+def _holdout_rows(extra: dict[str, Any], n_rows: int) -> range:
+    start, stop = (int(v) for v in extra.get("holdout_rows") or (0, 0))
+    if not 0 <= start <= stop <= n_rows:
+        raise UserError(f"held-out rows [{start}, {stop}) do not fit the store's {n_rows:,} rows: "
+                        "is --store the store this SAE was trained on?")
+    return range(start, stop)
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json."""
+    from monosemantic.activations.reader import ActivationStore
+    from monosemantic.sae import load_sae
+
+    sae_dir, extra = read_run(cfg.run)
+    store_path = cfg.store or extra.get("store")
+    if store_path is None:
+        # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
+        # also fed training, so neither they nor "unseen" contexts can be recovered reliably.
+        raise UserError(f"{cfg.run} was trained on streamed activations (no store): give an "
+                        "activation store of the same model and hook with --store, harvested "
+                        "from text the run did not train on (all its rows are evaluated)")
+    if not Path(store_path).exists():
+        raise UserError(f"activation store {store_path} does not exist: give its new path with "
+                        "--store")
+    device = _resolve_device(cfg.device)
+    store = ActivationStore(store_path)
+    sae = load_sae(sae_dir, device=device)
+    if store.hook != extra["hook"] or store.d != int(sae.cfg.d_in):
+        raise UserError(f"store {store_path} holds {store.hook!r} (width {store.d}); the SAE was "
+                        f"trained on {extra['hook']!r} (width {sae.cfg.d_in}): give the store "
+                        "it was trained on with --store")
+    # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
+    rows = _holdout_rows(extra, store.n_rows) if extra.get("store") else range(store.n_rows)
+    lm = None
+    if cfg.n_contexts > 0:
+        from monosemantic.models import load_model
+
+        # The dtype the activations were harvested in, so the spliced run sees the same model.
+        model_dtype = getattr(torch, str(store.manifest.get("model_dtype", "float32")))
+        lm = load_model(cfg.model or extra["model"], device=device, dtype=model_dtype)
+    result = evaluate_sae(lm, sae, extra["hook"], store, rows=rows, n_tokens=cfg.n_tokens,
+                          n_contexts=cfg.n_contexts, batch_size=cfg.batch_size,
+                          row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold)
+    result.update(model=cfg.model or extra["model"], store=str(store_path), sae=str(sae_dir),
+                  architecture=sae.cfg.architecture, n_features=int(sae.cfg.n_features),
+                  config=to_dict(cfg))
+    write_json(cfg.run / EVAL_FILENAME, result)
+    print(format_table(result["metrics"]))
+    print(f"wrote {cfg.run / EVAL_FILENAME}")
+    if cfg.plot:
+        title = f"{sae.cfg.architecture} SAE, {sae.cfg.n_features:,} features, {extra['hook']}"
+        png = plot_density_histogram(result["density_histogram"], cfg.run / PLOT_FILENAME, title)
+        if png is not None:
+            print(f"wrote {png}")
+    return result
+
+
+# (key, label, format) rows of the printed table, in the order of the issue.
+_TABLE = (
+    ("l0", "L0 (active features / token)", "{:.2f}"),
+    ("variance_explained", "variance explained", "{:.4f}"),
+    ("nmse", "NMSE", "{:.4f}"),
+    ("dead_fraction", "dead features", "{:.2%}"),
+    ("dense_fraction", "dense features", "{:.2%}"),
+    ("ce_clean", "CE clean (nats)", "{:.4f}"),
+    ("ce_spliced", "CE spliced (nats)", "{:.4f}"),
+    ("ce_zero", "CE zero-ablated (nats)", "{:.4f}"),
+    ("loss_recovered", "loss recovered", "{:.4f}"),
+    ("kl", "KL(clean || spliced) (nats)", "{:.4f}"),
+    ("delta_ce", "delta CE (nats)", "{:+.4f}"),
+)
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Two aligned columns: metric, value (rows missing from `metrics` are left out)."""
+    lines = []
+    width = max(len(label) for _, label, _ in _TABLE)
+    for key, label, fmt in _TABLE:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        text = "n/a" if missing else fmt.format(value)
+        lines.append(f"{label:<{width}}  {text:>10}")
+    return "\n".join(lines)
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN / inf become null: strict JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON through a temp file, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(_json_ready(data), fh, indent=2, sort_keys=True, allow_nan=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

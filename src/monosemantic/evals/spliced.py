@@ -1,0 +1,115 @@
+"""The model's own next-token loss with the SAE spliced in at its hook point.
+
+Three forwards per batch of contexts: clean; *spliced* (the hooked activation replaced by the
+SAE's reconstruction); *zero-ablated* (the hooked activation replaced by zeros). Both edits apply
+at every position except BOS / special tokens, which the activation store excludes from training
+(their norms dwarf the rest), so the SAE never saw them. Formulas: `monosemantic.evals.loss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from monosemantic.evals.loss import SplicedLossAccumulator, ce_and_kl, next_token_targets
+
+
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """Ids left unspliced: the tokenizer's special tokens (BOS, EOS, pad, ...)."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None:
+        ids.add(int(bos))
+    return sorted(int(i) for i in ids)
+
+
+def sae_reconstruct(sae: Any, act_BSD: torch.Tensor) -> torch.Tensor:
+    """`decode(encode(x))` on the last dim of any-shaped activations, in the SAE's dtype/device.
+
+    Uses the inference path (`encode`/`decode`), not `forward`, so batch-level rules such as
+    BatchTopK's batch top-k do not apply at evaluation.
+    """
+    param = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
+    dtype = param.dtype if param is not None else act_BSD.dtype
+    x_ND = act_BSD.reshape(-1, act_BSD.shape[-1]).to(dtype)
+    x_hat_ND = sae.decode(sae.encode(x_ND))
+    return x_hat_ND.reshape(act_BSD.shape).to(act_BSD.dtype)
+
+
+def _replace_at(mask_BS: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor]):
+    """Hook function: `make(act)` where `mask_BS`, the original activation elsewhere."""
+
+    def fn(act_BSD: torch.Tensor) -> torch.Tensor:
+        if act_BSD.shape[:2] != mask_BS.shape:
+            raise RuntimeError(f"hooked activation {tuple(act_BSD.shape)} does not match the "
+                               f"batch {tuple(mask_BS.shape)}; is the hook inside a cached "
+                               "generation step?")
+        return torch.where(mask_BS.unsqueeze(-1), make(act_BSD), act_BSD)
+
+    return fn
+
+
+def _batch_tensors(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(tokens_BS, attention_mask_BS or None) of a `ContextBatch` or a `[B, S]` LongTensor."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    return batch.tokens, getattr(batch, "attention_mask", None)
+
+
+def _logits(lm: Any, tokens_BS: torch.Tensor,
+            attention_mask_BS: torch.Tensor | None) -> torch.Tensor:
+    out = lm.model(input_ids=tokens_BS, attention_mask=attention_mask_BS, use_cache=False)
+    return out.logits
+
+
+def spliced_loss(
+    lm: Any,
+    sae: Any,
+    hook: Any,
+    batches: Iterable[Any],
+    keep_token_ids: Sequence[int] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, float | int]:
+    """CE clean / spliced / zero-ablated, loss recovered, KL and ΔCE over `batches`.
+
+    Scored: predictions made at spliced positions whose target is not a kept (special) token.
+
+    `lm` is a `LoadedModel`, `hook` a hook name or `HookPoint`, `batches` yields
+    `ContextBatch`es (or `[B, S]` token tensors). `keep_token_ids` are left unedited (default:
+    the tokenizer's special tokens). `on_batch(n_tokens)` is called after each batch (progress).
+    """
+    from monosemantic.models import edit
+
+    name = hook if isinstance(hook, str) else hook.name
+    keep_ids = special_token_ids(lm.tokenizer) if keep_token_ids is None else list(keep_token_ids)
+    acc = SplicedLossAccumulator()
+    with torch.no_grad():
+        for batch in batches:
+            tokens_BS, attention_BS = _batch_tensors(batch)
+            tokens_BS = tokens_BS.to(lm.device)
+            splice_BS = ~torch.isin(tokens_BS, torch.tensor(keep_ids, dtype=tokens_BS.dtype,
+                                                            device=tokens_BS.device))
+            if attention_BS is not None:
+                attention_BS = attention_BS.to(lm.device)
+                splice_BS &= attention_BS.bool()
+            targets_BS, score_BS = next_token_targets(tokens_BS, splice_BS)
+            # Predictions of a special token (the next document's BOS, padding) are not scored.
+            score_BS[:, :-1] &= splice_BS[:, 1:]
+
+            with edit(lm, {name: _replace_at(splice_BS, torch.zeros_like)}):
+                logits_zero_BSV = _logits(lm, tokens_BS, attention_BS)
+            ce_zero_BS, _, _ = ce_and_kl(logits_zero_BSV, None, targets_BS)
+            del logits_zero_BSV  # at most two [B, S, V] logits alive: V is 262k for Gemma
+
+            logits_clean_BSV = _logits(lm, tokens_BS, attention_BS)
+            with edit(lm, {name: _replace_at(splice_BS, lambda a: sae_reconstruct(sae, a))}):
+                logits_spliced_BSV = _logits(lm, tokens_BS, attention_BS)
+            ce_clean_BS, ce_spliced_BS, kl_BS = ce_and_kl(logits_clean_BSV, logits_spliced_BSV,
+                                                          targets_BS)
+            del logits_clean_BSV, logits_spliced_BSV
+            acc.update(ce_clean_BS, ce_spliced_BS, ce_zero_BS, kl_BS, score_BS)
+            if on_batch is not None:
+                on_batch(int(tokens_BS.numel()))
+    return acc.result()
