@@ -9,7 +9,7 @@ so re-running after an interruption picks up where it stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 

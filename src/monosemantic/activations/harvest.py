@@ -19,6 +19,7 @@ from monosemantic.activations.manifest import MANIFEST, StoreError
 from monosemantic.activations.model_rows import context_batches, model_rows, special_token_ids
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.config import to_dict
+from monosemantic.devices import resolve_device
 from monosemantic.data import CorpusConfig, CorpusReport
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
@@ -62,12 +63,6 @@ class HarvestConfig:
     stored."""
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def store_dirs(cfg: HarvestConfig) -> dict[str, Path]:
     """Hook name -> its store directory (`out` for one hook, `out/<hook>` for several)."""
     if not cfg.hooks:
@@ -98,7 +93,7 @@ def harvest(cfg: HarvestConfig) -> Path:
 
     _check(cfg)
     store_dirs(cfg)
-    lm = load_model(cfg.model, device=resolve_device(cfg.device),
+    lm = load_model(cfg.model, device=str(resolve_device(cfg.device)),
                     dtype=TORCH_DTYPES[cfg.model_dtype])
     harvest_with(lm, cfg)
     return Path(cfg.out)

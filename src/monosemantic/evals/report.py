@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from monosemantic.config import to_dict
+from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.evals.evaluate import evaluate_sae
 from monosemantic.evals.plots import plot_density_histogram
@@ -52,12 +53,6 @@ class EvalConfig:
         self.run = Path(self.run)
         if self.store is not None:
             self.store = Path(self.store)
-
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def read_run(run: Path) -> tuple[Path, dict[str, Any]]:
@@ -105,7 +100,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     if not Path(store_path).exists():
         raise UserError(f"activation store {store_path} does not exist: give its new path with "
                         "--store")
-    device = _resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     store = ActivationStore(store_path)
     sae = load_sae(sae_dir, device=device)
     if store.hook != extra["hook"] or store.d != int(sae.cfg.d_in):

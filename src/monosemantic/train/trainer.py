@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from monosemantic.config import to_dict
+from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 from monosemantic.train.checkpoint import latest_checkpoint
@@ -42,7 +43,7 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
     """
     validate(cfg)
     require_backends(cfg.wandb_project, cfg.tensorboard)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     norm_scale = None
     if data is None and cfg.store is None:
         # Streaming: the length comes from the options; a resumed run reuses its scale.
@@ -73,15 +74,6 @@ def _close(batches: Any) -> None:
     close = getattr(batches, "close", None)
     if close is not None:
         close()
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
 
 
 def _autocast(device: torch.device, choice: str) -> Callable[[], contextlib.AbstractContextManager]:
