@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from monosemantic.config import save_config
+from monosemantic.config import save_config, to_dict
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step (skipping finished ones) and return the evaluation summary."""
     from monosemantic.activations.harvest import HarvestConfig, harvest
     from monosemantic.data import CorpusConfig
-    from monosemantic.evals.report import EvalConfig, run_eval
+    from monosemantic.evals.report import EvalConfig, run_eval, write_json
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
@@ -83,6 +83,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     result = run_eval(EvalConfig(run=Path(run), n_contexts=cfg.eval_contexts, device=cfg.device))
     timings["eval_s"] = time.perf_counter() - start
+    result["demo"] = {"timings_s": timings, "run": str(run), "store": str(store),
+                      "config": to_dict(cfg)}
+    write_json(out / "eval.json", result)
     print(summary(result, out, timings))
     return result
 
@@ -101,7 +104,7 @@ def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str
         f"  KL (nats)          {_fmt(m.get('kl'))}",
         f"  activations        {out / 'acts'}",
         f"  SAE (SAELens dir)  {out / 'sae' / 'sae'}",
-        f"  summary            {out / 'sae' / 'eval.json'}",
+        f"  summary            {out / 'eval.json'}",
     ]
     return "\n".join(lines)
 
