@@ -44,6 +44,18 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.evals.report", "EvalConfig", "run_eval",
         "Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss.",
     ),
+    "analyze": Command(
+        "monosemantic.analysis.run", "AnalyzeConfig", "analyze",
+        "Analyse every feature of a trained SAE into RUN/features.sqlite.",
+    ),
+    "feature": Command(
+        "monosemantic.store.card", "FeatureCardConfig", "show_feature",
+        "Print one feature's card from the feature database.",
+    ),
+    "inspect": Command(
+        "monosemantic.analysis.inspect", "InspectConfig", "inspect_text",
+        "Show the features that fire on each token of a text.",
+    ),
 }
 
 

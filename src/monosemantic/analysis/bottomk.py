@@ -1,0 +1,132 @@
+"""`GroupedBottomK`: for each of G groups, the R entries with the smallest keys seen so far.
+
+One structure serves every example list of the analysis pass:
+- top activations: group = feature, key = -activation;
+- uniform samples (random active examples, interval samples, zero examples): key = a uniform
+  random number per entry. The R smallest of i.i.d. uniform keys are a uniform sample without
+  replacement of everything offered (a "bottom-k sketch"), so a reservoir needs no counters.
+
+Updates are vectorised over all entries of a batch: entries whose key cannot beat their group's
+current worst kept key are dropped first (after the first batches that is nearly all of them),
+then the survivors are merged into their groups with one sort and one `topk` over the touched
+groups only. Memory: G·R·(4 + 8 + 4) bytes for keys, rows and values, plus the payload.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class GroupedBottomK:
+    """Per group, the `r` entries (row, value, payload) with the smallest keys.
+
+    Empty slots hold key +inf and row -1. `payload_width` > 0 keeps, per slot, a float window
+    `acts_GRW` and an int32 window `tokens_GRW` (filled by the caller through `update`'s
+    `payload_fn`, only for the entries that get in). While updating, slots are unordered (an
+    entering entry takes the slot of the one it evicts, so no payload moves); `sort_()` orders
+    them by key, ties by row, once the stream ends.
+    """
+
+    def __init__(self, n_groups: int, r: int, payload_width: int = 0):
+        self.n_groups, self.r, self.width = n_groups, r, payload_width
+        self.keys_GR = torch.full((n_groups, r), float("inf"))
+        self.rows_GR = torch.full((n_groups, r), -1, dtype=torch.int64)
+        self.vals_GR = torch.zeros(n_groups, r)
+        self.acts_GRW = torch.zeros(n_groups, r, payload_width)
+        self.tokens_GRW = torch.full((n_groups, r, payload_width), -1, dtype=torch.int32)
+        self.offset_GR = torch.zeros(n_groups, r, dtype=torch.int16)
+        # The worst kept key per group: an entry must beat it to get in.
+        self._worst_G = torch.full((n_groups,), float("inf"))
+
+    def nbytes(self) -> int:
+        """Bytes held by the state (what the pass keeps for this list)."""
+        tensors = (self.keys_GR, self.rows_GR, self.vals_GR, self.acts_GRW, self.tokens_GRW,
+                   self.offset_GR, self._worst_G)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def update(self, group_E: Tensor, key_E: Tensor, row_E: Tensor, val_E: Tensor,
+               payload_fn=None) -> None:
+        """Offer entries; `payload_fn(row_Q, group_Q) -> (acts_QW, tokens_QW, offset_Q)` is
+        called once with the entries that got in (those may still be pushed out later)."""
+        if self.r == 0 or group_E.numel() == 0:
+            return
+        # Strict `<`: on ties the entry seen first stays (deterministic, corpus order).
+        hit_E = key_E < self._worst_G[group_E]
+        if not bool(hit_E.any()):
+            return
+        group_C, key_C, row_C, val_C = group_E[hit_E], key_E[hit_E], row_E[hit_E], val_E[hit_E]
+        # Sort candidates by (group, key): stable sort by key, then stable sort by group.
+        order = torch.sort(key_C, stable=True).indices
+        order = order[torch.sort(group_C[order], stable=True).indices]
+        group_C, key_C, row_C, val_C = group_C[order], key_C[order], row_C[order], val_C[order]
+        touched_U, first_U, counts_U = _runs(group_C)
+        rank_C = torch.arange(len(group_C)) - torch.repeat_interleave(first_U, counts_U)
+        keep_C = rank_C < self.r  # at most r candidates per group can matter
+        group_C, key_C, row_C, val_C, rank_C = (group_C[keep_C], key_C[keep_C], row_C[keep_C],
+                                               val_C[keep_C], rank_C[keep_C])
+        slot_C = torch.searchsorted(touched_U, group_C)
+        n_touched = len(touched_U)
+        new_keys_UR = torch.full((n_touched, self.r), float("inf"))
+        new_keys_UR[slot_C, rank_C] = key_C
+        new_rows_UR = torch.full((n_touched, self.r), -1, dtype=torch.int64)
+        new_rows_UR[slot_C, rank_C] = row_C
+        # Which of the 2r (kept | candidate) entries per touched group survive: the r smallest
+        # keys, ties broken by row (corpus order, as a brute-force sort would).
+        keys_U2R = torch.cat([self.keys_GR[touched_U], new_keys_UR], dim=1)
+        rows_U2R = torch.cat([self.rows_GR[touched_U], new_rows_UR], dim=1)
+        best_UR = _order(keys_U2R, rows_U2R)[:, : self.r]
+        kept_U2R = torch.zeros_like(keys_U2R, dtype=torch.bool).scatter_(1, best_UR, True)
+        # Slots are unordered: each entering candidate takes the slot of an evicted old entry,
+        # so the payload of entries that stay is never moved.
+        evicted_UR = ~kept_U2R[:, : self.r]
+        entering_UR = kept_U2R[:, self.r:] & torch.isfinite(new_keys_UR)
+        evicted_UR &= evicted_UR.cumsum(1) <= entering_UR.sum(1, keepdim=True)
+        u_Q, slot_Q = evicted_UR.nonzero(as_tuple=True)
+        cand_u, cand_rank = entering_UR.nonzero(as_tuple=True)
+        # Both lists are in row-major order with equal counts per group: pair them in order.
+        pick_C = torch.full((n_touched, self.r), -1, dtype=torch.int64)
+        pick_C[slot_C, rank_C] = torch.arange(len(slot_C))
+        src_Q = pick_C[cand_u, cand_rank]
+        group_Q = touched_U[u_Q]
+        self.keys_GR[group_Q, slot_Q] = key_C[src_Q]
+        self.rows_GR[group_Q, slot_Q] = row_C[src_Q]
+        self.vals_GR[group_Q, slot_Q] = val_C[src_Q].to(self.vals_GR.dtype)
+        if self.width and payload_fn is not None and len(src_Q):
+            acts_QW, tokens_QW, offset_Q = payload_fn(row_C[src_Q], group_Q)
+            self.acts_GRW[group_Q, slot_Q] = acts_QW.to(self.acts_GRW.dtype)
+            self.tokens_GRW[group_Q, slot_Q] = tokens_QW.to(torch.int32)
+            self.offset_GR[group_Q, slot_Q] = offset_Q.to(torch.int16)
+        self._worst_G[touched_U] = self.keys_GR[touched_U].max(dim=1).values
+
+    def filled_GR(self) -> Tensor:
+        """Bool [G, r]: which slots hold an entry."""
+        return torch.isfinite(self.keys_GR)
+
+    def sort_(self) -> GroupedBottomK:
+        """Order each group's slots by increasing key, ties by row (empty slots last)."""
+        order_GR = _order(self.keys_GR, self.rows_GR)
+        for name in ("keys_GR", "rows_GR", "vals_GR", "offset_GR"):
+            setattr(self, name, getattr(self, name).gather(1, order_GR))
+        order_GRW = order_GR[..., None].expand(-1, -1, self.width)
+        self.acts_GRW = self.acts_GRW.gather(1, order_GRW)
+        self.tokens_GRW = self.tokens_GRW.gather(1, order_GRW)
+        return self
+
+
+def _order(keys_GN: Tensor, rows_GN: Tensor) -> Tensor:
+    """Per row of the matrix, indices sorting by key then row (two stable sorts)."""
+    by_row = torch.sort(rows_GN, dim=1, stable=True).indices
+    by_key = torch.sort(keys_GN.gather(1, by_row), dim=1, stable=True).indices
+    return by_row.gather(1, by_key)
+
+    def filled_GR(self) -> Tensor:
+        """Bool [G, r]: which slots hold an entry."""
+        return torch.isfinite(self.keys_GR)
+
+
+def _runs(sorted_N: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(values, first index, length) of each run of equal values in a sorted 1-D tensor."""
+    values_U, counts_U = torch.unique_consecutive(sorted_N, return_counts=True)
+    first_U = torch.cumsum(counts_U, 0) - counts_U
+    return values_U, first_U, counts_U
