@@ -47,6 +47,10 @@ class DemoConfig:
     """Activations per optimizer step."""
     eval_contexts: int = 16
     """Fresh contexts (not harvested) for the spliced-in loss evaluation."""
+    analyze_tokens: int = 100_000
+    """Store rows (corpus order) analysed into the feature database; 0 skips the analysis."""
+    cards: int = 2
+    """Feature cards printed at the end (picked from the feature database)."""
     device: str = "auto"
     """Torch device: auto, cpu, cuda, ..."""
     seed: int = 0
@@ -56,6 +60,8 @@ class DemoConfig:
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step (skipping finished ones) and return the evaluation summary."""
     from monosemantic.activations.harvest import HarvestConfig, harvest
+    from monosemantic.analysis.run import AnalyzeConfig, analyze
+    from monosemantic.store.card import FeatureCardConfig, show_feature
     from monosemantic.data import CorpusConfig
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
     from monosemantic.train.trainer import TrainConfig, train
@@ -83,11 +89,27 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     result = run_eval(EvalConfig(run=Path(run), n_contexts=cfg.eval_contexts, device=cfg.device))
     timings["eval_s"] = time.perf_counter() - start
+    if cfg.analyze_tokens > 0:
+        start = time.perf_counter()
+        db = analyze(AnalyzeConfig(run=Path(run), n_tokens=cfg.analyze_tokens, device=cfg.device))
+        timings["analyze_s"] = time.perf_counter() - start
+        for feature in interesting_features(db, cfg.cards):
+            show_feature(FeatureCardConfig(run=Path(run), id=feature))
     result["demo"] = {"timings_s": timings, "run": str(run), "store": str(store),
                       "config": to_dict(cfg)}
     write_json(out / "eval.json", result)
     print(summary(result, out, timings))
     return result
+
+
+def interesting_features(db_path: Path, n: int, max_density: float = 0.01) -> list[int]:
+    """Up to `n` features worth a first look: the most frequent ones that are not dense."""
+    from monosemantic.store.featuredb import FeatureDB
+
+    with FeatureDB(db_path) as db:
+        stats = [s for s in db.stats() if 0 < s["density"] <= max_density and s["count"] >= 20]
+    stats.sort(key=lambda s: s["density"], reverse=True)
+    return [int(s["id"]) for s in stats[:n]]
 
 
 def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str:

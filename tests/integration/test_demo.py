@@ -27,6 +27,8 @@ def test_demo_runs_every_step_and_writes_the_summary(tiny_model_dir, tmp_path, c
     assert (out / "sae" / "sae" / "sae_weights.safetensors").exists()
     assert (out / "acts" / "manifest.json").exists()
     assert (out / "demo_cfg.json").exists()
+    assert (out / "sae" / "features.sqlite").exists()
+    assert "analyze_s" in summary["demo"]["timings_s"]
 
 
 def test_demo_rerun_reuses_finished_steps(tiny_model_dir, tmp_path):
