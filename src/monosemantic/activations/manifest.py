@@ -16,7 +16,6 @@ uint16 bits, since numpy has no bfloat16), `tokens [rows] int32`, `doc_ids [rows
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from monosemantic.errors import UserError
+from monosemantic.fsutil import atomic_write
 
 FORMAT = "monosemantic.activations"
 FORMAT_VERSION = 1
@@ -139,29 +139,6 @@ def write_manifest(path: Path, manifest: dict) -> None:
     """Replace `path/manifest.json` atomically."""
     data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     atomic_write(Path(path) / MANIFEST, [data])
-
-
-def atomic_write(target: Path, chunks: list[bytes | memoryview]) -> None:
-    """Write `chunks` to `target` so that `target` is either absent/old or complete: temp file
-    in the same directory, fsync, rename, fsync the directory (so the rename itself survives
-    a power loss)."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_temp_files(path: Path) -> None:

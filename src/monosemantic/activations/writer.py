@@ -21,7 +21,6 @@ from monosemantic.activations.manifest import (
     MANIFEST,
     STORAGE_DTYPES,
     StoreError,
-    atomic_write,
     finalize_scale,
     header_differences,
     new_manifest,
@@ -32,6 +31,7 @@ from monosemantic.activations.manifest import (
     write_manifest,
 )
 from monosemantic.errors import UserError
+from monosemantic.fsutil import atomic_write
 
 
 def to_storage(acts_ND: Tensor, storage_dtype: str, what: str = "activations") -> np.ndarray:

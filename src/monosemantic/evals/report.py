@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.evals.evaluate import evaluate_sae
 from monosemantic.evals.plots import plot_density_histogram
+from monosemantic.fsutil import atomic_write_text
 
 EVAL_FILENAME = "eval.json"
 PLOT_FILENAME = "density_histogram.png"
@@ -176,11 +176,5 @@ def _json_ready(value: Any) -> Any:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON through a temp file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(_json_ready(data), fh, indent=2, sort_keys=True, allow_nan=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(_json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write_text(Path(path), text)

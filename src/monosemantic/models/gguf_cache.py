@@ -22,6 +22,7 @@ from pathlib import Path
 import platformdirs
 
 from monosemantic.errors import UserError
+from monosemantic.fsutil import fsync_tree
 
 CACHE_ENV = "MONOSEMANTIC_CACHE"
 _FORMAT = 1  # bump when the cache layout changes
@@ -95,18 +96,6 @@ def hf_bars_follow_quiet() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _fsync_tree(directory: Path) -> None:
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_dequantized(label: str, identity: dict, get_gguf: Callable[[Path], Path]) -> Path:
     """The cache directory for `identity`, building it if needed.
 
@@ -129,7 +118,7 @@ def ensure_dequantized(label: str, identity: dict, get_gguf: Callable[[Path], Pa
             out = scratch / "model"
             _dequantize_to(get_gguf(scratch), out)
             (out / _MARKER).write_text(json.dumps({"label": label, "identity": identity}, indent=2))
-            _fsync_tree(out)
+            fsync_tree(out)
             if target.exists():  # an incomplete leftover (no marker) from an older layout
                 shutil.rmtree(target)
             os.rename(out, target)

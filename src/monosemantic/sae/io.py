@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from monosemantic.config import from_dict, to_dict
 from monosemantic.errors import UserError
+from monosemantic.fsutil import fsync_path
 from monosemantic.sae.base import SAE, SAEConfig
 from monosemantic.sae.factory import create_sae
 
@@ -106,7 +107,7 @@ def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | Non
         _write_json(tmp_dir / CFG_FILENAME, saelens_cfg(sae.cfg, extra))
         _write_json(tmp_dir / METADATA_FILENAME, ours)
         for name in (WEIGHTS_FILENAME, CFG_FILENAME, METADATA_FILENAME):
-            _fsync(tmp_dir / name)
+            fsync_path(tmp_dir / name)
         _swap_in(tmp_dir, out_dir)
     finally:
         if tmp_dir.exists():
@@ -227,16 +228,9 @@ def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
     else:
         os.rename(tmp_dir, out_dir)
-    _fsync(out_dir.parent)
+    fsync_path(out_dir.parent)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor
 
 from monosemantic.config import to_dict
+from monosemantic.fsutil import publish, temp_path
 from monosemantic.store.schema import SCHEMA, SCHEMA_VERSION
 
 
@@ -32,7 +32,7 @@ def write_feature_db(
     for every token the database mentions; without it tokens show as `<id>`.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     tmp.unlink(missing_ok=True)
     con = sqlite3.connect(tmp)
     try:
@@ -42,9 +42,7 @@ def write_feature_db(
                        decode_token)
     finally:
         con.close()
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
 
 

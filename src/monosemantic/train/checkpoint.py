@@ -7,7 +7,6 @@ RNG states, dead-feature counters and the metric accumulators of the current log
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from monosemantic.fsutil import atomic_write_stream
 
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
 
@@ -43,19 +44,7 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same folder, fsync, rename, fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_stream(Path(path), lambda fh: torch.save(obj, fh))
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:

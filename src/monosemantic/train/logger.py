@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from monosemantic.errors import UserError
+from monosemantic.fsutil import atomic_write_text
 
 
 def truncate_metrics(path: Path, last_step: int | None) -> None:
@@ -30,12 +30,7 @@ def truncate_metrics(path: Path, last_step: int | None) -> None:
                 continue
             if record.get("step", 0) <= last_step:
                 kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write("".join(line + "\n" for line in kept))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _json_safe(value: Any) -> Any:
