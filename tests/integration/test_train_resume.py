@@ -24,11 +24,11 @@ TRAIN_ARGS = ["--steps", "120", "--batch-size", "128", "--n-features", "32", "--
 SLOW_CLI = """
 import sys, time
 from monosemantic.train import trainer
-step = trainer.Loop._step
+step = trainer.Loop.step
 def slow_step(self, x_BD):
     step(self, x_BD)
     time.sleep(0.04)
-trainer.Loop._step = slow_step
+trainer.Loop.step = slow_step
 from monosemantic.cli import main
 sys.exit(main(sys.argv[1:]))
 """

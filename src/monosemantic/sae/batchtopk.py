@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from monosemantic.sae.base import SAEConfig
-from monosemantic.sae.kernels import sparse_decode_ragged
+from monosemantic.sae.kernels import SparseCodes
 from monosemantic.sae.topk import TopKSAE
 
 
@@ -32,27 +32,29 @@ class BatchTopKSAE(TopKSAE):
         """Threshold codes; before any training step (no threshold yet) the batch top-k codes."""
         z_BF = self.pre_acts(x_BD)
         if int(self.threshold_count) == 0:
-            return self._batch_topk(z_BF)[0]
-        return self._threshold_codes(z_BF)
+            n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.numel())
+            vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
+            return torch.zeros_like(z_BF).flatten().scatter(0, flat_N, vals_N).view_as(z_BF)
+        return torch.relu(z_BF) * self._keep(z_BF).to(z_BF.dtype)
 
-    def _threshold_codes(self, z_BF: torch.Tensor) -> torch.Tensor:
-        keep_BF = z_BF.float() > self.threshold
-        return torch.relu(z_BF) * keep_BF.to(z_BF.dtype)
+    def _keep(self, z_BF: torch.Tensor) -> torch.Tensor:
+        return z_BF.float() > self.threshold
 
-    def _batch_topk(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f [B, F] dense, x̂ [B, d]) keeping the k·B largest ReLU(z) of the batch."""
+    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor) -> SparseCodes:
+        """Training: the k·B largest ReLU(z) of the batch; eval mode: the threshold codes."""
+        if not self.training and int(self.threshold_count) > 0:
+            return self.codes_where(x_BD, z_BF, self._keep(z_BF) & (z_BF > 0))
         n_rows, n_feat = z_BF.shape
         n_keep = min(self.cfg.k * n_rows, z_BF.numel())
         vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
         # Sorting the flat indices groups codes by row, which the ragged decode needs.
         flat_N, order_N = torch.sort(flat_N)
         vals_N = vals_N[order_N]
-        row_N, feat_N = flat_N // n_feat, flat_N % n_feat
-        x_hat_BD = sparse_decode_ragged(row_N, feat_N, vals_N, self.W_dec, n_rows) + self.b_dec
-        f_BF = vals_N.new_zeros(n_rows * n_feat).scatter(0, flat_N, vals_N).view(n_rows, n_feat)
+        row_N, idx_N = flat_N // n_feat, flat_N % n_feat
         if self.training:
             self._update_threshold(vals_N)
-        return f_BF, x_hat_BD
+        z_N = self.picked_pre_acts(x_BD, z_BF.reshape(-1)[flat_N], row_N, idx_N)
+        return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     @torch.no_grad()
     def _update_threshold(self, vals_N: torch.Tensor) -> None:
@@ -64,12 +66,6 @@ class BatchTopKSAE(TopKSAE):
         rate = 1.0 if count == 0 else self.cfg.batchtopk_threshold_rate
         self.threshold.mul_(1.0 - rate).add_(rate * smallest)
         self.threshold_count.add_(1)
-
-    def _codes_and_reconstruction(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training or int(self.threshold_count) == 0:
-            return self._batch_topk(z_BF)
-        f_BF = self._threshold_codes(z_BF)
-        return f_BF, self.decode(f_BF)
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.detach()}

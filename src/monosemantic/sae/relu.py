@@ -4,28 +4,80 @@ Inputs are scaled by one scalar so E‖x‖² = d (the trainer does this; `save_
 in). `f = ReLU(W_enc·x + b_enc)`, `x̂ = b_dec + f·W_dec`,
 loss = ‖x − x̂‖² + λ·l1_scale·Σ_i f_i‖W_dec[i]‖₂ (sum over d and F, mean over the batch).
 Decoder norms are free during training; the penalty weighs each code by its row norm.
+
+Two exact paths for the same loss, picked per batch by the measured code density: at
+initialisation about half the codes are active and dense matmuls are the fastest; once the
+penalty has made the codes sparse (L0 of tens out of thousands) the decode, the decoder's
+gradient and the encoder's backward only touch the active codes (`kernels`), which leaves the
+encoder's forward matmul as the one B×d×F product of the step.
 """
 
 from __future__ import annotations
 
 import torch
 
-from monosemantic.sae.base import SAE, SAEOutput
+from monosemantic.sae.base import SAE, SAEConfig, SAEOutput
+from monosemantic.sae.kernels import SparseCodes
+
+SPARSE_MAX_DENSITY = 0.07
+"""Largest fraction of active codes for which the sparse path runs (CPU only): measured on CPU
+at d = 640, B = 4096, F = 4096 the sparse forward + backward broke even with the dense one
+near 9% active (3.6× faster at 0.5%, 2.7× at 2%, 1.6× at 5%)."""
 
 
 class ReluSAE(SAE):
     """ReLU SAE with the decoder-norm-weighted L1 penalty."""
 
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        # Whether the last automatic choice found sparse codes: the next forward then computes
+        # its codes without a graph first (a hint only; both paths give the same result).
+        self._last_sparse = False
+
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.pre_acts(x_BD))
 
+    @staticmethod
+    def is_sparse(f_BF: torch.Tensor) -> bool:
+        """Whether at most `SPARSE_MAX_DENSITY` of the codes are active (one host read)."""
+        return int(torch.count_nonzero(f_BF)) <= SPARSE_MAX_DENSITY * f_BF.numel()
+
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0) -> SAEOutput:
-        f_BF = self.encode(x_BD)
+                l1_scale: float = 1.0, sparse: bool | None = None) -> SAEOutput:
+        """Loss and codes; `sparse` forces a path (2-D x), None picks by density on CPU.
+
+        The automatic choice runs on CPU only: counting the active codes reads a number back
+        from the device, which a GPU step must not wait for (and GPU matmuls are cheap)."""
+        auto = sparse is None and x_BD.device.type == "cpu" and x_BD.dim() == 2
+        if sparse or (auto and self._last_sparse):
+            f_BF = self.selection_pre_acts(x_BD).relu_()
+            if sparse or self.is_sparse(f_BF):
+                return self._sparse_forward(x_BD, f_BF, l1_scale)
+            self._last_sparse = False
+        # In place: addmm's backward does not need its output, so ReLU can overwrite it.
+        f_BF = torch.relu_(self.pre_acts(x_BD))
+        if auto and self.is_sparse(f_BF.detach()):
+            self._last_sparse = True
+            return self._sparse_forward(x_BD, f_BF.detach(), l1_scale)
         x_hat_BD = self.decode(f_BF)
+        # Σ_b Σ_i f_bi‖W_dec[i]‖ as one column sum and a dot: no B×F temporary.
+        f_sum_F = f_BF.reshape(-1, f_BF.shape[-1]).sum(0, dtype=torch.float32)
+        l1 = torch.dot(f_sum_F, self.W_dec.norm(dim=1).float())
+        return self._output(x_BD, x_hat_BD, l1, l1_scale, f_BF=f_BF)
+
+    def _sparse_forward(self, x_BD: torch.Tensor, f_BF: torch.Tensor,
+                        l1_scale: float) -> SAEOutput:
+        """The same loss from the active codes of `f_BF` (no grad; it only picks them)."""
+        codes = self.codes_where(x_BD, f_BF, f_BF)
+        x_hat_BD = codes.decode(self.W_dec) + self.b_dec
+        dec_norm_F = self.W_dec.norm(dim=1).float()
+        l1 = torch.dot(codes.vals_N.float(), dec_norm_F[codes.idx_N])
+        return self._output(x_BD, x_hat_BD, l1, l1_scale, codes=codes)
+
+    def _output(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, l1_sum: torch.Tensor,
+                l1_scale: float, f_BF: torch.Tensor | None = None,
+                codes: SparseCodes | None = None) -> SAEOutput:
         mse = self.mse(x_BD, x_hat_BD)
-        dec_norm_F = self.W_dec.norm(dim=1)
-        l1 = (f_BF.float() * dec_norm_F).sum(dim=-1).mean()
-        sparsity = self.cfg.l1_coefficient * l1_scale * l1
-        losses = {"mse": mse, "l1": sparsity}
-        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses=losses, loss=mse + sparsity)
+        n_rows = x_BD.numel() // x_BD.shape[-1]
+        sparsity = self.cfg.l1_coefficient * l1_scale * l1_sum / n_rows
+        return SAEOutput(x_hat_BD, f_BF, {"mse": mse, "l1": sparsity}, mse + sparsity, codes)

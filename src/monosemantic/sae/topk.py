@@ -21,48 +21,55 @@ from __future__ import annotations
 import torch
 
 from monosemantic.sae.base import SAE, SAEOutput
-from monosemantic.sae.kernels import scatter_codes, sparse_decode_fixed
+from monosemantic.sae.kernels import SparseCodes, scatter_codes
 
 
 class TopKSAE(SAE):
     """TopK SAE with unit-norm decoder rows and the AuxK loss."""
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
-        vals_BK, idx_BK = self._topk(self.pre_acts(x_BD))
-        return scatter_codes(idx_BK, vals_BK, self.cfg.n_features)
+        vals_BK, idx_BK = torch.topk(self.pre_acts(x_BD), self.cfg.k, dim=-1, sorted=False)
+        return scatter_codes(idx_BK, torch.relu(vals_BK), self.cfg.n_features)
 
-    def _topk(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        vals_BK, idx_BK = torch.topk(z_BF, self.cfg.k, dim=-1, sorted=False)
-        return torch.relu(vals_BK), idx_BK
+    def _pick_topk(self, x_BD: torch.Tensor, z_BF: torch.Tensor, k: int) -> SparseCodes:
+        """ReLU of the k largest entries of each row of z (z without grad; see `codes_where`)."""
+        n_rows, n_feat = z_BF.shape
+        z_BK, idx_BK = torch.topk(z_BF, k, dim=-1, sorted=False)
+        row_N = torch.arange(n_rows, device=z_BF.device).repeat_interleave(k)
+        idx_N = idx_BK.reshape(-1)
+        z_N = self.picked_pre_acts(x_BD, z_BK.reshape(-1), row_N, idx_N)
+        return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
-    def _codes_and_reconstruction(self, z_BF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f [B, F], x̂ [B, d]) with x̂ decoded from the active rows only."""
-        vals_BK, idx_BK = self._topk(z_BF)
-        x_hat_BD = sparse_decode_fixed(idx_BK, vals_BK, self.W_dec) + self.b_dec
-        return scatter_codes(idx_BK, vals_BK, self.cfg.n_features), x_hat_BD
+    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor) -> SparseCodes:
+        """The codes the training loss uses (z without grad)."""
+        return self._pick_topk(x_BD, z_BF, self.cfg.k)
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
                 l1_scale: float = 1.0) -> SAEOutput:
-        z_BF = self.pre_acts(x_BD)
-        f_BF, x_hat_BD = self._codes_and_reconstruction(z_BF)
+        # z only selects; gradients reach the encoder through the picked entries alone.
+        z_BF = self.selection_pre_acts(x_BD)
+        codes = self._train_codes(x_BD, z_BF)
+        x_hat_BD = codes.decode(self.W_dec) + self.b_dec
         mse = self.mse(x_BD, x_hat_BD)
         if dead_mask_F is None:
             aux = mse.new_zeros(())
         else:
             aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F)
-        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses={"mse": mse, "aux": aux},
+        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=None, codes=codes, losses={"mse": mse, "aux": aux},
                          loss=mse + aux)
 
     def auxk_loss(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, z_BF: torch.Tensor,
                   dead_mask_F: torch.Tensor) -> torch.Tensor:
-        """AuxK loss (formula in the module docstring); 0 when no latent is dead."""
+        """AuxK loss (formula in the module docstring); 0 when no latent is dead.
+
+        `z_BF` are the pre-activations without grad; the picked dead latents get their gradient
+        through the sampled encoder."""
         n_dead = int(dead_mask_F.sum())  # one host sync; the trainer passes the mask rarely
         if n_dead == 0:
-            return z_BF.new_zeros((), dtype=torch.float32)
+            return x_hat_BD.new_zeros((), dtype=torch.float32)
         k_aux = min(self.cfg.resolved_aux_k, n_dead)
-        z_dead_BF = z_BF.masked_fill(~dead_mask_F.to(torch.bool), float("-inf"))
-        vals_BK, idx_BK = torch.topk(z_dead_BF, k_aux, dim=-1, sorted=False)
-        e_hat_BD = sparse_decode_fixed(idx_BK, torch.relu(vals_BK), self.W_dec).float()
+        z_dead_BF = z_BF.detach().masked_fill(~dead_mask_F.to(torch.bool), float("-inf"))
+        e_hat_BD = self._pick_topk(x_BD, z_dead_BF, k_aux).decode(self.W_dec).float()
         e_BD = (x_BD.float() - x_hat_BD.float()).detach()
         with torch.no_grad():
             e_var = (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)

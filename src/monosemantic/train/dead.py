@@ -24,10 +24,13 @@ class FeatureTracker:
 
     def update(self, f_BF: Tensor) -> Tensor:
         """Record a batch of feature activations; returns the per-feature fire counts [F]."""
-        fires_F = torch.count_nonzero(f_BF, dim=0)
-        self.tokens_since_fire_F.add_(f_BF.shape[0]).masked_fill_(fires_F > 0, 0)
+        return self.record(torch.count_nonzero(f_BF, dim=0), f_BF.shape[0])
+
+    def record(self, fires_F: Tensor, n_tokens: int) -> Tensor:
+        """Like `update`, from per-feature fire counts of a batch of `n_tokens` (sparse codes)."""
+        self.tokens_since_fire_F.add_(n_tokens).masked_fill_(fires_F > 0, 0)
         self.fires_in_window_F.add_(fires_F)
-        self.tokens_in_window += f_BF.shape[0]
+        self.tokens_in_window += n_tokens
         return fires_F
 
     def dead_mask(self) -> Tensor:

@@ -98,7 +98,9 @@ def _checkpoint_norm_scale(run_dir: Path) -> float | None:
 class Loop:
     """One training run from `state.step` to `cfg.steps`: steps, logs, evals, checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainData, state: TrainState, device: torch.device):
+    def __init__(self, cfg: TrainConfig, data: TrainData | None, state: TrainState,
+                 device: torch.device):
+        """`data` may be None for a loop that is only driven through `step` (benchmarks)."""
         self.cfg, self.data, self.state, self.device = cfg, data, state, device
         assert cfg.steps is not None and cfg.lr is not None
         self.schedule = Schedule(cfg.steps, cfg.lr, cfg.l1_warmup_fraction,
@@ -116,6 +118,8 @@ class Loop:
         cfg, state = self.cfg, self.state
         total = cfg.steps
         assert total is not None
+        if self.data is None:
+            raise ValueError("Loop.run needs the run's data; this loop was built with data=None")
         logger = MetricsLogger(self.run_dir, cfg.wandb_project, cfg.tensorboard, to_dict(cfg))
         bar = progress(total=total, desc="train", unit="step", initial=state.step)
         self.t_log, self.step_log = time.perf_counter(), state.step
@@ -132,7 +136,7 @@ class Loop:
                 if checked < FINITE_CHECK_BATCHES:  # a host sync; only the first batches
                     check_finite(x_BD, f"training batch {state.step}")
                     checked += 1
-                self._step(x_BD)
+                self.step(x_BD)
                 bar.update(1)
                 done = state.step
                 if done % cfg.log_every == 0 or done == total:
@@ -149,7 +153,14 @@ class Loop:
             bar.close()
             logger.close()
 
-    def _step(self, x_BD: torch.Tensor) -> None:
+    def step(self, x_BD: torch.Tensor) -> None:
+        """One optimizer step on the batch `x_BD` (already normalised, on the device).
+
+        Everything `run` does per batch: lr schedule, forward with the sparsity warm-up scale
+        (plus the dead mask once dead features were seen), backward, the SAE's decoder-norm
+        hooks, gradient clipping, Adam, the dead-feature tracker and the metric sums; no
+        logging, evaluation or checkpoint. Advances `state.step`; never syncs a GPU.
+        """
         state, cfg = self.state, self.cfg
         step = state.step
         lr = self.schedule.lr_at(step)
@@ -168,8 +179,8 @@ class Loop:
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         state.sae.after_optimizer_step()
-        f_BF = out.f_BF.detach()
-        fires_F = state.tracker.update(f_BF)
+        # Per-feature counts straight from the codes: sparse paths never build a dense B×F f.
+        fires_F = state.tracker.record(out.fires_F(), x_BD.shape[0])
         state.recon.add(x_BD, out.x_hat_BD.detach(), fires_F.sum())
         state.losses.add(step, out.loss, out.losses)
         state.step = step + 1
@@ -177,6 +188,7 @@ class Loop:
     def _checkpoint(self) -> None:
         self._check_finite_loss()
         start = time.perf_counter()
+        assert self.data is not None  # only `run` checkpoints
         self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
                                          self._wall_time(), self.data.norm_scale)
         self.overhead_seconds += time.perf_counter() - start
@@ -224,6 +236,7 @@ class Loop:
     def _eval(self, logger: MetricsLogger) -> None:
         self._check_finite_loss()
         start = time.perf_counter()
+        assert self.data is not None  # only `run` evaluates
         result = evaluate(self.state.sae, self.data.eval_batches(self.cfg.eval_max_rows),
                           self.device, self.autocast)
         if result:
