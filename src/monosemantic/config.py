@@ -125,7 +125,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         help_text = docs.get(f.name, "")
         if default is not dataclasses.MISSING:
             help_text += f" (default: {default!r})"
-        kwargs: dict[str, Any] = {"help": help_text, "dest": dest}
+        # argparse %-formats help strings; a literal "2%" in a docstring must survive.
+        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "dest": dest}
         origin = typing.get_origin(tp)
         if origin in (list, tuple):
             (inner, *_rest) = typing.get_args(tp) or (str,)
