@@ -131,6 +131,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         if origin in (list, tuple):
             (inner, *_rest) = typing.get_args(tp) or (str,)
             kwargs.update(type=_scalar_parser(inner), nargs="*" if f.metadata.get("positional") else "+")
+            if not f.metadata.get("positional"):
+                # `--feature a --feature b` must mean both, not the last one.
+                kwargs["action"] = "extend"
         else:
             kwargs["type"] = _scalar_parser(tp)
             if origin is typing.Literal:

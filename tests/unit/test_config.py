@@ -69,6 +69,10 @@ def test_cli_parsing_defaults_and_overrides():
     assert cfg.inner == Inner(seed=7)
 
 
+def test_repeated_list_option_accumulates():
+    assert parse(["r", "--hooks", "a", "--hooks", "b", "c"]).hooks == ("a", "b", "c")
+
+
 def test_cli_rejects_bad_choice_and_bad_count():
     with pytest.raises(SystemExit):
         parse(["r", "--kind", "gated"])
