@@ -2,21 +2,28 @@
 
     .venv/bin/python benchmarks/analysis.py                          # F 4096 and 16384
     .venv/bin/python benchmarks/analysis.py --features 4096 --rows 8192   # quick
+    .venv/bin/python benchmarks/analysis.py --store runs/demo/acts --sae runs/demo/sae
 
-Synthetic data, in memory (no store I/O is timed): rows x ~ N(0, 1)^d with d = 640 (Gemma 3
-270M's width), random documents of 5-200 tokens, a relu SAE with unit-norm encoder columns and
-bias `--bias` (about 0.6% density at -2.5: L0 ≈ 25 at F = 4096, 100 at F = 16384). For each F
-it times, over the same batches: the bare `sae.encode` of every batch (the floor), pass 1
-(statistics, top-K, random and zero examples) and pass 2 (interval counts, samples,
-histogram), each including its own encode. Bookkeeping overhead = pass time / encode time - 1
-(target < 25% per pass). Also reports the state the passes keep and the peak RSS of the process.
+Data, in memory (no store I/O is timed): with `--store`, the first `--rows` rows of an activation
+store (tokens and documents as stored); otherwise synthetic rows x ~ N(0, 1)^d with d = 640
+(Gemma 3 270M's width) in random documents of about 100 tokens. SAE: with `--sae RUN`, the
+trained SAE of that run for its own F; for other F a relu SAE with unit-norm encoder columns
+and bias `--bias` (about 0.6% density at -2.5 on N(0, 1) rows: L0 ≈ 25 at F = 4096, 100 at
+F = 16384; real rows have other norms, so set --bias for the density you want). For each F it
+times, over the same batches: the bare `sae.encode` of every batch (the floor), pass 1
+(statistics, top-K, random and zero examples, co-occurrence sample) and pass 2 (interval counts,
+samples, histogram), each including its own encode. Bookkeeping overhead = pass time / encode
+time - 1 (target < 25% per pass), in wall time and in process CPU time (the CPU-time ratio is
+the steadier one on a shared machine). Also reports the state the passes keep and the peak RSS.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -39,9 +46,26 @@ class AnalysisBenchConfig:
     d: int = 640
     """Activation width."""
     bias: float = -2.5
-    """Encoder bias of every feature (sets the density)."""
+    """Encoder bias of every feature of a random SAE on synthetic rows (sets the density)."""
+    density: float = 0.006
+    """Firing density of a random SAE on store rows (its biases are set from the first batch)."""
     threads: int = 0
     """torch threads; 0 = torch's default."""
+    store: str | None = None
+    """Activation store to read the rows from (else synthetic rows)."""
+    sae: str | None = None
+    """Training run whose SAE to use for its own F (others get a random relu SAE)."""
+    cooccur: bool = True
+    """Keep the co-occurrence row sample in pass 1 (off: the pass as before it existed)."""
+
+
+def store_rows(cfg: AnalysisBenchConfig) -> list[RowBatch]:
+    from monosemantic.activations.reader import ActivationStore
+
+    store = ActivationStore(cfg.store)
+    rows = range(min(cfg.rows, store.n_rows))
+    cfg.rows, cfg.d = len(rows), store.d
+    return list(store.iter_rows(cfg.batch_size, rows=rows))
 
 
 def synthetic(cfg: AnalysisBenchConfig) -> list[RowBatch]:
@@ -56,30 +80,49 @@ def synthetic(cfg: AnalysisBenchConfig) -> list[RowBatch]:
 
 
 def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch]) -> dict:
+    sae = bench_sae(cfg, n_features, batches[0])
+    encode = sae.encode
+    clocks = (time.perf_counter, time.process_time)
+    with torch.no_grad():
+        encode(batches[0].acts_ND)  # warm-up
+        start = [c() for c in clocks]
+        for b in batches:
+            encode(b.acts_ND)
+        t_encode = [c() - s for c, s in zip(clocks, start)]
+        opts = PassOptions(cooccur_neighbours=10 if cfg.cooccur else 0)
+        start = [c() for c in clocks]
+        result = stats_pass(iter(batches), encode, n_features, opts)
+        t_pass1 = [c() - s for c, s in zip(clocks, start)]
+        start = [c() for c in clocks]
+        interval_pass(result, iter(batches), encode)
+        t_pass2 = [c() - s for c, s in zip(clocks, start)]
+    return {"F": n_features, "L0": int(result.count_F.sum()) / cfg.rows, "encode_tok_s": cfg.rows / t_encode[0],
+            "pass1_tok_s": cfg.rows / t_pass1[0], "pass2_tok_s": cfg.rows / t_pass2[0],
+            "overhead1": t_pass1[0] / t_encode[0] - 1, "overhead2": t_pass2[0] / t_encode[0] - 1,
+            "cpu_overhead1": t_pass1[1] / t_encode[1] - 1,
+            "cpu_overhead2": t_pass2[1] / t_encode[1] - 1,
+            "state_mib": result.nbytes() / 2**20}
+
+
+def bench_sae(cfg: AnalysisBenchConfig, n_features: int, first: RowBatch):
+    if cfg.sae is not None:
+        from monosemantic.evals.report import read_run
+        from monosemantic.sae import load_sae
+
+        sae = load_sae(read_run(Path(cfg.sae))[0])
+        if int(sae.cfg.n_features) == n_features:
+            return sae
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(architecture="relu", d_in=cfg.d, n_features=n_features))
     with torch.no_grad():
         sae.W_enc.div_(sae.W_enc.norm(dim=0, keepdim=True))
         sae.b_enc.fill_(cfg.bias)
-    encode = sae.encode
-    with torch.no_grad():
-        encode(batches[0].acts_ND)  # warm-up
-        start = time.perf_counter()
-        nnz = 0
-        for b in batches:
-            nnz += int((encode(b.acts_ND) > 0).sum())
-        t_encode = time.perf_counter() - start
-        opts = PassOptions()
-        start = time.perf_counter()
-        result = stats_pass(iter(batches), encode, n_features, opts)
-        t_pass1 = time.perf_counter() - start
-        start = time.perf_counter()
-        interval_pass(result, iter(batches), encode)
-        t_pass2 = time.perf_counter() - start
-    return {"F": n_features, "L0": nnz / cfg.rows, "encode_tok_s": cfg.rows / t_encode,
-            "pass1_tok_s": cfg.rows / t_pass1, "pass2_tok_s": cfg.rows / t_pass2,
-            "overhead1": t_pass1 / t_encode - 1, "overhead2": t_pass2 / t_encode - 1,
-            "state_mib": result.nbytes() / 2**20}
+        if cfg.store:
+            # Real rows: per-feature bias at the (1 - density) quantile of the first batch.
+            sae.b_enc.zero_()
+            pre_BF = sae.pre_acts(first.acts_ND[:2048])
+            sae.b_enc.copy_(-torch.quantile(pre_BF, 1 - cfg.density, dim=0))
+    return sae
 
 
 def main() -> None:
@@ -90,18 +133,19 @@ def main() -> None:
     cfg = dataclass_from_namespace(AnalysisBenchConfig, parser.parse_args())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    batches = synthetic(cfg)
-    print(f"rows {cfg.rows:,}, batch {cfg.batch_size}, d {cfg.d}, threads "
-          f"{torch.get_num_threads()}, torch {torch.__version__}")
+    batches = store_rows(cfg) if cfg.store else synthetic(cfg)
+    print(f"rows {cfg.rows:,} ({cfg.store or 'synthetic'}), batch {cfg.batch_size}, d {cfg.d}, "
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"{'F':>7} {'L0':>6} {'encode tok/s':>13} {'pass1 tok/s':>12} {'pass2 tok/s':>12} "
-          f"{'overhead1':>10} {'overhead2':>10} {'state MiB':>10}")
+          f"{'overhead1':>10} {'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} {'state MiB':>10}")
     for n_features in cfg.features:
         r = measure(cfg, n_features, batches)
         print(f"{r['F']:>7} {r['L0']:>6.1f} {r['encode_tok_s']:>13,.0f} {r['pass1_tok_s']:>12,.0f} "
               f"{r['pass2_tok_s']:>12,.0f} {r['overhead1']:>10.1%} {r['overhead2']:>10.1%} "
-              f"{r['state_mib']:>10.1f}")
+              f"{r['cpu_overhead1']:>9.1%} {r['cpu_overhead2']:>9.1%} {r['state_mib']:>10.1f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:,.0f} MiB")
+    print(f"peak RSS {peak:,.0f} MiB; load average after {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

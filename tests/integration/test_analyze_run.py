@@ -144,3 +144,58 @@ def test_inspect_lists_the_planted_feature_on_its_token(run_dir, capsys, tiny_mo
     hits = [ln for ln in lines if ln.startswith(repr(word))]
     assert hits and all("#0 " in ln.split("  ", 1)[1] for ln in hits)
     assert not any(ln.startswith(repr("<bos>")) for ln in lines)
+
+
+def test_cooccurrence_neighbours_equal_brute_force(run_dir):
+    run, _, store = run_dir
+    sae = load_sae(run / "sae")
+    with torch.no_grad():
+        f_NF = sae.encode(torch.cat([b.acts_ND for b in store.iter_rows(4096)]))
+    B_NF = (f_NF > 0).double()  # the store is shorter than --cooccur-tokens: exact counts
+    C_FF = B_NF.T @ B_NF
+    c_F = C_FF.diag()
+    with FeatureDB(run) as db:
+        assert db.clusters() == [] and db.map_coords() == []  # --feature-map false
+        for feat in range(N_FEATURES):
+            got = db.neighbours(feat, "cooccurrence")
+            cands = sorted((-float(C_FF[feat, j] / (c_F[feat] * c_F[j]).sqrt()), j)
+                           for j in range(N_FEATURES) if j != feat and C_FF[feat, j] >= 3)
+            want = [(j, -s) for s, j in cands[:10]]
+            assert [o for o, _ in got] == [j for j, _ in want]
+            assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+        assert db.feature(1).neighbours["cooccurrence"] == db.neighbours(1, "cooccurrence")
+
+
+def test_filter_uses_the_database_maxima(run_dir, capsys, tiny_model_dir):
+    run, target, _ = run_dir
+    lm = load_model(str(tiny_model_dir))
+    word = lm.tokenizer.decode([target])
+    negative = next(w for w in ("quick brown fox", "sparse model", "numpy array", "1 2 3")
+                    if target not in lm.tokenizer(w, add_special_tokens=False)["input_ids"])
+    assert main(["filter", str(run), "--positive", f"the{word} and{word}", f"and{word}",
+                 "--negative", negative, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "no feature database" not in out and "of max" in out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit() and "of max" in ln]
+    assert "0" in [r[0] for r in rows]
+
+
+@pytest.mark.slow
+def test_feature_map_clusters_and_labels(run_dir, tmp_path):
+    """UMAP (numba-compiled on first use, slow) + k-means clusters + labels in the database."""
+    import shutil
+
+    run, _, _ = run_dir
+    copy = tmp_path / "run"
+    shutil.copytree(run / "sae", copy / "sae")
+    assert main(["analyze", str(copy), "--batch-size", "256", "--top-k", "4", "--n-intervals",
+                 "0", "--logit-tokens", "3", "--neighbours", "2", "--n-clusters", "3",
+                 "--device", "cpu"]) == 0
+    with FeatureDB(copy) as db:
+        coords = db.map_coords()
+        clusters = db.clusters()
+    assert [c[0] for c in coords] == list(range(N_FEATURES))
+    assert {c[3] for c in coords} == {0, 1, 2}
+    assert [c["id"] for c in clusters] == [0, 1, 2]
+    assert sum(c["size"] for c in clusters) == N_FEATURES
+    assert all(c["label"] for c in clusters)

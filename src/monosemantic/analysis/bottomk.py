@@ -120,10 +120,6 @@ def _order(keys_GN: Tensor, rows_GN: Tensor) -> Tensor:
     by_key = torch.sort(keys_GN.gather(1, by_row), dim=1, stable=True).indices
     return by_row.gather(1, by_key)
 
-    def filled_GR(self) -> Tensor:
-        """Bool [G, r]: which slots hold an entry."""
-        return torch.isfinite(self.keys_GR)
-
 
 def _runs(sorted_N: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(values, first index, length) of each run of equal values in a sorted 1-D tensor."""

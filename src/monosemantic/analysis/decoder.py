@@ -102,8 +102,8 @@ def nearest_by_cosine(W_dec_FD: Tensor, n_neighbours: int = 10, chunk: int = 102
                       ) -> tuple[Tensor, Tensor]:
     """Exact nearest features by decoder cosine, self excluded: (ids [F, n], cosines [F, n]).
 
-    O(F²·d) time in chunks of `chunk` rows (memory 4·chunk·F bytes); an approximate index for
-    very large dictionaries is not implemented.
+    O(F²·d) time in chunks of `chunk` rows (memory 4·chunk·F bytes); `decoder_neighbours`
+    switches to an approximate index for large dictionaries.
     """
     n_feat = W_dec_FD.shape[0]
     n_neighbours = min(n_neighbours, n_feat - 1)
@@ -117,3 +117,36 @@ def nearest_by_cosine(W_dec_FD: Tensor, n_neighbours: int = 10, chunk: int = 102
         ids.append(best.indices)
         sims.append(best.values)
     return torch.cat(ids), torch.cat(sims)
+
+
+def approx_nearest_by_cosine(W_dec_FD: Tensor, n_neighbours: int = 10, seed: int = 0
+                             ) -> tuple[Tensor, Tensor]:
+    """Approximate nearest features by decoder cosine (NN-descent graph, pynndescent), self
+    excluded: (ids [F, n], cosines [F, n]); O(F·d·n) memory, about O(F^1.14) time."""
+    from pynndescent import NNDescent
+
+    n_feat = W_dec_FD.shape[0]
+    n_neighbours = min(n_neighbours, n_feat - 1)
+    unit_FD = W_dec_FD.float() / W_dec_FD.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
+    # One more than asked: the point itself comes back as its own nearest neighbour.
+    index = NNDescent(unit_FD.numpy(), metric="cosine", n_neighbors=max(n_neighbours + 1, 15),
+                      random_state=seed, low_memory=True)
+    ids_FK, dist_FK = index.neighbor_graph
+    ids_FK, cos_FK = torch.from_numpy(ids_FK).long(), 1.0 - torch.from_numpy(dist_FK).float()
+    self_FK = ids_FK == torch.arange(n_feat)[:, None]
+    cos_FK = torch.where(self_FK | (ids_FK < 0), -float("inf"), cos_FK)
+    best = cos_FK.topk(n_neighbours, dim=1)
+    return ids_FK.gather(1, best.indices), best.values
+
+
+def decoder_neighbours(W_dec_FD: Tensor, n_neighbours: int, exact_max: int = 32768,
+                       seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Exact neighbours up to `exact_max` features, the approximate index beyond."""
+    if W_dec_FD.shape[0] <= exact_max:
+        return nearest_by_cosine(W_dec_FD, n_neighbours)
+    try:
+        return approx_nearest_by_cosine(W_dec_FD, n_neighbours, seed)
+    except ImportError as err:
+        raise UserError(f"{W_dec_FD.shape[0]:,} features need the approximate neighbour index "
+                        "(pip install umap-learn, which brings pynndescent), or raise "
+                        "--exact-neighbours-max") from err

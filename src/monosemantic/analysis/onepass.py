@@ -20,25 +20,31 @@ processed once the next batch is encoded, from the sparse codes of the previous,
 next batches (`windows.RowSpan`), so `window_left` and `window_right` must not exceed the batch.
 
 Memory (bytes, independent of the corpus length), with W = left + 1 + right, K = top_k,
-S = random_examples + zero_examples, I = n_intervals, r = interval_examples, H = hist_bins:
-  F · (K + S) · (20 + 8·W)           pass 1 example lists (key, row, value, offset, window)
-  F · I · r · (20 + 8·W)             pass 2 interval samples
+S = random_examples + zero_examples, I = n_intervals, r = interval_examples, H = hist_bins,
+T = cooccur_tokens, L0 = mean active features per token:
+  F · (K + S) · (18 + 8·W)           pass 1 example lists (key, row, value, offset, window)
+  F · I · r · (18 + 8·W)             pass 2 interval samples
   F · (8·(I + H + 1) + 24)           counts, sums, maxima, interval counts, histogram
+  ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
 plus, transiently, one dense batch of codes (4·B·F) and the sparse codes of three batches
-(16 bytes per active entry). With the defaults (K=20, S=10, I=10, r=4, W=25) that is about
-15 KB per feature: 60 MB for 4,096 features, 250 MB for 16,384, 15 GB for 1M (analyse a large
-dictionary in feature slices).
+(about 40 bytes per active entry, row- and feature-major). With the defaults (K=20, S=10, I=10,
+r=4, W=25) that is about 15.7 KB per feature: 64 MiB for 4,096 features, 258 MiB for 16,384,
+15.7 GB for 1M (lower K, r and W for such dictionaries; feature slices are not implemented).
+
+The bookkeeping runs on one thread (`one_thread`), the encode on all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from monosemantic.analysis.bottomk import GroupedBottomK
+from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.errors import UserError
 
@@ -67,13 +73,21 @@ class PassOptions:
     """Tokens after the peak token in an example window."""
     zero_rows_per_batch: int = 2
     """Random rows per batch offered as zero-activation examples for the features inactive there."""
+    cooccur_neighbours: int = 10
+    """Co-occurrence neighbours kept per feature (Ochiai score, see analysis.cooccur); 0 skips."""
+    cooccur_tokens: int = 131072
+    """Uniformly sampled rows whose active features are kept for the co-occurrence counts (all
+    rows, so exact counts, when the range is shorter); memory at most 24 bytes x this x L0."""
+    cooccur_min_count: int = 3
+    """Tokens two features must share to be co-occurrence neighbours."""
     seed: int = 0
     """Seed of the uniform samples."""
 
     def validate(self, batch_size: int) -> None:
         for name in ("top_k", "random_examples", "zero_examples", "n_intervals",
                      "interval_examples", "hist_bins", "window_left", "window_right",
-                     "zero_rows_per_batch"):
+                     "zero_rows_per_batch", "cooccur_neighbours", "cooccur_tokens",
+                     "cooccur_min_count"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.hist_decades > 0:
@@ -107,6 +121,8 @@ class FeatureAnalysis:
     """Samples per (feature, interval): group = feature · I + interval."""
     hist_FH: Tensor | None = None
     """Histogram counts; column 0 is everything below max·10^-hist_decades."""
+    cooccur: RowSample | None = None
+    """The rows sampled for co-occurrence counts (None when skipped)."""
 
     @property
     def n_features(self) -> int:
@@ -135,11 +151,30 @@ class FeatureAnalysis:
     def nbytes(self) -> int:
         lists = [self.top, self.random, self.zero] + ([self.intervals] if self.intervals else [])
         dense = [self.count_F, self.sum_F, self.max_F, self.interval_counts_FI, self.hist_FH]
+        if self.cooccur is not None:
+            lists.append(self.cooccur)
         return (sum(x.nbytes() for x in lists)
                 + sum(t.numel() * t.element_size() for t in dense if t is not None))
 
 
 Encode = Callable[[Tensor], Tensor]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the bookkeeping's many small tensor ops on one thread, then restore the count.
+
+    They touch ~10^5 elements each, where intra-op threads gain little, and on a busy machine
+    threads that wait for each other made pass 1 several times slower (measured on 2 shared
+    cores: 68 s with 2 threads vs 3 s with one, for the same work). The SAE encode between
+    them keeps every thread.
+    """
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 def spans(batches: Iterable, encode: Encode, first_row: int) -> Iterator[tuple[SparseRows, RowSpan]]:
@@ -179,38 +214,57 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
         sum_F=torch.zeros(n_features, dtype=torch.float64), max_F=torch.zeros(n_features),
         top=GroupedBottomK(n_features, opts.top_k, W),
         random=GroupedBottomK(n_features, opts.random_examples, W),
-        zero=GroupedBottomK(n_features, opts.zero_examples, W), options=opts)
+        zero=GroupedBottomK(n_features, opts.zero_examples, W), options=opts,
+        cooccur=(RowSample(opts.cooccur_tokens, opts.seed + 2)
+                 if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None))
     for cur, span in spans(batches, encode, first_row):
-        feats_E, vals_E, rows_E = cur.feats_E, cur.vals_E, cur.rows_E
-        result.n_tokens += cur.n
-        result.count_F += torch.bincount(feats_E, minlength=n_features)
-        result.sum_F.index_add_(0, feats_E, vals_E.double())
-        result.max_F.scatter_reduce_(0, feats_E, vals_E, reduce="amax")
-        payload = _windows_fn(span, opts)
-        result.top.update(feats_E, -vals_E, rows_E, vals_E, payload)
-        result.random.update(feats_E, torch.rand(len(feats_E), generator=gen), rows_E, vals_E,
-                             payload)
-        _offer_zero_rows(result.zero, cur, opts, gen, payload)
+        with one_thread():
+            _stats_batch(result, cur, span, opts, gen)
         if on_batch is not None:
             on_batch(cur.n)
-    for examples in (result.top, result.random, result.zero):
-        examples.sort_()
+    with one_thread():
+        for examples in (result.top, result.random, result.zero):
+            examples.sort_()
     return result
+
+
+def _stats_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, opts: PassOptions,
+                 gen: torch.Generator) -> None:
+    """Pass 1's bookkeeping of one batch."""
+    n_features = result.n_features
+    feats_E, vals_E, rows_E = cur.feats_E, cur.vals_E, cur.rows_E
+    result.n_tokens += cur.n
+    result.count_F += torch.bincount(feats_E, minlength=n_features)
+    result.sum_F.index_add_(0, feats_E, vals_E.double())
+    result.max_F.scatter_reduce_(0, feats_E, vals_E, reduce="amax")
+    payload = _windows_fn(span, opts)
+    result.top.update(feats_E, -vals_E, rows_E, vals_E, payload)
+    result.random.update(feats_E, torch.rand(len(feats_E), generator=gen), rows_E, vals_E,
+                         payload)
+    _offer_zero_rows(result.zero, cur, opts, gen, payload)
+    if result.cooccur is not None:
+        result.cooccur.add(cur.lo, cur.n, rows_E, feats_E)
 
 
 def _offer_zero_rows(zero: GroupedBottomK, cur: SparseRows, opts: PassOptions,
                      gen: torch.Generator, payload) -> None:
-    """Offer a few random rows of the batch to every feature that is 0 there."""
+    """Offer a few random rows of the batch (distinct) to every feature that is 0 there, in
+    one update (one window lookup for all of them)."""
     if zero.r == 0 or opts.zero_rows_per_batch == 0:
         return
     n_feat = cur.n_features
-    for local in torch.randint(cur.n, (opts.zero_rows_per_batch,), generator=gen).tolist():
+    drawn = torch.randint(cur.n, (opts.zero_rows_per_batch,), generator=gen).tolist()
+    groups, rows = [], []
+    for local in dict.fromkeys(drawn):  # distinct, in draw order
         row = cur.lo + local
         inactive_F = torch.ones(n_feat, dtype=torch.bool)
         inactive_F[cur.feats_E[cur.rows_E == row]] = False
         feats_Z = inactive_F.nonzero().squeeze(1)
-        zero.update(feats_Z, torch.rand(len(feats_Z), generator=gen),
-                    torch.full_like(feats_Z, row), torch.zeros(len(feats_Z)), payload)
+        groups.append(feats_Z)
+        rows.append(torch.full_like(feats_Z, row))
+    group_Z = torch.cat(groups)
+    zero.update(group_Z, torch.rand(len(group_Z), generator=gen), torch.cat(rows),
+                torch.zeros(len(group_Z)), payload)
 
 
 def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
@@ -224,22 +278,30 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
     for cur, span in spans(batches, encode, first_row):
-        feats_E, vals_E = cur.feats_E, cur.vals_E
-        ratio_E = vals_E / max_F[feats_E]
-        # Clamp: a value a hair above the pass-1 maximum still belongs to the top interval.
-        interval_E = (ratio_E * n_int).floor().long().clamp(0, n_int - 1)
-        group_E = feats_E * n_int + interval_E
-        result.interval_counts_FI.view(-1).index_add_(
-            0, group_E, torch.ones_like(group_E))
-        bin_E = ((torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins)
-        bin_E = bin_E.floor().long().clamp(-1, n_bins - 1) + 1
-        result.hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E,
-                                           torch.ones_like(bin_E))
-        result.intervals.update(group_E, torch.rand(len(group_E), generator=gen), cur.rows_E,
-                                vals_E, _windows_fn(span, opts, group_to_feature=n_int))
+        with one_thread():
+            _interval_batch(result, cur, span, max_F, gen)
         if on_batch is not None:
             on_batch(cur.n)
-    result.intervals.sort_()
+    with one_thread():
+        result.intervals.sort_()
+
+
+def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max_F: Tensor,
+                    gen: torch.Generator) -> None:
+    """Pass 2's bookkeeping of one batch."""
+    opts = result.options
+    n_int, n_bins = opts.n_intervals, opts.hist_bins
+    feats_E, vals_E = cur.feats_E, cur.vals_E
+    ratio_E = vals_E / max_F[feats_E]
+    # Clamp: a value a hair above the pass-1 maximum still belongs to the top interval.
+    interval_E = (ratio_E * n_int).floor().long().clamp(0, n_int - 1)
+    group_E = feats_E * n_int + interval_E
+    result.interval_counts_FI.view(-1).index_add_(0, group_E, torch.ones_like(group_E))
+    bin_E = ((torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins)
+    bin_E = bin_E.floor().long().clamp(-1, n_bins - 1) + 1
+    result.hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E, torch.ones_like(bin_E))
+    result.intervals.update(group_E, torch.rand(len(group_E), generator=gen), cur.rows_E,
+                            vals_E, _windows_fn(span, opts, group_to_feature=n_int))
 
 
 def analyze_batches(make_batches: Callable[[], Iterable], encode: Encode, n_features: int,

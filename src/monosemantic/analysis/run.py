@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 import torch
 
-from monosemantic.analysis.decoder import model_logit_effects, nearest_by_cosine
+from monosemantic.analysis.cooccur import cooccurrence_neighbours
+from monosemantic.analysis.decoder import decoder_neighbours, model_logit_effects
+from monosemantic.analysis.featuremap import (
+    cluster_map,
+    feature_tokens,
+    label_clusters,
+    umap_xy,
+)
 from monosemantic.analysis.onepass import PassOptions, analyze_batches
 from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
@@ -36,8 +43,14 @@ class AnalyzeConfig(PassOptions):
     loading the model: tokens are then shown as ids)."""
     neighbours: int = 10
     """Nearest features by decoder cosine kept per feature; 0 skips them."""
+    exact_neighbours_max: int = 32768
+    """Largest dictionary whose decoder-cosine neighbours are computed exactly (O(F²·d));
+    larger ones use an approximate NN-descent index (pynndescent, comes with umap-learn)."""
     feature_map: bool = True
-    """Compute a 2-D UMAP map of the decoder directions (needs umap-learn; skipped without it)."""
+    """Compute a 2-D UMAP map of the decoder directions with k-means clusters and labels (needs
+    umap-learn and scikit-learn; skipped without them)."""
+    n_clusters: int = 0
+    """Clusters on the feature map; 0 = round(sqrt(F) / 2) between 2 and 200."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     store: Path | None = None
@@ -106,15 +119,26 @@ def analyze(cfg: AnalyzeConfig) -> Path:
         logits = model_logit_effects(lm, extra["hook"], W_dec_FD, cfg.logit_tokens)
         tokenizer = lm.tokenizer
         decode_token = lambda t: tokenizer.decode([t])
-    neighbours = nearest_by_cosine(W_dec_FD.cpu(), cfg.neighbours) if cfg.neighbours > 0 else None
-    coords = feature_map(W_dec_FD.cpu()) if cfg.feature_map else None
+    neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
+                                     cfg.seed) if cfg.neighbours > 0 else None)
+    cooccur = None
+    if analysis.cooccur is not None and importlib.util.find_spec("scipy") is None:
+        print("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
+    elif analysis.cooccur is not None:
+        ids_FM, scores_FM, _counts = cooccurrence_neighbours(
+            *analysis.cooccur.entries(), n_feat, cfg.cooccur_neighbours, cfg.cooccur_min_count)
+        cooccur = (ids_FM, scores_FM)
+    coords, clusters = None, None
+    if cfg.feature_map:
+        coords, clusters = feature_map(W_dec_FD.cpu(), analysis, logits, decode_token,
+                                       cfg.n_clusters, cfg.seed)
     meta = {"run": str(cfg.run), "sae": str(sae_dir), "store": str(store_path),
             "model": cfg.model or extra["model"], "hook": extra["hook"],
             "architecture": sae.cfg.architecture, "rows": [rows.start, rows.stop],
             "pass_seconds": seconds, "pass_state_bytes": analysis.nbytes(),
             "config": to_dict(cfg)}
     path = write_feature_db(cfg.run / DB_FILENAME, analysis, meta, decode_token, logits,
-                            neighbours, coords)
+                            neighbours, coords, cooccur, clusters)
     alive = int((analysis.count_F > 0).sum())
     print(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
           f"({passes} pass{'es' if passes > 1 else ''}, state {analysis.nbytes() / 2**20:.1f} MiB); "
@@ -123,17 +147,14 @@ def analyze(cfg: AnalyzeConfig) -> Path:
     return path
 
 
-def feature_map(W_dec_FD: torch.Tensor, seed: int = 0):
-    """(xy [F, 2], None) from UMAP on decoder directions (cosine metric), or None without
-    umap-learn. Cluster labels are not computed yet."""
-    if importlib.util.find_spec("umap") is None:
-        print("feature map skipped: umap-learn is not installed (pip install umap-learn)")
-        return None
-    if W_dec_FD.shape[0] < 16:
-        print("feature map skipped: fewer than 16 features")
-        return None
-    import umap
-
-    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
-    xy = reducer.fit_transform(W_dec_FD.float().numpy())
-    return torch.from_numpy(xy).float(), None
+def feature_map(W_dec_FD: torch.Tensor, analysis, logits, decode_token, n_clusters: int = 0,
+                seed: int = 0):
+    """((xy [F, 2], cluster [F]), cluster labels) from UMAP on the decoder directions and k-means
+    on the map, or (None, None) without umap-learn."""
+    xy_F2 = umap_xy(W_dec_FD, seed)
+    if xy_F2 is None:
+        return None, None
+    cluster_F = cluster_map(xy_F2, n_clusters, seed)
+    tokens_F = feature_tokens(analysis.top.tokens_GRW, analysis.top.offset_GR,
+                              logits.top_ids_FT if logits is not None else None)
+    return (xy_F2, cluster_F), label_clusters(cluster_F, tokens_F, decode_token)

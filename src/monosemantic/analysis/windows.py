@@ -3,15 +3,24 @@
 The analysis pass keeps three batches at once (previous, current, next) as a `RowSpan`, so
 that every example found in the current batch gets its left and right context, with the
 feature's activation on every token of the window, at the moment it is found. Only the active
-entries are kept (sorted keys `local_row * F + feature`), so the span costs O(nnz) memory.
+entries are kept, so the span costs O(nnz) memory.
+
+Window lookups cost O(log nnz) per example plus O(1) per active cell, not per cell: each part
+keeps its entries also in feature-major order (key `feature · 2^40 + row`), so the entries of
+one feature inside a row range are one contiguous slice found by two binary searches.
+Document bounds are precomputed per span (the run of equal document ids through each row).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
+
+# Rows per feature in the feature-major key: row ids stay below 2^40, features below 2^23.
+_ROW_SPAN = 1 << 40
 
 
 @dataclass
@@ -27,38 +36,82 @@ class SparseRows:
     vals_E: Tensor
     tokens_N: Tensor
     doc_ids_N: Tensor
+    _by_feature: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def by_feature(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(keys feature·2^40 + row, rows, values) sorted by feature, then row (computed once)."""
+        if self._by_feature is None:
+            order = torch.sort(self.feats_E, stable=True).indices  # rows stay ascending
+            rows_E = self.rows_E[order]
+            self._by_feature = (self.feats_E[order] * _ROW_SPAN + rows_E, rows_E,
+                                self.vals_E[order])
+        return self._by_feature
 
     @classmethod
     def from_dense(cls, lo: int, f_NF: Tensor, tokens_N: Tensor, doc_ids_N: Tensor) -> SparseRows:
         """The entries f > 0 of a dense code batch whose first row is global row `lo`."""
-        local_E, feats_E = (f_NF > 0).nonzero(as_tuple=True)
-        return cls(lo, f_NF.shape[0], f_NF.shape[1], local_E + lo, feats_E, f_NF[local_E, feats_E],
+        n_feat = f_NF.shape[1]
+        if f_NF.device.type == "cpu":
+            # numpy's flatnonzero is ~2.5x faster than torch.nonzero on CPU (same order).
+            flat_E = torch.from_numpy(np.flatnonzero(f_NF.contiguous().numpy().reshape(-1) > 0))
+        else:
+            flat_E = (f_NF.reshape(-1) > 0).nonzero().squeeze(1)
+        vals_E = f_NF.reshape(-1)[flat_E]
+        local_E, feats_E = flat_E // n_feat, flat_E % n_feat
+        return cls(lo, f_NF.shape[0], n_feat, local_E + lo, feats_E, vals_E,
                    tokens_N.to(torch.int64), doc_ids_N.to(torch.int64))
 
 
 class RowSpan:
-    """Consecutive `SparseRows` joined: lookups of f[row, feature] and of windows."""
+    """Consecutive `SparseRows` joined: windows of (row, feature) queries read from them."""
 
     def __init__(self, parts: list[SparseRows]):
+        self.parts = parts
         self.lo = parts[0].lo
         self.n = sum(p.n for p in parts)
         self.n_features = parts[0].n_features
-        self.tokens_N = torch.cat([p.tokens_N for p in parts])
-        self.doc_ids_N = torch.cat([p.doc_ids_N for p in parts])
-        rows_E = torch.cat([p.rows_E for p in parts])
-        feats_E = torch.cat([p.feats_E for p in parts])
-        # Row-major order within each part and parts in row order: the keys come sorted.
-        self.keys_E = (rows_E - self.lo) * self.n_features + feats_E
-        self.vals_E = torch.cat([p.vals_E for p in parts])
+        self._bounds: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _doc_bounds(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(tokens, first local row, last local row) of the document run through each row; a
+        row with document id -1 is a run of its own."""
+        if self._bounds is None:
+            tokens_N = torch.cat([p.tokens_N for p in self.parts])
+            doc_N = torch.cat([p.doc_ids_N for p in self.parts])
+            new_N = torch.ones(self.n, dtype=torch.bool)
+            new_N[1:] = (doc_N[1:] != doc_N[:-1]) | (doc_N[1:] < 0) | (doc_N[:-1] < 0)
+            idx_N = torch.arange(self.n)
+            start_N = torch.where(new_N, idx_N, 0).cummax(dim=0).values
+            last_N = torch.ones(self.n, dtype=torch.bool)
+            last_N[:-1] = new_N[1:]
+            end_N = torch.where(last_N, idx_N, self.n - 1).flip(0).cummin(dim=0).values.flip(0)
+            self._bounds = (tokens_N, start_N, end_N)
+        return self._bounds
 
     def values(self, rows_Q: Tensor, feats_Q: Tensor) -> Tensor:
         """f[row, feature] for each query (0 where inactive); rows must lie in the span."""
-        keys_Q = (rows_Q - self.lo) * self.n_features + feats_Q
-        if len(self.keys_E) == 0:
-            return torch.zeros(keys_Q.shape)
-        idx_Q = torch.searchsorted(self.keys_E, keys_Q).clamp(max=len(self.keys_E) - 1)
-        found_Q = self.keys_E[idx_Q] == keys_Q
-        return torch.where(found_Q, self.vals_E[idx_Q], torch.zeros((), dtype=self.vals_E.dtype))
+        return self._gather(rows_Q, rows_Q, feats_Q, 1)[:, 0]
+
+    def _gather(self, lo_Q: Tensor, hi_Q: Tensor, feats_Q: Tensor, width: int) -> Tensor:
+        """acts [Q, width]: f[lo + j, feature] for the global rows lo..hi of each query."""
+        acts_QW = torch.zeros(len(feats_Q), width, dtype=self.parts[0].vals_E.dtype)
+        base_Q = feats_Q * _ROW_SPAN
+        for part in self.parts:
+            if part.n == 0 or lo_Q.numel() == 0:
+                continue
+            keys_E, rows_E, vals_E = part.by_feature()
+            first_Q = torch.searchsorted(keys_E, base_Q + lo_Q)
+            stop_Q = torch.searchsorted(keys_E, base_Q + hi_Q, right=True)
+            counts_Q = stop_Q - first_Q
+            total = int(counts_Q.sum())
+            if total == 0:
+                continue
+            q_T = torch.repeat_interleave(torch.arange(len(feats_Q)), counts_Q)
+            offset_T = torch.arange(total) - torch.repeat_interleave(
+                counts_Q.cumsum(0) - counts_Q, counts_Q)
+            e_T = first_Q[q_T] + offset_T
+            acts_QW[q_T, rows_E[e_T] - lo_Q[q_T]] = vals_E[e_T]
+        return acts_QW
 
     def windows(self, rows_Q: Tensor, feats_Q: Tensor, left: int, right: int
                 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -68,27 +121,13 @@ class RowSpan:
         the left (the peak at `offset_Q`), and token -1 / activation 0 in unused cells.
         A row whose document id is -1 (an inserted BOS, padding) is a document of its own.
         """
-        offsets_W = torch.arange(-left, right + 1)
-        local_QW = rows_Q[:, None] - self.lo + offsets_W[None, :]
-        inside_QW = (local_QW >= 0) & (local_QW < self.n)
-        local_QW = local_QW.clamp(0, self.n - 1)
-        doc_Q = self.doc_ids_N[rows_Q - self.lo]
-        same_QW = inside_QW & (self.doc_ids_N[local_QW] == doc_Q[:, None]) & (doc_Q[:, None] >= 0)
-        same_QW[:, left] = True
-        # Keep only the contiguous run through the peak: walk outward from it.
-        right_QW = same_QW[:, left:].to(torch.int8).cumprod(dim=1).bool()
-        left_QW = same_QW[:, : left + 1].flip(1).to(torch.int8).cumprod(dim=1).bool().flip(1)
-        valid_QW = torch.cat([left_QW[:, :-1], right_QW], dim=1)
-        n_left_Q = left_QW[:, :-1].sum(dim=1)
-        # Pack to the left: cell j of the output is offset (j - n_left) from the peak.
-        shift_QW = torch.arange(left + 1 + right)[None, :] - n_left_Q[:, None] + left
-        keep_QW = shift_QW <= left + right
-        src_QW = shift_QW.clamp(max=left + right)
-        valid_QW = valid_QW.gather(1, src_QW) & keep_QW
-        local_QW = local_QW.gather(1, src_QW)
-        rows_QW = local_QW + self.lo
-        acts_QW = self.values(rows_QW.reshape(-1), feats_Q[:, None].expand_as(rows_QW).reshape(-1)
-                              ).reshape(rows_QW.shape)
-        acts_QW = torch.where(valid_QW, acts_QW, torch.zeros((), dtype=acts_QW.dtype))
-        tokens_QW = torch.where(valid_QW, self.tokens_N[local_QW], -1)
-        return acts_QW, tokens_QW, n_left_Q
+        tokens_N, start_N, end_N = self._doc_bounds()
+        local_Q = rows_Q - self.lo
+        lo_Q = torch.maximum(local_Q - left, start_N[local_Q])
+        hi_Q = torch.minimum(local_Q + right, end_N[local_Q])
+        width = left + 1 + right
+        cells_QW = lo_Q[:, None] + torch.arange(width)[None, :]
+        valid_QW = cells_QW <= hi_Q[:, None]
+        tokens_QW = torch.where(valid_QW, tokens_N[cells_QW.clamp(max=self.n - 1)], -1)
+        acts_QW = self._gather(lo_Q + self.lo, hi_Q + self.lo, feats_Q, width)
+        return acts_QW, tokens_QW, local_Q - lo_Q

@@ -96,7 +96,9 @@ def format_card(card: FeatureCard, examples: int = 5, interval_examples: int = 1
                   "  up:   " + "  ".join(f"{_clean(t)!r} {v:+.3f}" for t, v in card.logits_up),
                   "  down: " + "  ".join(f"{_clean(t)!r} {v:+.3f}" for t, v in card.logits_down)]
     for kind, items in card.neighbours.items():
-        label = {"decoder_cosine": "Nearest features (decoder cosine)"}.get(kind, kind)
+        label = {"decoder_cosine": "Nearest features (decoder cosine)",
+                 "cooccurrence": "Co-occurring features (Ochiai: shared tokens / "
+                                 "sqrt(product of counts))"}.get(kind, kind)
         lines += ["", label, "  " + "  ".join(f"#{o} {s:.3f}" for o, s in items)]
     return "\n".join(lines)
 

@@ -116,6 +116,20 @@ class FeatureDB:
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row)) for row in cur]
 
+    def clusters(self) -> list[dict[str, Any]]:
+        """Feature-map clusters (id, size, label, tokens); [] for a database without them."""
+        return list(self.meta.get("clusters") or [])
+
+    def map_coords(self) -> list[tuple[int, float, float, int | None]]:
+        """(feature, x, y, cluster) of every feature on the 2-D map; [] when not computed."""
+        return list(self._con.execute("SELECT feature, x, y, cluster FROM map_coords "
+                                      "ORDER BY feature"))
+
+    def neighbours(self, feature: int, kind: str = "decoder_cosine") -> list[tuple[int, float]]:
+        """(other feature, score) of one kind (decoder_cosine, cooccurrence), best first."""
+        return list(self._con.execute("SELECT other, score FROM neighbours WHERE feature = ? "
+                                      "AND kind = ? ORDER BY rank", (int(feature), kind)))
+
     def examples(self, feature: int, kind: str = "top") -> list[Example]:
         rows = self._con.execute(
             "SELECT kind, rank, row, activation, peak, tokens, acts, interval FROM examples "

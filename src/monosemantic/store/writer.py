@@ -25,11 +25,16 @@ def write_feature_db(
     logit_effects: Any = None,
     cosine_neighbours: tuple[Tensor, Tensor] | None = None,
     map_coords: tuple[Tensor, Tensor | None] | None = None,
+    cooccur_neighbours: tuple[Tensor, Tensor] | None = None,
+    clusters: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Create `path` from a `FeatureAnalysis` (and optional decoder analyses).
 
     decode_token: token id -> display text (e.g. `tokenizer.decode([id])`), stored in `vocab`
     for every token the database mentions; without it tokens show as `<id>`.
+    cooccur_neighbours: (ids [F, m], Ochiai scores [F, m]), id -1 in empty slots.
+    clusters: one dict per cluster id of `map_coords` (label, size, ...), stored in meta
+    `clusters`.
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -40,6 +45,10 @@ def write_feature_db(
         with con:
             _write_all(con, analysis, meta, logit_effects, cosine_neighbours, map_coords,
                        decode_token)
+            if cooccur_neighbours is not None:
+                _write_cooccurrence(con, *cooccur_neighbours)
+            if clusters is not None:
+                con.execute("INSERT INTO meta VALUES ('clusters', ?)", (json.dumps(clusters),))
     finally:
         con.close()
     publish(tmp, path)
@@ -83,6 +92,13 @@ def _write_all(con, analysis, meta, logits, neighbours, coords, decode_token) ->
     decode = decode_token or (lambda i: f"<{i}>")
     con.executemany("INSERT INTO vocab VALUES (?, ?)",
                     ((t, decode(t)) for t in sorted(tokens_seen)))
+
+
+def _write_cooccurrence(con, ids_FM: Tensor, scores_FM: Tensor) -> None:
+    con.executemany("INSERT INTO neighbours VALUES (?, 'cooccurrence', ?, ?, ?)", (
+        (f, rank, o, s) for f, (row_o, row_s) in enumerate(zip(ids_FM.tolist(),
+                                                               scores_FM.tolist()))
+        for rank, (o, s) in enumerate(zip(row_o, row_s)) if o >= 0))
 
 
 def _example_rows(kind: str, store, per_feature: int, tokens_seen: set[int]) -> Iterator[tuple]:
