@@ -1,0 +1,181 @@
+"""`monosemantic steer` and `monosemantic attribute`: configs and printing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from monosemantic.errors import UserError
+from monosemantic.fsutil import atomic_write_text
+from monosemantic.steer.attribution import AttributionResult, attribute
+from monosemantic.steer.compare import SteerResult, steer_compare
+from monosemantic.steer.context import load_steer_context
+from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, parse_edit
+
+
+@dataclass
+class SteerConfig:
+    """Continue a prompt with and without feature steering, side by side, with side effects."""
+
+    run: Path = field(metadata={"positional": True})
+    """Training run directory (sae/ and, for `x` multipliers, features.sqlite)."""
+    feature: list[str]
+    """Edits FEATURE=VALUEx (multiples of the feature's max activation, e.g. 123=10x 7=-3x) or
+    FEATURE=VALUE (raw code units); several after one --feature."""
+    prompt: str
+    """The prompt to continue."""
+    mode: Literal["clamp", "add"] = "clamp"
+    """clamp: set the codes inside SAE(x) and keep the error term; add: add value × W_dec[i]."""
+    positions: str | None = None
+    """Token span START:STOP to steer (BOS = 0; absolute, so a span over the prompt stays put
+    during generation); default every position, generated ones included."""
+    max_new_tokens: int = 40
+    """Tokens to generate for each continuation."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 = greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (with temperature > 0)."""
+    seed: int = 0
+    """Random seed, the same for both continuations."""
+    neutral_text: str | None = None
+    """Text for the loss-change side effect (default: a few sentences of plain prose)."""
+    max_multiplier: float = DEFAULT_MAX_MULTIPLIER
+    """Refuse multipliers beyond ± this many times the max activation."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
+    model: str | None = None
+    """Model spec to load instead of the one recorded with the SAE."""
+    json_out: Path | None = None
+    """Also write the result as JSON to this file."""
+
+    def __post_init__(self) -> None:
+        self.run = Path(self.run)
+        self.feature = [self.feature] if isinstance(self.feature, str) else list(self.feature)
+
+
+@dataclass
+class AttributeConfig:
+    """Attribute a next-token metric to SAE features and check the top ones by ablation."""
+
+    run: Path = field(metadata={"positional": True})
+    """Training run directory (holds sae/)."""
+    prompt: str
+    """The prompt whose next token is scored."""
+    target: str
+    """The expected next token (with its leading space, e.g. ' Sacramento'); a multi-token
+    target is scored by its first token."""
+    baseline: str | None = None
+    """Contrasting token: metric = logit(target) - logit(baseline); without one the metric is
+    log p(target). Multi-token: first token."""
+    top: int = 20
+    """Rows listed: (feature, position) pairs with the largest |attribution|."""
+    ablate: bool = True
+    """Also ablate each listed row (feature set to 0 there, error kept) and correlate."""
+    batch_size: int = 32
+    """Ablations per batched forward."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
+    model: str | None = None
+    """Model spec to load instead of the one recorded with the SAE."""
+    json_out: Path | None = None
+    """Also write the result as JSON to this file."""
+
+    def __post_init__(self) -> None:
+        self.run = Path(self.run)
+
+
+def parse_span(text: str | None) -> slice | None:
+    """`"3:10"` -> slice(3, 10), `"3:"` -> slice(3, None), None -> None."""
+    if text is None:
+        return None
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return slice(int(start) if start.strip() else 0, int(stop) if stop.strip() else None)
+    except ValueError:
+        raise UserError(f"positions must look like START:STOP (e.g. 1:6 or 4:), got {text!r}")
+
+
+def side_by_side(left: str, right: str, titles: tuple[str, str], width: int | None = None) -> str:
+    """Two texts in columns (wrapped; newlines shown as ⏎ so the columns stay aligned)."""
+    total = width or shutil.get_terminal_size((120, 24)).columns
+    col = max(20, (total - 3) // 2)
+
+    def lines(text: str) -> list[str]:
+        return textwrap.wrap(text.replace("\n", "⏎"), col, drop_whitespace=False) or [""]
+
+    a, b = lines(left), lines(right)
+    a += [""] * (len(b) - len(a))
+    b += [""] * (len(a) - len(b))
+    out = [f"{titles[0]:<{col}} | {titles[1]}", f"{'-' * col}-+-{'-' * col}"]
+    out += [f"{x:<{col}} | {y}" for x, y in zip(a, b)]
+    return "\n".join(out)
+
+
+def format_steer(result: SteerResult) -> str:
+    head = f"prompt: {result.prompt!r}\nedits: {' '.join(result.edits)} ({result.mode})\n"
+    figures = (f"KL(clean || steered) of next-token distributions, mean over the prompt: "
+               f"{result.kl_next_token:.4f} nats\n"
+               f"loss on the neutral text: {result.neutral_loss_clean:.4f} -> "
+               f"{result.neutral_loss_clean + result.neutral_loss_delta:.4f} nats "
+               f"({result.neutral_loss_delta:+.4f})")
+    return head + side_by_side(result.unsteered, result.steered, ("unsteered", "steered")) + \
+        "\n" + figures
+
+
+def format_attribution(result: AttributionResult) -> str:
+    lines = [f"prompt: {result.prompt!r}", f"metric: {result.metric_name} = {result.metric:.4f}"]
+    if result.target_tokens > 1:
+        lines.append(f"note: the target has {result.target_tokens} tokens; only the first is "
+                     "scored")
+    lines.append(f"top {len(result.rows)} of {result.n_active} active (feature, position) pairs "
+                 "by |attribution|:")
+    lines.append(f"{'feature':>8} {'pos':>4} {'token':<14} {'activation':>10} {'attribution':>11} "
+                 f"{'ablation':>9}")
+    for r in result.rows:
+        effect = "-" if r.ablation_effect is None else f"{r.ablation_effect:.4f}"
+        lines.append(f"{r.feature:>8} {r.position:>4} {r.token!r:<14.14} {r.activation:>10.3f} "
+                     f"{r.attribution:>11.4f} {effect:>9}")
+
+    def corr(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    if any(r.ablation_effect is not None for r in result.rows):
+        lines.append(f"Pearson over these rows: attribution vs ablation "
+                     f"{corr(result.corr_attribution_ablation)}, activation vs ablation "
+                     f"{corr(result.corr_activation_ablation)}")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path is not None:
+        atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
+
+
+def run_steer(cfg: SteerConfig) -> SteerResult:
+    """CLI entry of `monosemantic steer`."""
+    edits = [parse_edit(text) for text in cfg.feature]
+    span = parse_span(cfg.positions)
+    lm, sae, hook, max_act_F = load_steer_context(cfg.run, cfg.device, cfg.model)
+    result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
+                           max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
+                           positions=span, max_multiplier=cfg.max_multiplier)
+    print(format_steer(result))
+    _write_json(cfg.json_out, result.to_dict())
+    return result
+
+
+def run_attribute(cfg: AttributeConfig) -> AttributionResult:
+    """CLI entry of `monosemantic attribute`."""
+    lm, sae, hook, _ = load_steer_context(cfg.run, cfg.device, cfg.model)
+    result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
+                       ablate=cfg.ablate, batch_size=cfg.batch_size)
+    print(format_attribution(result))
+    _write_json(cfg.json_out, result.to_dict())
+    return result

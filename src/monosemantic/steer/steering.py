@@ -1,0 +1,142 @@
+"""`steering`: a context manager inside which every forward / generate of `lm.model` is steered.
+
+Two modes, often confused, named apart:
+
+- `clamp` (Scaling Monosemanticity): split x = SAE(x) + err(x), err computed from the unedited
+  x; set the chosen codes to the given values, decode, add err back. Only the chosen codes change,
+  so the result is x + Σ_i (c_i − f_i(x))·W_dec[i] exactly; the other codes are those of the
+  unedited x. For topk / batchtopk SAEs this means the clamp bypasses the top-k selection: a
+  clamped feature outside the top k is still set, and clamping one inside it to 0 does not let the
+  (k+1)-th feature in.
+- `add`: x + Σ_i c_i·W_dec[i], whatever the codes are (a steering vector along decoder rows).
+
+Values are raw code units after `resolve_edits` (`unit="max"`: value × the feature's max
+activation). `positions` is a slice of absolute token positions: during `generate` with a KV
+cache they index the whole sequence (prompt + generated tokens, padding columns included), so a
+span over the prompt stays fixed as tokens are added; `None` steers every position, generated
+ones included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from monosemantic.errors import UserError
+from monosemantic.models import edit
+from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, FeatureEdit, resolve_edits
+
+Mode = Literal["clamp", "add"]
+MODES: tuple[str, ...] = ("clamp", "add")
+
+
+def check_span(positions: slice | None) -> slice | None:
+    """`positions` as a slice with non-negative start/stop and step 1, or None (every position)."""
+    if positions is None:
+        return None
+    if not isinstance(positions, slice):
+        raise UserError(f"positions must be a slice (e.g. slice(0, 5)) or None, got {positions!r}")
+    if positions.step not in (None, 1):
+        raise UserError(f"positions must be a contiguous span (step 1), got step {positions.step}")
+    for name in ("start", "stop"):
+        value = getattr(positions, name)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise UserError(f"positions.{name} must be a non-negative integer or None (absolute "
+                            f"positions: during generation the length is not known), got {value!r}")
+    start = positions.start or 0
+    if positions.stop is not None and positions.stop <= start:
+        raise UserError(f"positions {start}:{positions.stop} is an empty span")
+    return slice(start, positions.stop)
+
+
+def steering_delta_fn(sae: Any, ids_E: Tensor, values_E: Tensor, mode: str
+                      ) -> Callable[[Tensor], Tensor]:
+    """fn(x_ND) -> the change Δx_ND (float32, on the SAE's device) that the edits make to rows x."""
+    if mode not in MODES:
+        raise UserError(f"unknown steering mode {mode!r}: use 'clamp' (set codes, error term "
+                        "kept) or 'add' (add value × decoder row)")
+    W_dec_FD = sae.W_dec_FD
+    ids_E = ids_E.to(W_dec_FD.device)
+    values_E = values_E.to(W_dec_FD.device, torch.float32)
+    rows_ED = W_dec_FD.detach()[ids_E].float()
+    add_D = values_E @ rows_ED
+
+    def clamp(x_ND: Tensor) -> Tensor:
+        f_NE = sae.encode(x_ND)[:, ids_E].float()
+        return (values_E - f_NE) @ rows_ED
+
+    def add(x_ND: Tensor) -> Tensor:
+        return add_D.expand(x_ND.shape[0], -1)
+
+    return clamp if mode == "clamp" else add
+
+
+class _Positions:
+    """Absolute position of the first token of each forward of the top-level model (a pre-hook)."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def pre_hook(self, _module: Any, args: tuple, kwargs: dict) -> None:
+        tokens = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is None:
+            tokens = kwargs.get("inputs_embeds")
+        n_new = tokens.shape[1]
+        mask = kwargs.get("attention_mask")
+        past = kwargs.get("past_key_values")
+        # generate() passes the mask of the whole sequence so far; it is the reliable length
+        # (a sliding-window cache's own length stops growing at the window).
+        if isinstance(mask, Tensor) and mask.dim() == 2:
+            self.offset = mask.shape[1] - n_new
+        elif past is not None and hasattr(past, "get_seq_length"):
+            self.offset = int(past.get_seq_length())
+        else:
+            self.offset = 0
+
+    def mask_S(self, n: int, span: slice, device: torch.device) -> Tensor:
+        pos_S = torch.arange(self.offset, self.offset + n, device=device)
+        keep_S = pos_S >= span.start
+        if span.stop is not None:
+            keep_S &= pos_S < span.stop
+        return keep_S
+
+
+@contextmanager
+def steering(lm: Any, sae: Any, hook: str, edits: list[FeatureEdit], *, mode: Mode = "clamp",
+             max_act_F: Tensor | None = None, positions: slice | None = None,
+             max_multiplier: float = DEFAULT_MAX_MULTIPLIER) -> Iterator[None]:
+    """Steer every forward / generate of `lm.model` inside the block (hooks removed on exit,
+    also when the block raises). See the module docstring for the modes and `positions`.
+
+        with steering(lm, sae, "blocks.6.hook_resid_post", [parse_edit("123=10x")],
+                      max_act_F=max_act_F):
+            out = lm.model.generate(ids, max_new_tokens=20)
+    """
+    ids_E, values_E = resolve_edits(list(edits), sae.cfg.n_features, max_act_F, max_multiplier)
+    span = check_span(positions)
+    delta_fn = steering_delta_fn(sae, ids_E, values_E, mode)
+    tracker = _Positions()
+    sae_device = sae.W_dec_FD.device
+
+    def apply(act_BSD: Tensor) -> Tensor:
+        n_batch, n_seq, width = act_BSD.shape
+        x_ND = act_BSD.reshape(-1, width).to(sae_device, torch.float32)
+        delta_BSD = delta_fn(x_ND).reshape(n_batch, n_seq, width)
+        if span is not None:
+            keep_S = tracker.mask_S(n_seq, span, delta_BSD.device)
+            delta_BSD = delta_BSD * keep_S[None, :, None]
+        return act_BSD + delta_BSD.to(act_BSD.device, act_BSD.dtype)
+
+    handle = None
+    try:
+        if span is not None:
+            handle = lm.model.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True)
+        with edit(lm, {hook: apply}):
+            yield
+    finally:
+        if handle is not None:
+            handle.remove()
