@@ -1,1 +1,15 @@
-"""web"""
+"""The feature browser: `monosemantic serve RUN` (FastAPI app + uvicorn).
+
+`create_app(ServeConfig(run))` builds the ASGI app; `serve(cfg)` runs it. Needs the `web` extra.
+"""
+
+from monosemantic.web.server import ServeConfig, serve
+
+__all__ = ["ServeConfig", "create_app", "serve"]
+
+
+def create_app(cfg, backend=None):
+    """The ASGI app for `cfg` (imported lazily: FastAPI is an optional dependency)."""
+    from monosemantic.web.app import create_app as _create
+
+    return _create(cfg, backend)
