@@ -1,0 +1,88 @@
+"""Write explanations and scores into a run's feature database (tables `explanations` and
+`scores` of schema version 1), through a read-write connection of our own; everything
+beyond the columns goes in the JSON `details`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from monosemantic.store.featuredb import FeatureDBError, db_path
+from monosemantic.store.schema import SCHEMA_VERSION
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ResultsDB:
+    """Append explanations and scores; one short transaction per write, so readers of the
+    same file (the browser) are blocked only for a moment."""
+
+    def __init__(self, run_or_db: str | Path):
+        self.path = db_path(run_or_db)
+        if not self.path.is_file():
+            raise FeatureDBError(f"no feature database at {self.path}: run `monosemantic "
+                                 "analyze RUN` first")
+        self._con = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or json.loads(row[0]) != SCHEMA_VERSION:
+            raise FeatureDBError(f"{self.path} is not a feature database of schema version "
+                                 f"{SCHEMA_VERSION}: run `monosemantic analyze RUN` again")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_explanation(self, feature: int, explainer: str, text: str,
+                        details: dict[str, Any]) -> int:
+        with self._con:
+            cur = self._con.execute(
+                "INSERT INTO explanations (feature, explainer, text, created, details) "
+                "VALUES (?, ?, ?, ?, ?)", (int(feature), explainer, text, _now(),
+                                           json.dumps(details)))
+        return int(cur.lastrowid)
+
+    def add_score(self, feature: int, explanation: int | None, scorer: str, score: float,
+                  details: dict[str, Any]) -> int:
+        with self._con:
+            cur = self._con.execute(
+                "INSERT INTO scores (feature, explanation, scorer, score, created, details) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (int(feature), explanation, scorer, float(score),
+                                              _now(), json.dumps(details)))
+        return int(cur.lastrowid)
+
+    def explanations(self, explainer: str | None = None) -> dict[int, dict[str, Any]]:
+        """The latest explanation of each feature (by `explainer` when given)."""
+        sql = "SELECT id, feature, explainer, text, details FROM explanations"
+        args: tuple = ()
+        if explainer is not None:
+            sql += " WHERE explainer = ?"
+            args = (explainer,)
+        latest: dict[int, dict[str, Any]] = {}
+        for id_, feature, who, text, details in self._con.execute(sql + " ORDER BY id", args):
+            latest[feature] = {"id": id_, "explainer": who, "text": text,
+                               "details": json.loads(details or "{}")}
+        return latest
+
+    def scored(self, scorer: str, judge: str) -> set[int]:
+        """Explanation ids already scored by `scorer` with `judge` (details.judge)."""
+        rows = self._con.execute("SELECT explanation, details FROM scores WHERE scorer = ?",
+                                 (scorer,))
+        return {exp for exp, details in rows
+                if json.loads(details or "{}").get("judge") == judge}
+
+    def scores(self, scorer: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT feature, explanation, scorer, score, details FROM scores"
+        rows = (self._con.execute(sql + " WHERE scorer = ?", (scorer,)) if scorer
+                else self._con.execute(sql))
+        return [{"feature": f, "explanation": e, "scorer": s, "score": v,
+                 "details": json.loads(d or "{}")} for f, e, s, v, d in rows]
