@@ -56,6 +56,38 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.analysis.inspect", "InspectConfig", "inspect_text",
         "Show the features that fire on each token of a text.",
     ),
+    "serve": Command(
+        "monosemantic.web.server", "ServeConfig", "serve",
+        "Serve the feature browser of a run (web pages + JSON API).",
+    ),
+    "steer": Command(
+        "monosemantic.steer.commands", "SteerConfig", "run_steer",
+        "Continue a prompt with and without feature steering, side by side.",
+    ),
+    "attribute": Command(
+        "monosemantic.steer.commands", "AttributeConfig", "run_attribute",
+        "Attribute a next-token logit difference to features; check by ablation.",
+    ),
+    "filter": Command(
+        "monosemantic.analysis.search", "FilterConfig", "run_filter",
+        "Features active on all positive prompts and on no negative prompt.",
+    ),
+    "classify": Command(
+        "monosemantic.analysis.classify", "ClassifyConfig", "run_classify",
+        "Features carrying a sparse logistic regression on labelled texts.",
+    ),
+    "explain": Command(
+        "monosemantic.interp.explain", "ExplainConfig", "explain",
+        "Explain features with an LLM (local, OpenAI-compatible, Anthropic).",
+    ),
+    "score": Command(
+        "monosemantic.interp.score", "ScoreConfig", "score",
+        "Score explanations: specificity rubric, detection, fuzzing, simulation.",
+    ),
+    "neurons": Command(
+        "monosemantic.interp.neurons", "NeuronsConfig", "build_neuron_db",
+        "Build a feature database of MLP neurons (the autointerp baseline).",
+    ),
 }
 
 

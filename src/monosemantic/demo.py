@@ -9,7 +9,7 @@ so re-running after an interruption picks up where it stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,13 @@ class DemoConfig:
     """Store rows (corpus order) analysed into the feature database; 0 skips the analysis."""
     cards: int = 2
     """Feature cards printed at the end (picked from the feature database)."""
+    filter_positive: list[str] = field(default_factory=lambda: [
+        "import numpy as np", "import os\nimport sys", "from collections import defaultdict"])
+    """Prompts for the multi-prompt filter the demo runs: its top hit's card is printed (on the
+    default run this finds an `import` feature)."""
+    filter_negative: list[str] = field(default_factory=lambda: [
+        "The cat sat on the mat.", "def add(a, b):\n    return a + b", "x = [1, 2, 3]"])
+    """Prompts the filter's hits must not fire on."""
     device: str = "auto"
     """Torch device: auto, cpu, cuda, ..."""
     seed: int = 0
@@ -63,9 +70,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step (skipping finished ones) and return the evaluation summary."""
     from monosemantic.activations.harvest import HarvestConfig, harvest
     from monosemantic.analysis.run import AnalyzeConfig, analyze
-    from monosemantic.store.card import FeatureCardConfig, show_feature
+    from monosemantic.analysis.search import FilterConfig, run_filter
     from monosemantic.data import CorpusConfig
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
+    from monosemantic.store.card import FeatureCardConfig, show_feature
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
@@ -97,6 +105,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         timings["analyze_s"] = time.perf_counter() - start
         for feature in interesting_features(db, cfg.cards):
             show_feature(FeatureCardConfig(run=Path(run), id=feature))
+        if cfg.filter_positive:
+            print("\nMulti-prompt filter: features on every positive prompt, on no negative one")
+            hits = run_filter(FilterConfig(run=Path(run), positive=cfg.filter_positive,
+                                           negative=cfg.filter_negative, top=5,
+                                           device=cfg.device, model=None))
+            if hits:
+                show_feature(FeatureCardConfig(run=Path(run), id=hits[0].feature))
     result["training"] = training_summary(Path(run))
     result["demo"] = {"timings_s": timings, "run": str(run), "store": str(store),
                       "config": to_dict(cfg)}
@@ -136,14 +151,15 @@ def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str
         + "(" + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in timings.items()) + ")",
         f"  L0                 {m['l0']:.1f} active features / token",
         f"  variance explained {m['variance_explained']:.3f}",
-        f"  dead features      {_fmt_pct(train.get('dead_fraction'))} (no activation in the "
-        f"last {window:,} training tokens); {m['dead_fraction']:.1%} silent on the "
-        f"{result['sizes'].get('reconstruction_tokens', 0):,} held-out tokens",
+        (f"  dead features      {_fmt_pct(train.get('dead_fraction'))} (no activation in the "
+         f"last {window:,} training tokens); {m['dead_fraction']:.1%} silent on the "
+         f"{result['sizes'].get('reconstruction_tokens', 0):,} held-out tokens"),
         f"  loss recovered     {_fmt(m.get('loss_recovered'))}",
         f"  KL (nats)          {_fmt(m.get('kl'))}",
         f"  activations        {out / 'acts'}",
         f"  SAE (SAELens dir)  {out / 'sae' / 'sae'}",
         f"  summary            {out / 'eval.json'}",
+        f"  browse             monosemantic serve {out}   (then open http://127.0.0.1:8000)",
     ]
     return "\n".join(lines)
 
