@@ -10,11 +10,9 @@ import sqlite3
 
 import pytest
 import torch
+from helpers.word_store import harvest_word_store
 
-from monosemantic.activations import ActivationStore
-from monosemantic.activations.harvest import HarvestConfig, harvest
 from monosemantic.cli import main
-from monosemantic.data import CorpusConfig
 from monosemantic.errors import UserError
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
@@ -48,17 +46,7 @@ def planted_sae(lm, store):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("analyze_run")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    gen = torch.Generator().manual_seed(0)
-    lines = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (10,), generator=gen))
-             for _ in range(200)]
-    (corpus / "text.txt").write_text("\n".join(lines) + "\n")
-    harvest(HarvestConfig(out=root / "store", model=str(tiny_model_dir), hooks=(HOOK,),
-                          tokens=1500, corpus=CorpusConfig(source=str(corpus), txt_unit="line"),
-                          ctx_len=32, batch_size=8, dtype="float32", shard_rows=512,
-                          device="cpu"))
-    store = ActivationStore(root / "store")
+    store = harvest_word_store(root, tiny_model_dir, HOOK, WORDS)
     lm = load_model(str(tiny_model_dir))
     sae, target = planted_sae(lm, store)
     run = root / "run"
