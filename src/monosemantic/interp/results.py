@@ -5,13 +5,11 @@ beyond the columns goes in the JSON `details`."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from monosemantic.store.featuredb import FeatureDBError, db_path
-from monosemantic.store.schema import SCHEMA_VERSION
+from monosemantic.store.featuredb import connect_feature_db
 
 
 def _now() -> str:
@@ -23,15 +21,7 @@ class ResultsDB:
     same file (the browser) are blocked only for a moment."""
 
     def __init__(self, run_or_db: str | Path):
-        self.path = db_path(run_or_db)
-        if not self.path.is_file():
-            raise FeatureDBError(f"no feature database at {self.path}: run `monosemantic "
-                                 "analyze RUN` first")
-        self._con = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None or json.loads(row[0]) != SCHEMA_VERSION:
-            raise FeatureDBError(f"{self.path} is not a feature database of schema version "
-                                 f"{SCHEMA_VERSION}: run `monosemantic analyze RUN` again")
+        self.path, self._con = connect_feature_db(run_or_db, read_only=False)
 
     def close(self) -> None:
         self._con.close()

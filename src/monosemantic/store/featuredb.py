@@ -72,25 +72,37 @@ def db_path(run_or_db: str | Path) -> Path:
     return path / DB_FILENAME if path.is_dir() else path
 
 
+def connect_feature_db(run_or_db: str | Path, read_only: bool = True
+                       ) -> tuple[Path, sqlite3.Connection]:
+    """(path, connection) of a run's feature database, after checking it exists and has this
+    version's schema. Read-only connections cannot write even by mistake (the browser's)."""
+    path = db_path(run_or_db)
+    if not path.is_file():
+        raise FeatureDBError(f"no feature database at {path}: run `monosemantic "
+                             f"analyze RUN` first")
+    if read_only:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        con = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.DatabaseError as err:
+        con.close()
+        raise FeatureDBError(f"{path} is not a feature database ({err})") from err
+    version = json.loads(row[0]) if row else None
+    if version != SCHEMA_VERSION:
+        con.close()
+        raise FeatureDBError(f"{path} has feature database schema version {version}; "
+                             f"this monosemantic reads version {SCHEMA_VERSION}: run "
+                             f"`monosemantic analyze RUN` again to rebuild it")
+    return path, con
+
+
 class FeatureDB:
     """Read-only access to a feature database (`FeatureDB(path).feature(i)`)."""
 
     def __init__(self, path: str | Path):
-        self.path = db_path(path)
-        if not self.path.is_file():
-            raise FeatureDBError(f"no feature database at {self.path}: run `monosemantic "
-                                 f"analyze RUN` first")
-        self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                    check_same_thread=False)
-        try:
-            row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as err:
-            raise FeatureDBError(f"{self.path} is not a feature database ({err})") from err
-        version = json.loads(row[0]) if row else None
-        if version != SCHEMA_VERSION:
-            raise FeatureDBError(f"{self.path} has feature database schema version {version}; "
-                                 f"this monosemantic reads version {SCHEMA_VERSION}: run "
-                                 f"`monosemantic analyze RUN` again to rebuild it")
+        self.path, self._con = connect_feature_db(path, read_only=True)
         self.meta = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM meta")}
         self.n_features = int(self.meta["n_features"])
         self._vocab: dict[int, str] | None = None
