@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
-
-import httpx
 
 from monosemantic.interp.backends.base import (
     BackendError,
@@ -16,14 +13,14 @@ from monosemantic.interp.backends.base import (
     ResponseFormat,
     check_messages,
 )
-from monosemantic.interp.backends.http import post_json
+from monosemantic.interp.backends.http import HTTPChatBackend
 from monosemantic.interp.pricing import Prices
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-class AnthropicBackend:
+class AnthropicBackend(HTTPChatBackend):
     """Claude models through the Messages API; the key is read from the environment."""
 
     name = "anthropic"
@@ -34,16 +31,10 @@ class AnthropicBackend:
         key = os.environ.get(api_key_env, "")
         if not key:
             raise BackendError(f"the Anthropic API needs a key: set ${api_key_env}")
-        self.model = model
-        self.url = (base_url or ANTHROPIC_URL).rstrip("/").removesuffix("/v1") + "/v1/messages"
-        self.http = http or HTTPOptions()
-        self.prices = prices or Prices()
-        self._headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION,
-                         "content-type": "application/json"}
-        self._key_hint = f"check the key in ${api_key_env}"
-        self._client = httpx.Client()
-        self.sleep = time.sleep
-        """How retries wait (tests replace it to record the delays)."""
+        url = (base_url or ANTHROPIC_URL).rstrip("/").removesuffix("/v1") + "/v1/messages"
+        headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION,
+                   "content-type": "application/json"}
+        super().__init__(model, url, headers, api_key_env, http, prices)
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float,
                  response_format: ResponseFormat = "text") -> Completion:
@@ -56,8 +47,7 @@ class AnthropicBackend:
             "messages": [m for m in messages if m["role"] != "system"]}
         if system:
             body["system"] = system
-        return post_json(self._client, self.url, self._headers, body, self._parse, self.http,
-                         self._key_hint, self.sleep)
+        return self._post(body)
 
     def _parse(self, data: Any) -> Completion:
         parts = [block["text"] for block in data["content"] if block.get("type") == "text"]

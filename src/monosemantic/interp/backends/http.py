@@ -15,9 +15,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from monosemantic.interp.backends.base import BackendError, HTTPOptions, TransientError
+from monosemantic.interp.backends.base import (
+    BackendError,
+    Completion,
+    HTTPOptions,
+    TransientError,
+)
+from monosemantic.interp.pricing import Prices
 
-__all__ = ["HTTPOptions", "backoff_delay", "post_json", "retry_after_seconds"]
+__all__ = ["HTTPChatBackend", "HTTPOptions", "backoff_delay", "post_json", "retry_after_seconds"]
 
 T = TypeVar("T")
 
@@ -89,3 +95,27 @@ def post_json(client: httpx.Client, url: str, headers: dict[str, str], body: dic
         if attempt < opts.max_retries:
             sleep(backoff_delay(attempt, opts, retry_after, rng))
     raise BackendError(f"giving up after {opts.max_retries + 1} attempts: {last}")
+
+
+class HTTPChatBackend:
+    """What the HTTP backends share: the endpoint, its headers, retry options, prices, one
+    connection pool; subclasses build the request body and parse the answer (`_parse`)."""
+
+    def __init__(self, model: str, url: str, headers: dict[str, str], api_key_env: str,
+                 http: HTTPOptions | None, prices: Prices | None):
+        self.model = model
+        self.url = url
+        self.http = http or HTTPOptions()
+        self.prices = prices or Prices()
+        self._headers = headers
+        self._key_hint = f"check the key in ${api_key_env}"
+        self._client = httpx.Client()
+        self.sleep = time.sleep
+        """How retries wait (tests replace it to record the delays)."""
+
+    def _post(self, body: dict[str, Any]) -> Completion:
+        return post_json(self._client, self.url, self._headers, body, self._parse, self.http,
+                         self._key_hint, self.sleep)
+
+    def _parse(self, data: Any) -> Completion:
+        raise NotImplementedError

@@ -4,10 +4,7 @@ llama.cpp server, Ollama, LM Studio."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
-
-import httpx
 
 from monosemantic.interp.backends.base import (
     BackendError,
@@ -17,7 +14,7 @@ from monosemantic.interp.backends.base import (
     ResponseFormat,
     check_messages,
 )
-from monosemantic.interp.backends.http import post_json
+from monosemantic.interp.backends.http import HTTPChatBackend
 from monosemantic.interp.pricing import Prices
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -31,7 +28,7 @@ def chat_url(base_url: str) -> str:
     return base + "/chat/completions"
 
 
-class OpenAIBackend:
+class OpenAIBackend(HTTPChatBackend):
     """Chat completions over HTTP; the key (if any) is read from the environment."""
 
     name = "openai"
@@ -39,22 +36,16 @@ class OpenAIBackend:
     def __init__(self, model: str, base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", http: HTTPOptions | None = None,
                  prices: Prices | None = None, json_mode: bool = True):
-        self.model = model
-        self.url = chat_url(base_url or OPENAI_URL)
-        self.http = http or HTTPOptions()
-        self.prices = prices or Prices()
-        self.json_mode = json_mode
         key = os.environ.get(api_key_env, "")
         if not key and base_url is None:
             raise BackendError(f"the OpenAI API needs a key: set ${api_key_env} (or give "
                                "--base-url for a local server that needs none)")
-        self._headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json"}
         if key:
-            self._headers["authorization"] = f"Bearer {key}"
-        self._key_hint = f"check the key in ${api_key_env}"
-        self._client = httpx.Client()
-        self.sleep = time.sleep
-        """How retries wait (tests replace it to record the delays)."""
+            headers["authorization"] = f"Bearer {key}"
+        super().__init__(model, chat_url(base_url or OPENAI_URL), headers, api_key_env, http,
+                         prices)
+        self.json_mode = json_mode
 
     def complete(self, messages: list[Message], *, max_tokens: int, temperature: float,
                  response_format: ResponseFormat = "text") -> Completion:
@@ -63,8 +54,7 @@ class OpenAIBackend:
                                 "max_tokens": max_tokens, "temperature": temperature}
         if response_format == "json" and self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        return post_json(self._client, self.url, self._headers, body, self._parse, self.http,
-                         self._key_hint, self.sleep)
+        return self._post(body)
 
     def _parse(self, data: Any) -> Completion:
         text = data["choices"][0]["message"]["content"]
