@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import pytest
 import torch
 
@@ -145,6 +148,50 @@ def test_batch_size_does_not_change_the_result(setup):
     assert torch.equal(other.top.rows_GR, result.top.rows_GR)
     assert torch.equal(other.top.acts_GRW, result.top.acts_GRW)
     assert torch.equal(other.interval_counts_FI, result.interval_counts_FI)
+
+
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_encoding_ahead_does_not_change_the_result(setup, ahead):
+    data, _, result = setup
+    opts = dataclasses.replace(result.options, encode_ahead=ahead)
+    other = analyze_batches(batches_of(data, 64), encoder(), F, opts)
+    for name in ("rows_GR", "keys_GR", "acts_GRW", "tokens_GRW"):
+        assert torch.equal(getattr(other.top, name), getattr(result.top, name))
+        assert torch.equal(getattr(other.random, name), getattr(result.random, name))
+    assert torch.equal(other.intervals.rows_GR, result.intervals.rows_GR)
+    assert torch.equal(other.hist_FH, result.hist_FH)
+
+
+def test_encode_thread_keeps_the_callers_thread_count(setup):
+    data, _, result = setup
+    base, seen = encoder(), []
+
+    def encode(x_BD):
+        seen.append((threading.current_thread() is threading.main_thread(),
+                     torch.get_num_threads()))
+        return base(x_BD)
+
+    caller_threads = torch.get_num_threads()
+    analyze_batches(batches_of(data, 64), encode, F, result.options)
+    # Every encode ran off the main thread with the caller's count, although the bookkeeping
+    # in the main thread drops to one thread between them.
+    assert seen and all(not on_main and n == caller_threads for on_main, n in seen)
+    assert torch.get_num_threads() == caller_threads
+
+
+def test_an_encode_error_reaches_the_caller(setup):
+    data, _, result = setup
+    calls = []
+
+    def failing(x_BD):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory in encode")
+        return encoder()(x_BD)
+
+    with pytest.raises(RuntimeError, match="out of memory in encode"):
+        analyze_batches(batches_of(data, 64), failing, F, result.options)
+    assert len(calls) == 3  # the encode thread stopped at the error
 
 
 def test_bottomk_keeps_smallest_keys_per_group():

@@ -26,12 +26,14 @@ T = cooccur_tokens, L0 = mean active features per token:
   F · I · r · (18 + 8·W)             pass 2 interval samples
   F · (8·(I + H + 1) + 24)           counts, sums, maxima, interval counts, histogram
   ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
-plus, transiently, one dense batch of codes (4·B·F) and the sparse codes of three batches
-(about 40 bytes per active entry, row- and feature-major). With the defaults (K=20, S=10, I=10,
+plus, transiently, one dense batch of codes (4·B·F) and the sparse codes of 3 + encode_ahead
+batches (about 40 bytes per active entry, row- and feature-major). With the defaults (K=20, S=10, I=10,
 r=4, W=25) that is about 15.7 KB per feature: 64 MiB for 4,096 features, 258 MiB for 16,384,
 15.7 GB for 1M (lower K, r and W for such dictionaries; feature slices are not implemented).
 
-The bookkeeping runs on one thread (`one_thread`), the encode on all of them.
+The bookkeeping runs on one thread (`one_thread`), the encode on all of them, and by default
+the two overlap: the next batch is read and encoded in a background thread (`encode_ahead`)
+while the current one's bookkeeping runs.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from monosemantic.activations.prefetch import prefetched
 from monosemantic.analysis.bottomk import GroupedBottomK
 from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.windows import RowSpan, SparseRows
@@ -82,12 +85,16 @@ class PassOptions:
     """Tokens two features must share to be co-occurrence neighbours."""
     seed: int = 0
     """Seed of the uniform samples."""
+    encode_ahead: int = 1
+    """Batches read and encoded ahead in a background thread while the bookkeeping of the
+    current batch runs (the two overlap); 0 alternates them in one thread. Each costs one more
+    batch of sparse codes in memory."""
 
     def validate(self, batch_size: int) -> None:
         for name in ("top_k", "random_examples", "zero_examples", "n_intervals",
                      "interval_examples", "hist_bins", "window_left", "window_right",
                      "zero_rows_per_batch", "cooccur_neighbours", "cooccur_tokens",
-                     "cooccur_min_count"):
+                     "cooccur_min_count", "encode_ahead"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.hist_decades > 0:
@@ -177,21 +184,39 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(n_threads)
 
 
-def spans(batches: Iterable, encode: Encode, first_row: int) -> Iterator[tuple[SparseRows, RowSpan]]:
-    """(current batch, span of previous + current + next batch) for every batch, in order."""
+def spans(batches: Iterable, encode: Encode, first_row: int, ahead: int = 1
+          ) -> Iterator[tuple[SparseRows, RowSpan]]:
+    """(current batch, span of previous + current + next batch) for every batch, in order.
+
+    With `ahead` > 0 the batches are read and encoded in a background thread, `ahead` batches
+    ahead of the caller, so the caller's bookkeeping of one batch overlaps the encode of the
+    next (the encode releases the GIL); 0 encodes in the calling thread between batches.
+    """
     prev = cur = None
-    lo = first_row
-    for batch in batches:
-        with torch.no_grad():
-            f_NF = encode(batch.acts_ND)
-        part = SparseRows.from_dense(lo, f_NF.float().cpu(), batch.tokens_N, batch.doc_ids_N)
-        del f_NF
-        lo += part.n
+    encoded = _encoded(batches, encode, first_row, torch.get_num_threads())
+    for part in prefetched(encoded, depth=ahead, name="analysis-encode"):
         if cur is not None:
             yield cur, RowSpan([p for p in (prev, cur, part) if p is not None])
         prev, cur = cur, part
     if cur is not None:
         yield cur, RowSpan([p for p in (prev, cur) if p is not None])
+
+
+def _encoded(batches: Iterable, encode: Encode, first_row: int, n_threads: int
+             ) -> Iterator[SparseRows]:
+    """The sparse codes of each batch, in order (runs in the encode thread when prefetched)."""
+    # Torch's thread count is per thread once set: pin this thread's to the caller's, so that
+    # the caller's `one_thread()` bookkeeping never shrinks the encode.
+    torch.set_num_threads(n_threads)
+    lo = first_row
+    for batch in batches:
+        with torch.no_grad():  # grad mode is thread-local: the caller's does not reach here
+            f_NF = encode(batch.acts_ND)
+            part = SparseRows.from_dense(lo, f_NF.float().cpu(), batch.tokens_N,
+                                         batch.doc_ids_N)
+        del f_NF
+        lo += part.n
+        yield part
 
 
 def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1):
@@ -217,7 +242,7 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
         zero=GroupedBottomK(n_features, opts.zero_examples, W), options=opts,
         cooccur=(RowSample(opts.cooccur_tokens, opts.seed + 2)
                  if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None))
-    for cur, span in spans(batches, encode, first_row):
+    for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
         with one_thread():
             _stats_batch(result, cur, span, opts, gen)
         if on_batch is not None:
@@ -277,7 +302,7 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     result.hist_FH = torch.zeros(n_feat, n_bins + 1, dtype=torch.int64)
     result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
-    for cur, span in spans(batches, encode, first_row):
+    for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
         with one_thread():
             _interval_batch(result, cur, span, max_F, gen)
         if on_batch is not None:
