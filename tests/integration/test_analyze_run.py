@@ -6,6 +6,7 @@ token id; the other features are random directions.
 """
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -21,6 +22,8 @@ from monosemantic.store.schema import DB_FILENAME
 
 HOOK = "blocks.0.hook_resid_pre"
 N_FEATURES = 24
+ANALYZE_ARGS = ["--batch-size", "256", "--top-k", "6", "--logit-tokens", "4", "--neighbours", "3",
+                "--feature-map", "false", "--device", "cpu"]
 WORDS = ["golden", "gate", "bridge", "san", "francisco", "sparse", "autoencoder", "feature", "token", "model", "layer", "import", "numpy", "array", "return", "value", "def", "class", "function", "the", "quick", "brown", "fox"]
 
 
@@ -50,13 +53,54 @@ def run_dir(tmp_path_factory, tiny_model_dir):
     lm = load_model(str(tiny_model_dir))
     sae, target = planted_sae(lm, store)
     run = root / "run"
-    save_sae(sae, run / "sae", {"model": str(tiny_model_dir), "hook": HOOK,
-                                "store": str(root / "store"),
-                                "holdout_rows": [store.n_rows - 200, store.n_rows]})
-    assert main(["analyze", str(run), "--batch-size", "256", "--top-k", "6",
-                 "--logit-tokens", "4", "--neighbours", "3", "--feature-map", "false",
-                 "--device", "cpu"]) == 0
+    save_sae(sae, run / "sae", run_extra(tiny_model_dir, root, store))
+    assert main(["analyze", str(run), *ANALYZE_ARGS]) == 0
     return run, target, store
+
+
+def run_extra(tiny_model_dir, root, store) -> dict:
+    return {"model": str(tiny_model_dir), "hook": HOOK, "store": str(root / "store"),
+            "holdout_rows": [store.n_rows - 200, store.n_rows]}
+
+
+def db_tables(run) -> dict[str, list[tuple]]:
+    """Every row (rowid included) of every table of RUN's database; meta without what names
+    the run or depends on the options and the clock."""
+    con = sqlite3.connect(run / DB_FILENAME)
+    try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = "
+                                            "'table'")]
+        rows = {t: con.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall()
+                for t in tables}
+    finally:
+        con.close()
+    volatile = ("run", "sae", "pass_seconds", "pass_state_bytes", "feature_slice", "config",
+                "options")
+    rows["meta"] = [r for r in rows["meta"] if r[1] not in volatile]
+    return rows
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk"])
+def test_feature_slices_write_the_same_database(run_dir, tmp_path, tiny_model_dir,
+                                                architecture):
+    run, _, store = run_dir
+    if architecture == "topk":  # a random topk SAE, analysed unsliced first
+        torch.manual_seed(1)
+        sae = create_sae(SAEConfig(architecture="topk", d_in=store.d, n_features=N_FEATURES,
+                                   k=4))
+        run = tmp_path / "topk"
+        save_sae(sae, run / "sae", run_extra(tiny_model_dir, run_dir[0].parent, store))
+        assert main(["analyze", str(run), *ANALYZE_ARGS]) == 0
+    sliced = tmp_path / "sliced"
+    shutil.copytree(run / "sae", sliced / "sae")
+    assert main(["analyze", str(sliced), *ANALYZE_ARGS, "--feature-slice", "5"]) == 0
+    want, got = db_tables(run), db_tables(sliced)
+    assert want["examples"] and want["logit_effects"] and want["neighbours"]
+    for table in want:
+        assert got[table] == want[table], table
+    with FeatureDB(sliced) as db:
+        assert db.meta["feature_slice"] == 5
+        assert db.meta["pass_state_bytes"] < FeatureDB(run).meta["pass_state_bytes"] / 3
 
 
 def test_planted_feature_in_database(run_dir):

@@ -10,12 +10,41 @@ Updates are vectorised over all entries of a batch: entries whose key cannot bea
 current worst kept key are dropped first (after the first batches that is nearly all of them),
 then the survivors are merged into their groups with one sort and one `topk` over the touched
 groups only. Memory: G·R·(4 + 8 + 4) bytes for keys, rows and values, plus the payload.
+
+The uniform keys come from `uniform_keys`, a hash of (seed, stream, row, feature) rather than a
+random generator's next numbers: an entry gets the same key however the rows are batched and
+however the features are sliced, so a dictionary analysed in feature slices keeps exactly the
+samples of the unsliced analysis.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
+
+# Keys hash (feature << 40 | row): rows stay below 2^40 and features below 2^23 (windows.py).
+_ROW_BITS = 40
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 whose output bits look independent."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform_keys(seed: int, stream: int, rows_E: Tensor, feats_E: Tensor) -> Tensor:
+    """float32 keys in [0, 1), uniform and independent across (row, feature) entries, and a
+    fixed function of (seed, stream, global row, global feature).
+
+    Distinct entries hash to distinct 64-bit values (a bijection of feature·2^40 + row); the key
+    is their top 24 bits, as many as a float32 in [0, 1) holds (what `torch.rand` gives too).
+    """
+    salt = _mix64(np.array([(seed & 0xFFFFFFFF) << 8 | (stream & 0xFF)], dtype=np.uint64))
+    entry_E = (feats_E.to(torch.int64) << _ROW_BITS) | rows_E.to(torch.int64)
+    hash_E = _mix64(entry_E.numpy().view(np.uint64) ^ salt)
+    return torch.from_numpy((hash_E >> np.uint64(40)).astype(np.float32) * np.float32(2 ** -24))
 
 
 class GroupedBottomK:

@@ -59,22 +59,34 @@ def cluster_map(xy_F2: Tensor, n_clusters: int = 0, seed: int = 0) -> Tensor:
     return torch.from_numpy(km.labels_.astype(np.int64))
 
 
+def peak_tokens(top_tokens_FRW: Tensor, top_offset_FR: Tensor, n_examples: int = 5) -> Tensor:
+    """[F, r] the peak token of each feature's first `n_examples` top examples (-1 in empty
+    slots), r = min(n_examples, the slots kept)."""
+    r = min(n_examples, top_tokens_FRW.shape[1])
+    return top_tokens_FRW[:, :r].gather(2, top_offset_FR[:, :r, None].long()).squeeze(2)
+
+
 def feature_tokens(top_tokens_FRW: Tensor | None, top_offset_FR: Tensor | None,
                    logit_ids_FT: Tensor | None, n_examples: int = 5, n_logits: int = 5
                    ) -> list[set[int]]:
     """Per feature, the set of peak tokens of its first top examples; a feature that never
     fired (no examples) gets its top logit tokens instead (on a mid-layer dictionary those are
     noisier than what the feature fires on)."""
+    peaks_FR = (peak_tokens(top_tokens_FRW, top_offset_FR, n_examples)
+                if top_tokens_FRW is not None else None)
+    return feature_tokens_from_peaks(peaks_FR, logit_ids_FT, n_logits)
+
+
+def feature_tokens_from_peaks(peaks_FR: Tensor | None, logit_ids_FT: Tensor | None,
+                              n_logits: int = 5) -> list[set[int]]:
+    """`feature_tokens` from the peak tokens [F, r] (`peak_tokens`) already taken."""
     sets: list[set[int]] = []
-    n_feat = len(top_tokens_FRW) if top_tokens_FRW is not None else len(logit_ids_FT)
-    peaks_FR = None
-    if top_tokens_FRW is not None:
-        r = min(n_examples, top_tokens_FRW.shape[1])
-        peaks_FR = top_tokens_FRW[:, :r].gather(2, top_offset_FR[:, :r, None].long()).squeeze(2)
+    n_feat = len(peaks_FR) if peaks_FR is not None else len(logit_ids_FT)
+    peaks = peaks_FR.tolist() if peaks_FR is not None else None  # one conversion, not F
     for f in range(n_feat):
         toks: set[int] = set()
-        if peaks_FR is not None:
-            toks.update(t for t in peaks_FR[f].tolist() if t >= 0)
+        if peaks is not None:
+            toks.update(t for t in peaks[f] if t >= 0)
         if not toks and logit_ids_FT is not None:
             toks.update(logit_ids_FT[f, :n_logits].tolist())
         sets.append(toks)

@@ -19,17 +19,25 @@ with the feature's activation on every token. Windows are read while streaming: 
 processed once the next batch is encoded, from the sparse codes of the previous, current and
 next batches (`windows.RowSpan`), so `window_left` and `window_right` must not exceed the batch.
 
-Memory (bytes, independent of the corpus length), with W = left + 1 + right, K = top_k,
-S = random_examples + zero_examples, I = n_intervals, r = interval_examples, H = hist_bins,
-T = cooccur_tokens, L0 = mean active features per token:
+Memory (bytes, independent of the corpus length), for F features analysed at once (the whole
+dictionary, or one slice of it: `slices`, `analyze --feature-slice`), with W = left + 1 + right,
+K = top_k, S = random_examples + zero_examples, I = n_intervals, r = interval_examples,
+H = hist_bins, B = batch size, T = cooccur_tokens, L0 = mean active features per token:
   F · (K + S) · (18 + 8·W)           pass 1 example lists (key, row, value, offset, window)
   F · I · r · (18 + 8·W)             pass 2 interval samples
-  F · (8·(I + H + 1) + 24)           counts, sums, maxima, interval counts, histogram
+  F · (12·I + 8·H + 40)              counts, sums, maxima, interval counts, histogram, list bounds
   ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
-plus, transiently, one dense batch of codes (4·B·F) and the sparse codes of 3 + encode_ahead
-batches (about 40 bytes per active entry, row- and feature-major). With the defaults (K=20, S=10, I=10,
-r=4, W=25) that is about 15.7 KB per feature: 64 MiB for 4,096 features, 258 MiB for 16,384,
-15.7 GB for 1M (lower K, r and W for such dictionaries; feature slices are not implemented).
+(the first three, less 8·H + 8 when I = 0, are exactly `FeatureAnalysis.nbytes()` less the
+sample: `slices.state_bytes_per_feature`), plus, transiently, one batch of dense codes and
+pre-activations of the F features, ≤ 8·B·F at the peak of an encode (`SAE.encode_slice`: only
+the slice's encoder columns for relu, jumprelu and trained batchtopk; topk adds a 256 MiB chunk
+of full pre-activations for its top-k), and the sparse codes of 3 + encode_ahead batches
+(about 40 bytes per active entry, row- and feature-major).
+With the defaults (K=20, S=10, I=10, r=4, H=30, W=25) the state is 15,660 bytes per feature:
+61 MiB for 4,096 features, 245 MiB for 16,384, 15.7 GB for 1M at once. A 1M dictionary in
+slices of 65,536 with batch 1,024 needs per slice 979 MiB of state + 512 MiB of dense batch,
+about 1.5 GiB plus the fixed parts (the SAE's own 8·F·d bytes of weights aside: 5 GiB at
+d = 640), and reads the rows 16 x 2 times.
 
 The bookkeeping runs on one thread (`one_thread`), the encode on all of them, and by default
 the two overlap: the next batch is read and encoded in a background thread (`encode_ahead`)
@@ -46,7 +54,7 @@ import torch
 from torch import Tensor
 
 from monosemantic.activations.prefetch import prefetched
-from monosemantic.analysis.bottomk import GroupedBottomK
+from monosemantic.analysis.bottomk import GroupedBottomK, uniform_keys
 from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.errors import UserError
@@ -84,7 +92,8 @@ class PassOptions:
     cooccur_min_count: int = 3
     """Tokens two features must share to be co-occurrence neighbours."""
     seed: int = 0
-    """Seed of the uniform samples."""
+    """Seed of the uniform samples (their keys hash the seed, the row and the feature, so the
+    samples do not depend on the batch size or on feature slices)."""
     encode_ahead: int = 1
     """Batches read and encoded ahead in a background thread while the bookkeeping of the
     current batch runs (the two overlap); 0 alternates them in one thread. Each costs one more
@@ -130,6 +139,8 @@ class FeatureAnalysis:
     """Histogram counts; column 0 is everything below max·10^-hist_decades."""
     cooccur: RowSample | None = None
     """The rows sampled for co-occurrence counts (None when skipped)."""
+    feature_lo: int = 0
+    """Dictionary id of feature 0 here: > 0 for a slice of a larger dictionary (`slices`)."""
 
     @property
     def n_features(self) -> int:
@@ -165,6 +176,9 @@ class FeatureAnalysis:
 
 
 Encode = Callable[[Tensor], Tensor]
+
+# Streams of `uniform_keys`: one per sample kind, so their keys are independent.
+_RANDOM, _ZERO, _INTERVAL = 0, 1, 2
 
 
 @contextmanager
@@ -216,6 +230,7 @@ def _encoded(batches: Iterable, encode: Encode, first_row: int, n_threads: int
                                          batch.doc_ids_N)
         del f_NF
         lo += part.n
+        part.by_feature()  # the window lookups' sort, done here: off the bookkeeping thread
         yield part
 
 
@@ -228,10 +243,13 @@ def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1):
 
 
 def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOptions,
-               first_row: int = 0, on_batch: Callable[[int], None] | None = None
-               ) -> FeatureAnalysis:
+               first_row: int = 0, on_batch: Callable[[int], None] | None = None,
+               feature_lo: int = 0) -> FeatureAnalysis:
     """Pass 1 over `batches` (RowBatch-like: acts_ND, tokens_N, doc_ids_N in corpus order,
-    the first at global row `first_row`)."""
+    the first at global row `first_row`); `encode` gives the codes of features
+    [feature_lo, feature_lo + n_features) of the dictionary."""
+    # Draws only the zero-example rows (a fixed number per batch), so every feature slice
+    # draws the same rows.
     gen = torch.Generator().manual_seed(opts.seed)
     W = opts.width
     result = FeatureAnalysis(
@@ -241,7 +259,8 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
         random=GroupedBottomK(n_features, opts.random_examples, W),
         zero=GroupedBottomK(n_features, opts.zero_examples, W), options=opts,
         cooccur=(RowSample(opts.cooccur_tokens, opts.seed + 2)
-                 if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None))
+                 if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None),
+        feature_lo=feature_lo)
     for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
         with one_thread():
             _stats_batch(result, cur, span, opts, gen)
@@ -264,15 +283,15 @@ def _stats_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, opts: 
     result.max_F.scatter_reduce_(0, feats_E, vals_E, reduce="amax")
     payload = _windows_fn(span, opts)
     result.top.update(feats_E, -vals_E, rows_E, vals_E, payload)
-    result.random.update(feats_E, torch.rand(len(feats_E), generator=gen), rows_E, vals_E,
-                         payload)
-    _offer_zero_rows(result.zero, cur, opts, gen, payload)
+    keys_E = uniform_keys(opts.seed, _RANDOM, rows_E, feats_E + result.feature_lo)
+    result.random.update(feats_E, keys_E, rows_E, vals_E, payload)
+    _offer_zero_rows(result.zero, cur, opts, gen, payload, result.feature_lo)
     if result.cooccur is not None:
         result.cooccur.add(cur.lo, cur.n, rows_E, feats_E)
 
 
 def _offer_zero_rows(zero: GroupedBottomK, cur: SparseRows, opts: PassOptions,
-                     gen: torch.Generator, payload) -> None:
+                     gen: torch.Generator, payload, feature_lo: int = 0) -> None:
     """Offer a few random rows of the batch (distinct) to every feature that is 0 there, in
     one update (one window lookup for all of them)."""
     if zero.r == 0 or opts.zero_rows_per_batch == 0:
@@ -287,8 +306,8 @@ def _offer_zero_rows(zero: GroupedBottomK, cur: SparseRows, opts: PassOptions,
         feats_Z = inactive_F.nonzero().squeeze(1)
         groups.append(feats_Z)
         rows.append(torch.full_like(feats_Z, row))
-    group_Z = torch.cat(groups)
-    zero.update(group_Z, torch.rand(len(group_Z), generator=gen), torch.cat(rows),
+    group_Z, rows_Z = torch.cat(groups), torch.cat(rows)
+    zero.update(group_Z, uniform_keys(opts.seed, _ZERO, rows_Z, group_Z + feature_lo), rows_Z,
                 torch.zeros(len(group_Z)), payload)
 
 
@@ -297,22 +316,21 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     """Pass 2 over the same batches as pass 1: interval counts and samples, histogram."""
     opts = result.options
     n_feat, n_int, n_bins = result.n_features, opts.n_intervals, opts.hist_bins
-    gen = torch.Generator().manual_seed(opts.seed + 1)
     result.interval_counts_FI = torch.zeros(n_feat, n_int, dtype=torch.int64)
     result.hist_FH = torch.zeros(n_feat, n_bins + 1, dtype=torch.int64)
     result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
     for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
         with one_thread():
-            _interval_batch(result, cur, span, max_F, gen)
+            _interval_batch(result, cur, span, max_F)
         if on_batch is not None:
             on_batch(cur.n)
     with one_thread():
         result.intervals.sort_()
 
 
-def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max_F: Tensor,
-                    gen: torch.Generator) -> None:
+def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max_F: Tensor
+                    ) -> None:
     """Pass 2's bookkeeping of one batch."""
     opts = result.options
     n_int, n_bins = opts.n_intervals, opts.hist_bins
@@ -325,15 +343,21 @@ def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max
     bin_E = ((torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins)
     bin_E = bin_E.floor().long().clamp(-1, n_bins - 1) + 1
     result.hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E, torch.ones_like(bin_E))
-    result.intervals.update(group_E, torch.rand(len(group_E), generator=gen), cur.rows_E,
-                            vals_E, _windows_fn(span, opts, group_to_feature=n_int))
+    keys_E = uniform_keys(opts.seed, _INTERVAL, cur.rows_E, feats_E + result.feature_lo)
+    result.intervals.update(group_E, keys_E, cur.rows_E, vals_E,
+                            _windows_fn(span, opts, group_to_feature=n_int))
 
 
 def analyze_batches(make_batches: Callable[[], Iterable], encode: Encode, n_features: int,
                     opts: PassOptions, first_row: int = 0,
-                    on_batch: Callable[[int], None] | None = None) -> FeatureAnalysis:
-    """Both passes; `make_batches()` must give the same rows in the same order each call."""
-    result = stats_pass(make_batches(), encode, n_features, opts, first_row, on_batch)
+                    on_batch: Callable[[int], None] | None = None,
+                    feature_lo: int = 0) -> FeatureAnalysis:
+    """Both passes; `make_batches()` must give the same rows in the same order each call.
+
+    `encode` gives the codes of features [feature_lo, feature_lo + n_features): a slice of a
+    larger dictionary has exactly the statistics and samples those features get unsliced."""
+    result = stats_pass(make_batches(), encode, n_features, opts, first_row, on_batch,
+                        feature_lo)
     if result.n_tokens == 0:
         raise UserError("no rows to analyse: the row range is empty")
     if opts.n_intervals > 0:

@@ -3,11 +3,12 @@ the decoder analyses, all written to RUN/features.sqlite."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -15,15 +16,22 @@ from monosemantic.analysis.cooccur import cooccurrence_neighbours
 from monosemantic.analysis.decoder import decoder_neighbours, model_logit_effects
 from monosemantic.analysis.featuremap import (
     cluster_map,
-    feature_tokens,
+    feature_tokens_from_peaks,
     label_clusters,
     umap_xy,
 )
-from monosemantic.analysis.onepass import PassOptions, analyze_batches
-from monosemantic.config import to_dict
+from monosemantic.analysis.onepass import PassOptions
+from monosemantic.analysis.slices import SlicedAnalysis, analyze_sliced, choose_slice
+from monosemantic.analysis.sources import RowSource, store_rows, text_rows, text_settings
+from monosemantic.config import ConfigError, to_dict
+from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
+    from monosemantic.store.writer import FeatureDBWriter
 
 
 @dataclass(kw_only=True)
@@ -35,9 +43,31 @@ class AnalyzeConfig(PassOptions):
     rows: Literal["all", "holdout", "train"] = "all"
     """Store rows to analyse: all of them, the run's held-out rows, or its training rows."""
     n_tokens: int = 0
-    """Analyse only the first this many rows of that range; 0 = all."""
+    """Analyse only the first this many rows of that range (with --text: tokens of the text);
+    0 = all."""
+    text: str | None = None
+    """Analyse fresh text run through the model instead of the store: a corpus source as
+    harvest's --corpus.source (local-python, a .txt/.jsonl/.parquet file or folder, hf:NAME),
+    read as --corpus.* says; --n-tokens caps it (0 = the whole corpus). Contexts are packed as
+    the SAE's store was harvested (ctx_len, special tokens left out) when its manifest is still
+    there, else as harvest's defaults; the store itself is not needed. Costs one model forward
+    over the text per pass (two passes unless --n-intervals 0)."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    """With --text: how it is read into documents, as harvest's --corpus (give the store's
+    options to get its documents); the source is --text."""
     batch_size: int = 4096
-    """Store rows per SAE encode."""
+    """Rows per SAE encode."""
+    feature_slice: int = 0
+    """Analyse the features in consecutive slices of this many: each slice runs both passes
+    over the same rows with the encode restricted to it and is written before the next, so the
+    pass state is that of one slice (the database is the same). Costs: the rows are read once
+    per slice and pass; relu, jumprelu and trained batchtopk compute only the slice's encoder
+    columns, topk the full encode per slice. 0 = all at once, unless the estimate exceeds
+    --max-pass-memory."""
+    max_pass_memory: float = 8.0
+    """GiB the pass may use when --feature-slice is 0: if the estimate for all features,
+    F·(state per feature + 8·batch_size) bytes (analysis/slices.py), exceeds it, the largest
+    slices within it are used; 0 = always all at once."""
     logit_tokens: int = 10
     """Tokens listed per feature for the top and bottom logit effects; 0 skips them (and
     loading the model: tokens are then shown as ids)."""
@@ -51,10 +81,16 @@ class AnalyzeConfig(PassOptions):
     umap-learn and scikit-learn; skipped without them)."""
     n_clusters: int = 0
     """Clusters on the feature map; 0 = round(sqrt(F) / 2) between 2 and 200."""
+    feature_map_max: int = 262144
+    """Largest dictionary mapped: above it the map is skipped. UMAP of a 1M-feature decoder
+    (its NN-descent graph, spectral initialisation, 200 layout epochs over ~15·F edges, copies
+    of the F x d decoder) is a long CPU job, tens of minutes to hours on a few cores (not
+    measured). Raise it to force the map; 0 = no limit."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     store: Path | None = None
-    """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
+    """Activation store to read instead of the one recorded with the SAE (e.g. it moved); with
+    --text only its harvest settings are read."""
     model: str | None = None
     """Model spec to load instead of the one recorded with the SAE (tokenizer, unembedding)."""
 
@@ -62,99 +98,135 @@ class AnalyzeConfig(PassOptions):
         self.run = Path(self.run)
         if self.store is not None:
             self.store = Path(self.store)
+        # --corpus.source would be a second way to name the text; only the default passes.
+        if self.corpus.source not in (CorpusConfig.source, self.text):
+            raise ConfigError(f"give the text to analyse with --text {self.corpus.source} "
+                              "(--corpus.* only says how it is read)")
+        if self.text is not None:
+            self.corpus = dataclasses.replace(self.corpus, source=self.text)
+
+    def validate(self, batch_size: int) -> None:
+        super().validate(batch_size)
+        for name in ("feature_slice", "max_pass_memory", "feature_map_max"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"{name} must be >= 0 (0 = automatic / no limit), got "
+                                f"{getattr(self, name)}")
 
 
-def _row_range(cfg: AnalyzeConfig, extra: dict[str, Any], n_rows: int) -> range:
-    start, stop = (int(v) for v in extra.get("holdout_rows") or (n_rows, n_rows))
-    if cfg.rows == "holdout":
-        rows = range(start, stop)
-    elif cfg.rows == "train":
-        rows = range(start)
-    else:
-        rows = range(n_rows)
-    if cfg.n_tokens > 0:
-        rows = range(rows.start, min(rows.stop, rows.start + cfg.n_tokens))
-    if len(rows) == 0:
-        raise UserError(f"no {cfg.rows} rows to analyse in the store; try --rows all")
-    return rows
+def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: torch.device
+                ) -> tuple[RowSource, LoadedModel | None]:
+    """The rows to analyse, and the model when they needed it (reused for the logit effects)."""
+    from monosemantic.models import load_model
+
+    store_path = cfg.store or extra.get("store")
+    if cfg.text is None:
+        return store_rows(store_path, extra["hook"], d_in, cfg.rows, extra.get("holdout_rows"),
+                          cfg.n_tokens, cfg.batch_size), None
+    if cfg.rows != "all":
+        raise UserError("--rows picks store rows; with --text the rows are the text's first "
+                        "--n-tokens tokens")
+    settings = text_settings(extra, store_path)
+    lm = load_model(cfg.model or extra["model"], device=str(device),
+                    dtype=settings.torch_dtype)
+    print(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
+          f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
+          f"{settings.taken_from})")
+    return text_rows(lm, cfg.corpus, extra["hook"], d_in, settings, cfg.n_tokens,
+                     cfg.batch_size, device), lm
 
 
 def analyze(cfg: AnalyzeConfig) -> Path:
     """Run both passes and the decoder analyses; write and return RUN/features.sqlite."""
-    from monosemantic.activations.reader import ActivationStore
     from monosemantic.evals.report import read_run
     from monosemantic.sae import load_sae
     from monosemantic.store.schema import DB_FILENAME
-    from monosemantic.store.writer import write_feature_db
+    from monosemantic.store.writer import FeatureDBWriter
 
     sae_dir, extra = read_run(cfg.run)
-    store_path = cfg.store or extra.get("store")
-    if store_path is None or not Path(store_path).exists():
-        raise UserError(f"activation store {store_path} not found: give the store of the SAE's "
-                        "model and hook with --store")
-    store = ActivationStore(store_path)
+    cfg.validate(cfg.batch_size)
     device = resolve_device(cfg.device)
     sae = load_sae(sae_dir, device=str(device))
-    if store.hook != extra["hook"] or store.d != int(sae.cfg.d_in):
-        raise UserError(f"store {store_path} holds {store.hook!r} (width {store.d}); the SAE reads "
-                        f"{extra['hook']!r} (width {sae.cfg.d_in}): give its store with --store")
-    cfg.validate(cfg.batch_size)
-    rows = _row_range(cfg, extra, store.n_rows)
+    source, lm = _row_source(cfg, extra, int(sae.cfg.d_in), device)
+    # Published by `finish` only; an error on the way leaves no database.
+    with FeatureDBWriter(cfg.run / DB_FILENAME) as writer:
+        return _analyze_into(writer, cfg, sae, sae_dir, extra, source, lm, device)
+
+
+def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Path,
+                  extra: dict[str, Any], source: RowSource, lm: LoadedModel | None,
+                  device: torch.device) -> Path:
+    """The passes, slice by slice into `writer`, then the decoder analyses; publishes."""
     n_feat = int(sae.cfg.n_features)
+    size = choose_slice(n_feat, cfg.feature_slice, cfg.max_pass_memory * 2**30, cfg,
+                        cfg.batch_size)
+    n_slices = -(-n_feat // size)
     passes = 2 if cfg.n_intervals > 0 else 1
-    bar = progress(total=passes * len(rows), desc="analyse", unit="tok")
+    if n_slices > 1:
+        print(f"analysing {n_feat:,} features in {n_slices} slices of {size:,} (the rows are "
+              f"read {n_slices} x {passes} times)")
+    # Text without --n-tokens: its length is known only at its end.
+    bar = progress(total=(passes * n_slices * source.max_rows if source.max_rows is not None
+                          else None), desc="analyse", unit="tok")
     start = time.perf_counter()
     with bar, torch.no_grad():
-        analysis = analyze_batches(
-            lambda: store.iter_rows(cfg.batch_size, rows=rows),
-            lambda x_BD: sae.encode(x_BD.to(device)), n_feat, cfg, first_row=rows.start,
-            on_batch=bar.update)
+        analysis = analyze_sliced(
+            source.make_batches, lambda x_BD, lo, hi: sae.encode_slice(x_BD.to(device), lo, hi),
+            n_feat, size, cfg, first_row=source.first_row, on_batch=bar.update,
+            on_slice=writer.add)
     seconds = time.perf_counter() - start
     W_dec_FD = sae.W_dec_FD.detach()
     decode_token, logits = None, None
     if cfg.logit_tokens > 0:
         from monosemantic.models import load_model
 
-        lm = load_model(cfg.model or extra["model"], device=str(device))
+        if lm is None:
+            lm = load_model(cfg.model or extra["model"], device=str(device))
         logits = model_logit_effects(lm, extra["hook"], W_dec_FD, cfg.logit_tokens)
         tokenizer = lm.tokenizer
         decode_token = lambda t: tokenizer.decode([t])
     neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
                                      cfg.seed) if cfg.neighbours > 0 else None)
     cooccur = None
-    if analysis.cooccur is not None and importlib.util.find_spec("scipy") is None:
+    entries = analysis.cooccur_entries()
+    if entries is not None and importlib.util.find_spec("scipy") is None:
         print("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
-    elif analysis.cooccur is not None:
+    elif entries is not None:
         ids_FM, scores_FM, _counts = cooccurrence_neighbours(
-            *analysis.cooccur.entries(), n_feat, cfg.cooccur_neighbours, cfg.cooccur_min_count)
+            *entries, n_feat, cfg.cooccur_neighbours, cfg.cooccur_min_count)
         cooccur = (ids_FM, scores_FM)
     coords, clusters = None, None
-    if cfg.feature_map:
+    if cfg.feature_map and 0 < cfg.feature_map_max < n_feat:
+        print(f"feature map skipped: {n_feat:,} features > --feature-map-max "
+              f"{cfg.feature_map_max:,} (raise it to map them; slow on CPU)")
+    elif cfg.feature_map:
         coords, clusters = feature_map(W_dec_FD.cpu(), analysis, logits, decode_token,
                                        cfg.n_clusters, cfg.seed)
-    meta = {"run": str(cfg.run), "sae": str(sae_dir), "store": str(store_path),
+    # source.meta: "store" (its path) or "text" (the corpus description) and its settings.
+    meta = {"run": str(cfg.run), "sae": str(sae_dir), **source.meta,
             "model": cfg.model or extra["model"], "hook": extra["hook"],
-            "architecture": sae.cfg.architecture, "rows": [rows.start, rows.stop],
-            "pass_seconds": seconds, "pass_state_bytes": analysis.nbytes(),
-            "config": to_dict(cfg)}
-    path = write_feature_db(cfg.run / DB_FILENAME, analysis, meta, decode_token, logits,
-                            neighbours, coords, cooccur, clusters)
+            "architecture": sae.cfg.architecture,
+            "rows": [source.first_row, source.first_row + analysis.n_tokens],
+            "pass_seconds": seconds, "pass_state_bytes": analysis.state_bytes,
+            "feature_slice": size, "config": to_dict(cfg)}
+    path = writer.finish(meta, decode_token, logits, neighbours, coords, cooccur, clusters)
     alive = int((analysis.count_F > 0).sum())
+    slices = f" x {n_slices} slices" if n_slices > 1 else ""
     print(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
-          f"({passes} pass{'es' if passes > 1 else ''}, state {analysis.nbytes() / 2**20:.1f} MiB); "
+          f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
+          f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
           f"{alive:,} features fired")
     print(f"wrote {path}")
     return path
 
 
-def feature_map(W_dec_FD: torch.Tensor, analysis, logits, decode_token, n_clusters: int = 0,
-                seed: int = 0):
+def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits, decode_token,
+                n_clusters: int = 0, seed: int = 0):
     """((xy [F, 2], cluster [F]), cluster labels) from UMAP on the decoder directions and k-means
     on the map, or (None, None) without umap-learn."""
     xy_F2 = umap_xy(W_dec_FD, seed)
     if xy_F2 is None:
         return None, None
     cluster_F = cluster_map(xy_F2, n_clusters, seed)
-    tokens_F = feature_tokens(analysis.top.tokens_GRW, analysis.top.offset_GR,
-                              logits.top_ids_FT if logits is not None else None)
+    tokens_F = feature_tokens_from_peaks(analysis.peaks_FR,
+                                         logits.top_ids_FT if logits is not None else None)
     return (xy_F2, cluster_F), label_clusters(cluster_F, tokens_F, decode_token)

@@ -142,6 +142,13 @@ class SAEOutput:
 class SAE(nn.Module):
     """Base class: parameters, dense encode/decode pieces, decoder-norm hooks, trainer hooks."""
 
+    encode_block: int = 4096
+    """`pre_acts_slice` computes whole aligned blocks of this many encoder columns. A dictionary
+    of at most this many features is then computed by the very GEMM `pre_acts` runs, so a
+    slice's codes are the same floats as the full ones whatever the BLAS; for larger ones the
+    blocks are wide GEMMs, which MKL rounds as the full one (measured; GEMMs a few columns wide
+    can round differently in the last bit)."""
+
     def __init__(self, cfg: SAEConfig):
         super().__init__()
         self.cfg = cfg
@@ -187,6 +194,36 @@ class SAE(nn.Module):
         if self.cfg.apply_b_dec_to_input:
             x_BD = x_BD - self.b_dec
         return nn.functional.linear(x_BD, self.W_enc.T, self.b_enc)
+
+    def pre_acts_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """`pre_acts(x_BD)[:, lo:hi]` from the encoder columns of the `encode_block`-aligned
+        blocks that cover [lo, hi) only (a view; all of `pre_acts` when they cover every
+        feature): memory 4·B·(hi - lo + up to 2 blocks) bytes."""
+        n_feat, block = self.cfg.n_features, self.encode_block
+        first, stop = lo // block * block, min(-(-hi // block) * block, n_feat)
+        if (first, stop) == (0, n_feat):
+            return self.pre_acts(x_BD)[:, lo:hi]
+        if self.cfg.apply_b_dec_to_input:
+            x_BD = x_BD - self.b_dec
+        z_BC = nn.functional.linear(x_BD, self.W_enc[:, first:stop].T, self.b_enc[first:stop])
+        return z_BC[:, lo - first:hi - first]
+
+    @torch.no_grad()
+    def encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Codes [B, hi - lo] of features [lo, hi): `encode(x_BD)[:, lo:hi]` (inference, no
+        grad), computed without the dense [B, F] codes where the architecture allows it.
+
+        Elementwise architectures (relu, jumprelu, trained batchtopk) compute only the slice's
+        encoder columns; topk needs every pre-activation of a row to pick its k largest and
+        computes them for a few rows at a time; the base class slices the full `encode`."""
+        if not 0 <= lo < hi <= self.cfg.n_features:
+            raise ValueError(f"feature slice [{lo}, {hi}) is not inside [0, "
+                             f"{self.cfg.n_features})")
+        return self._encode_slice(x_BD, lo, hi)
+
+    def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """`encode_slice` for architectures without a cheaper way (4·B·F bytes transient)."""
+        return self.encode(x_BD)[:, lo:hi]
 
     @torch.no_grad()
     def selection_pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:

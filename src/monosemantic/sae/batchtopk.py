@@ -37,6 +37,14 @@ class BatchTopKSAE(TopKSAE):
             return torch.zeros_like(z_BF).flatten().scatter(0, flat_N, vals_N).view_as(z_BF)
         return torch.relu(z_BF) * self._keep(z_BF).to(z_BF.dtype)
 
+    def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """The threshold is elementwise: only the slice's encoder columns. Before any training
+        step the batch top-k needs the whole batch's codes (the base class's full encode)."""
+        if int(self.threshold_count) == 0:
+            return super(TopKSAE, self)._encode_slice(x_BD, lo, hi)
+        z_BS = self.pre_acts_slice(x_BD, lo, hi)
+        return torch.relu(z_BS) * (z_BS.float() > self.threshold[lo:hi]).to(z_BS.dtype)
+
     def _keep(self, z_BF: torch.Tensor) -> torch.Tensor:
         return z_BF.float() > self.threshold
 

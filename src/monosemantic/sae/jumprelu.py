@@ -93,6 +93,13 @@ class JumpReLUSAE(SAE):
         return JumpReLUFunction.apply(self.pre_acts(x_BD), self.threshold,
                                       self.cfg.jumprelu_bandwidth)
 
+    def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        z_BS = self.pre_acts_slice(x_BD, lo, hi)
+        # θ of every feature, then sliced: exp over a slice could take another code path
+        # (vectorised body vs scalar tail) for some elements and round them differently.
+        theta_S = self.threshold[lo:hi]
+        return z_BS * (z_BS.float() > theta_S)  # z·1 or z·0, as JumpReLUFunction.forward
+
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
                 l1_scale: float = 1.0) -> SAEOutput:
         z_BF = self.pre_acts(x_BD)

@@ -37,6 +37,9 @@ class ReluSAE(SAE):
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.pre_acts(x_BD))
 
+    def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        return torch.relu(self.pre_acts_slice(x_BD, lo, hi))
+
     @staticmethod
     def is_sparse(f_BF: torch.Tensor) -> bool:
         """Whether at most `SPARSE_MAX_DENSITY` of the codes are active (one host read)."""

@@ -23,6 +23,10 @@ import torch
 from monosemantic.sae.base import SAE, SAEOutput
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 
+TOPK_CHUNK_FLOATS = 1 << 26
+"""`encode_slice` computes full pre-activations for this many floats' worth of rows at a time
+(256 MiB in float32; at least 64 rows, below which MKL's GEMM can round differently)."""
+
 
 class TopKSAE(SAE):
     """TopK SAE with unit-norm decoder rows and the AuxK loss."""
@@ -30,6 +34,22 @@ class TopKSAE(SAE):
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         vals_BK, idx_BK = torch.topk(self.pre_acts(x_BD), self.cfg.k, dim=-1, sorted=False)
         return scatter_codes(idx_BK, torch.relu(vals_BK), self.cfg.n_features)
+
+    def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """A row's top k needs all its F pre-activations: compute them for a chunk of rows at
+        a time (never the dense [B, F] for a large dictionary) and keep the picks in [lo, hi)."""
+        n_rows = x_BD.shape[0]
+        # A batch that fits is one chunk: exactly `encode`'s computation.
+        chunk = max(64, TOPK_CHUNK_FLOATS // self.cfg.n_features)
+        f_BS = None
+        for first in range(0, max(n_rows, 1), chunk):
+            vals_CK, idx_CK = torch.topk(self.pre_acts(x_BD[first:first + chunk]), self.cfg.k,
+                                         dim=-1, sorted=False)
+            if f_BS is None:
+                f_BS = vals_CK.new_zeros(n_rows, hi - lo)
+            row_Q, slot_Q = ((idx_CK >= lo) & (idx_CK < hi)).nonzero(as_tuple=True)
+            f_BS[first + row_Q, idx_CK[row_Q, slot_Q] - lo] = torch.relu(vals_CK[row_Q, slot_Q])
+        return f_BS
 
     def _pick_topk(self, x_BD: torch.Tensor, z_BF: torch.Tensor, k: int) -> SparseCodes:
         """ReLU of the k largest entries of each row of z (z without grad; see `codes_where`)."""

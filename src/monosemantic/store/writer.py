@@ -1,4 +1,17 @@
-"""Write an analysis into a new feature database, atomically (temp file, fsync, rename)."""
+"""Write an analysis into a new feature database, atomically (temp file, fsync, rename).
+
+`FeatureDBWriter` writes it incrementally, so the whole analysis of a large dictionary never has
+to be in memory: the per-feature tables (features, examples, intervals, histograms) of one
+feature slice at a time, in feature order, then the analyses of the whole dictionary (decoder
+neighbours, logit effects, map, co-occurrence, vocab, meta), then one publish. Until then the
+database lives in a temp file beside the target; an error (or leaving without `finish`)
+deletes it, so a target is never half written. `write_feature_db` does all of it for an
+analysis held at once.
+
+Examples are inserted in (feature, kind, interval, rank) order, so a database written slice by
+slice is the same, row ids included, as one written at once, and a feature's examples lie
+together in the table.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +19,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -14,7 +28,103 @@ from torch import Tensor
 
 from monosemantic.config import to_dict
 from monosemantic.fsutil import publish, temp_path
-from monosemantic.store.schema import SCHEMA, SCHEMA_VERSION
+from monosemantic.store.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
+
+# Features whose examples are gathered and sorted at once: bounds the writer's own memory.
+_EXAMPLE_CHUNK = 4096
+
+
+class FeatureDBWriter:
+    """A feature database written slice by slice: `add` each `FeatureAnalysis` in feature
+    order, then `finish` publishes it. Use it as a context manager: on an error inside the
+    block, or without `finish`, nothing is published and the temp file is removed."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._tmp = temp_path(self.path)
+        self._tmp.unlink(missing_ok=True)
+        self._con: sqlite3.Connection | None = sqlite3.connect(self._tmp)
+        self._con.executescript(SCHEMA)
+        self._tokens_seen: set[int] = set()
+        self.n_features = 0
+        """Features written so far (the next slice starts here)."""
+        self.n_tokens: int | None = None
+        self._options: Any = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.abort()  # after `finish` there is nothing left to abort
+
+    def add(self, analysis: Any, feature_lo: int | None = None) -> None:
+        """Write the per-feature tables of `analysis`, whose feature 0 is dictionary feature
+        `feature_lo` (default `analysis.feature_lo`, else 0); slices must come in order."""
+        con = self._open()
+        lo = int(getattr(analysis, "feature_lo", 0) if feature_lo is None else feature_lo)
+        if lo != self.n_features:
+            raise ValueError(f"feature slice at {lo} added after features [0, "
+                             f"{self.n_features}): add slices in feature order")
+        if self.n_tokens is not None and analysis.n_tokens != self.n_tokens:
+            raise ValueError(f"slice of {analysis.n_tokens} tokens, earlier ones of "
+                             f"{self.n_tokens}: every slice must analyse the same rows")
+        self.n_tokens, self._options = analysis.n_tokens, analysis.options
+        with con:
+            _write_features(con, analysis, lo)
+            for first in range(0, analysis.n_features, _EXAMPLE_CHUNK):
+                stop = min(first + _EXAMPLE_CHUNK, analysis.n_features)
+                con.executemany(
+                    "INSERT INTO examples (feature, kind, interval, rank, row, activation, peak, "
+                    "tokens, acts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _example_rows(analysis, first, stop, lo, self._tokens_seen))
+            if analysis.interval_counts_FI is not None:
+                _write_intervals(con, analysis, lo)
+        self.n_features = lo + analysis.n_features
+
+    def finish(self, meta: dict[str, Any], decode_token: Callable[[int], str] | None = None,
+               logit_effects: Any = None,
+               cosine_neighbours: tuple[Tensor, Tensor] | None = None,
+               map_coords: tuple[Tensor, Tensor | None] | None = None,
+               cooccur_neighbours: tuple[Tensor, Tensor] | None = None,
+               clusters: list[dict[str, Any]] | None = None) -> Path:
+        """Write the whole-dictionary tables and meta, then publish; returns the path.
+
+        Arguments as `write_feature_db`'s; every tensor covers all features written."""
+        con = self._open()
+        if self.n_tokens is None:
+            raise ValueError("no feature slice was added")
+        meta = {**meta, "schema_version": SCHEMA_VERSION, "n_tokens": self.n_tokens,
+                "n_features": self.n_features, "options": to_dict(self._options)}
+        with con:
+            con.executemany("INSERT INTO meta VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in meta.items()])
+            _write_decoder_tables(con, logit_effects, cosine_neighbours, map_coords,
+                                  self._tokens_seen)
+            if cooccur_neighbours is not None:
+                _write_cooccurrence(con, *cooccur_neighbours)
+            if clusters is not None:
+                con.execute("INSERT INTO meta VALUES ('clusters', ?)", (json.dumps(clusters),))
+            decode = decode_token or (lambda i: f"<{i}>")
+            con.executemany("INSERT INTO vocab VALUES (?, ?)",
+                            ((t, decode(t)) for t in sorted(self._tokens_seen)))
+        con.close()
+        self._con = None
+        publish(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the unpublished database (no-op once published)."""
+        if self._con is None:
+            return
+        self._con.close()
+        self._con = None
+        self._tmp.unlink(missing_ok=True)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise ValueError(f"the writer of {self.path} is closed (published or aborted)")
+        return self._con
 
 
 def write_feature_db(
@@ -28,7 +138,8 @@ def write_feature_db(
     cooccur_neighbours: tuple[Tensor, Tensor] | None = None,
     clusters: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Create `path` from a `FeatureAnalysis` (and optional decoder analyses).
+    """Create `path` from a `FeatureAnalysis` of the whole dictionary (and optional decoder
+    analyses).
 
     decode_token: token id -> display text (e.g. `tokenizer.decode([id])`), stored in `vocab`
     for every token the database mentions; without it tokens show as `<id>`.
@@ -36,45 +147,19 @@ def write_feature_db(
     clusters: one dict per cluster id of `map_coords` (label, size, ...), stored in meta
     `clusters`.
     """
-    path = Path(path)
-    tmp = temp_path(path)
-    tmp.unlink(missing_ok=True)
-    con = sqlite3.connect(tmp)
-    try:
-        con.executescript(SCHEMA)
-        with con:
-            _write_all(con, analysis, meta, logit_effects, cosine_neighbours, map_coords,
-                       decode_token)
-            if cooccur_neighbours is not None:
-                _write_cooccurrence(con, *cooccur_neighbours)
-            if clusters is not None:
-                con.execute("INSERT INTO meta VALUES ('clusters', ?)", (json.dumps(clusters),))
-    finally:
-        con.close()
-    publish(tmp, path)
-    return path
+    with FeatureDBWriter(path) as writer:
+        writer.add(analysis, feature_lo=0)
+        return writer.finish(meta, decode_token, logit_effects, cosine_neighbours, map_coords,
+                             cooccur_neighbours, clusters)
 
 
-def _write_all(con, analysis, meta, logits, neighbours, coords, decode_token) -> None:
-    meta = {**meta, "schema_version": SCHEMA_VERSION, "n_tokens": analysis.n_tokens,
-            "n_features": analysis.n_features, "options": to_dict(analysis.options)}
-    con.executemany("INSERT INTO meta VALUES (?, ?)",
-                    [(k, json.dumps(v)) for k, v in meta.items()])
+def _write_features(con, analysis, lo: int) -> None:
     con.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?)", zip(
-        range(analysis.n_features), analysis.max_F.tolist(), analysis.count_F.tolist(),
+        range(lo, lo + analysis.n_features), analysis.max_F.tolist(), analysis.count_F.tolist(),
         analysis.density_F.tolist(), analysis.mean_active_F.tolist()))
-    tokens_seen: set[int] = set()
-    for kind, store, per_feature in (("top", analysis.top, 1), ("random", analysis.random, 1),
-                                     ("zero", analysis.zero, 1),
-                                     ("interval", analysis.intervals,
-                                      analysis.options.n_intervals)):
-        if store is not None:
-            con.executemany(
-                "INSERT INTO examples (feature, kind, interval, rank, row, activation, peak, "
-                "tokens, acts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _example_rows(kind, store, per_feature, tokens_seen))
-    if analysis.interval_counts_FI is not None:
-        _write_intervals(con, analysis)
+
+
+def _write_decoder_tables(con, logits, neighbours, coords, tokens_seen: set[int]) -> None:
     if logits is not None:
         con.executemany("INSERT INTO logit_effects VALUES (?, ?, ?, ?, ?)",
                         _logit_rows(logits, tokens_seen))
@@ -89,9 +174,6 @@ def _write_all(con, analysis, meta, logits, neighbours, coords, decode_token) ->
         clusters = cluster_F.tolist() if cluster_F is not None else [None] * len(xy_F2)
         con.executemany("INSERT INTO map_coords VALUES (?, ?, ?, ?)", (
             (f, x, y, c) for f, ((x, y), c) in enumerate(zip(xy_F2.tolist(), clusters))))
-    decode = decode_token or (lambda i: f"<{i}>")
-    con.executemany("INSERT INTO vocab VALUES (?, ?)",
-                    ((t, decode(t)) for t in sorted(tokens_seen)))
 
 
 def _write_cooccurrence(con, ids_FM: Tensor, scores_FM: Tensor) -> None:
@@ -101,34 +183,66 @@ def _write_cooccurrence(con, ids_FM: Tensor, scores_FM: Tensor) -> None:
         for rank, (o, s) in enumerate(zip(row_o, row_s)) if o >= 0))
 
 
-def _example_rows(kind: str, store, per_feature: int, tokens_seen: set[int]) -> Iterator[tuple]:
-    group_Q, slot_Q = store.filled_GR().nonzero(as_tuple=True)
+def _example_lists(analysis) -> list[tuple[str, Any, int]]:
+    """(kind, list, groups per feature) in `EXAMPLE_KINDS` order, the lists the pass kept."""
+    lists = {"top": (analysis.top, 1), "random": (analysis.random, 1),
+             "zero": (analysis.zero, 1),
+             "interval": (analysis.intervals, analysis.options.n_intervals)}
+    return [(kind, *lists[kind]) for kind in EXAMPLE_KINDS if lists[kind][0] is not None]
+
+
+def _example_rows(analysis, first: int, stop: int, lo: int, tokens_seen: set[int]
+                  ) -> Iterator[tuple]:
+    """Examples of local features [first, stop), ordered by (feature, kind, interval, rank),
+    as rows of the examples table (feature ids offset by `lo`)."""
+    columns = [_example_columns(kind, store, per_feature, first, stop)
+               for kind, store, per_feature in _example_lists(analysis)]
+    kind_Q = np.concatenate([np.full(len(c["feature"]), i) for i, c in enumerate(columns)])
+    at_Q = np.concatenate([np.arange(len(c["feature"])) for c in columns])
+    # Stable: within a feature the kinds stay in list order, each already by interval, rank.
+    order_Q = np.argsort(np.concatenate([c["feature"] for c in columns]), kind="stable")
+    for c in columns:
+        tokens_QW = c["tokens"]
+        tokens_seen.update(np.unique(tokens_QW[tokens_QW >= 0]).tolist())
+    for i, q in zip(kind_Q[order_Q].tolist(), at_Q[order_Q].tolist()):
+        c = columns[i]
+        n = int(c["length"][q])
+        yield (lo + int(c["feature"][q]), c["kind"], c["interval"][q], c["rank"][q], c["row"][q],
+               c["value"][q], c["peak"][q], c["tokens"][q, :n].astype("<i4").tobytes(),
+               c["acts"][q, :n].astype("<f4").tobytes())
+
+
+def _example_columns(kind: str, store, per_feature: int, first: int, stop: int
+                     ) -> dict[str, Any]:
+    """The filled slots of the groups of local features [first, stop) of one example list,
+    in (group, slot) order: one array (or list) per column."""
+    groups = slice(first * per_feature, stop * per_feature)
+    group_Q, slot_Q = torch.isfinite(store.keys_GR[groups]).nonzero(as_tuple=True)  # filled
+    group_Q = group_Q + first * per_feature
     tokens_QW = store.tokens_GRW[group_Q, slot_Q].numpy()
-    acts_QW = store.acts_GRW[group_Q, slot_Q].float().numpy()
-    lengths_Q = (tokens_QW >= 0).sum(axis=1)
-    tokens_seen.update(np.unique(tokens_QW[tokens_QW >= 0]).tolist())
-    rows_Q = store.rows_GR[group_Q, slot_Q].tolist()
-    vals_Q = store.vals_GR[group_Q, slot_Q].tolist()
-    peak_Q = store.offset_GR[group_Q, slot_Q].tolist()
-    for q, (g, s) in enumerate(zip(group_Q.tolist(), slot_Q.tolist())):
-        n = int(lengths_Q[q])
-        yield (g // per_feature, kind, g % per_feature if kind == "interval" else None, s,
-               rows_Q[q], vals_Q[q], peak_Q[q],
-               tokens_QW[q, :n].astype("<i4").tobytes(), acts_QW[q, :n].astype("<f4").tobytes())
+    return {
+        "kind": kind, "feature": (group_Q // per_feature).numpy(),
+        "interval": ((group_Q % per_feature).tolist() if kind == "interval"
+                     else [None] * len(group_Q)),
+        "rank": slot_Q.tolist(), "row": store.rows_GR[group_Q, slot_Q].tolist(),
+        "value": store.vals_GR[group_Q, slot_Q].tolist(),
+        "peak": store.offset_GR[group_Q, slot_Q].tolist(), "tokens": tokens_QW,
+        "acts": store.acts_GRW[group_Q, slot_Q].float().numpy(),
+        "length": (tokens_QW >= 0).sum(axis=1)}
 
 
-def _write_intervals(con, analysis) -> None:
+def _write_intervals(con, analysis, lo: int) -> None:
     counts_FI = analysis.interval_counts_FI
     total_F = counts_FI.sum(dim=1, keepdim=True)
     shares_FI = (counts_FI.double() / total_F.clamp(min=1)).tolist()
     edges_FI1 = analysis.interval_edges_FI1().tolist()
     con.executemany("INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?)", (
-        (f, j, edges_FI1[f][j], edges_FI1[f][j + 1], c, shares_FI[f][j])
+        (lo + f, j, edges_FI1[f][j], edges_FI1[f][j + 1], c, shares_FI[f][j])
         for f, row in enumerate(counts_FI.tolist()) for j, c in enumerate(row)))
     hist_FH = analysis.hist_FH.tolist()
     hist_edges = analysis.hist_edges_FH1().tolist()
     con.executemany("INSERT INTO histograms VALUES (?, ?, ?, ?)", (
-        (f, json.dumps(hist_edges[f]), json.dumps(counts), counts[0])
+        (lo + f, json.dumps(hist_edges[f]), json.dumps(counts), counts[0])
         for f, counts in enumerate(hist_FH)))
 
 

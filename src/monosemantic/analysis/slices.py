@@ -1,0 +1,157 @@
+"""Feature slices: a large dictionary analysed a slice of consecutive features at a time.
+
+Each slice runs both passes (`onepass.analyze_batches`) over the same rows with the SAE encode
+restricted to its features (`SAE.encode_slice`), so the pass state is that of one slice; the
+slice is written to the database (`store.writer.FeatureDBWriter`) and dropped before the next.
+The rows are read once per slice and pass, and the encode runs per slice: for elementwise
+architectures (relu, jumprelu, trained batchtopk) only the slice's encoder columns, so the
+encode costs about the same in total; topk computes every pre-activation in each slice (its
+top k needs them), so its encode costs S times the unsliced one for S slices.
+
+A slice's results are exactly those its features get unsliced: the samples' keys hash the row
+and the feature (`bottomk.uniform_keys`) and the zero-example rows are drawn per batch, whatever
+the features; `RowSample` draws the same row keys in every slice (same seed, same batches), so
+every slice samples the same rows, and the co-occurrence entries of all slices together
+(features offset by the slice start) are the unsliced ones.
+
+Memory of one slice of s features (bytes; `slice_bytes`, what `choose_slice` budgets), with
+B = batch_size and the pass options' K, S, I, r, H, W (onepass's module docstring):
+    s · (state per feature + 8·B)
+    state per feature = (K + S + I·r)·(18 + 8·W) + 12·I + 8·H + 40     (I > 0)
+                      = (K + S)·(18 + 8·W) + 32                          (I = 0, no pass 2)
+which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·B is one batch of
+the slice's pre-activations and codes at the peak of an encode. Not in it: parts that do not
+grow with s (the co-occurrence sample ≤ 24·T·L0, the sparse codes of 3 + encode_ahead batches,
+topk's chunk of pre-activations ≤ 256 MiB), the SAE's own weights (8·F·d) and what outlives
+the slices (`SlicedAnalysis`: 28 bytes per feature, plus the co-occurrence entries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from monosemantic.analysis.featuremap import peak_tokens
+from monosemantic.analysis.onepass import FeatureAnalysis, PassOptions, analyze_batches
+from monosemantic.errors import UserError
+
+EncodeSlice = Callable[[Tensor, int, int], Tensor]
+"""(x [B, d], lo, hi) -> codes [B, hi - lo] of features [lo, hi)."""
+
+SLICE_ALIGN = 4096
+"""Automatic slices are multiples of this (= `SAE.encode_block`, so no slice computes encoder
+columns beyond its own) when the budget allows one that large."""
+
+N_PEAKS = 5
+"""Top-example peak tokens kept per feature for the map's cluster labels."""
+
+
+def state_bytes_per_feature(opts: PassOptions) -> int:
+    """Bytes of pass state per feature: `FeatureAnalysis.nbytes()` / F without co-occurrence."""
+    slot = 18 + 8 * opts.width  # key 4, row 8, value 4, offset 2, tokens and acts 4·W each
+    # Pass 1: three lists (plus each group's worst key) and count, sum, max.
+    per_feature = (opts.top_k + opts.random_examples + opts.zero_examples) * slot + 3 * 4 + 20
+    if opts.n_intervals > 0:  # pass 2: I interval lists, interval counts, the histogram
+        per_feature += opts.n_intervals * (opts.interval_examples * slot + 4 + 8)
+        per_feature += 8 * (opts.hist_bins + 1)
+    return per_feature
+
+
+def slice_bytes(n_features: int, opts: PassOptions, batch_size: int) -> int:
+    """Estimated memory of analysing `n_features` at once (module docstring)."""
+    return n_features * (state_bytes_per_feature(opts) + 8 * batch_size)
+
+
+def choose_slice(n_features: int, feature_slice: int, max_bytes: float, opts: PassOptions,
+                 batch_size: int) -> int:
+    """Features per slice: `feature_slice` when > 0; else all of them unless their estimate
+    exceeds `max_bytes` (> 0), then the largest slice within it (a multiple of `SLICE_ALIGN`
+    when at least that large)."""
+    if feature_slice < 0:
+        raise UserError(f"feature_slice must be >= 0 (0 = automatic), got {feature_slice}")
+    if feature_slice > 0:
+        return min(feature_slice, n_features)
+    if max_bytes <= 0 or slice_bytes(n_features, opts, batch_size) <= max_bytes:
+        return n_features
+    fits = int(max_bytes // slice_bytes(1, opts, batch_size))
+    return max(1, fits // SLICE_ALIGN * SLICE_ALIGN if fits >= SLICE_ALIGN else fits)
+
+
+def feature_ranges(n_features: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) of `size` features covering [0, n_features) (the last shorter)."""
+    return [(lo, min(lo + size, n_features)) for lo in range(0, n_features, size)]
+
+
+@dataclass
+class SlicedAnalysis:
+    """What the decoder analyses and the report need once every slice is written and dropped."""
+
+    n_features: int
+    slice_size: int
+    n_tokens: int = 0
+    count_F: Tensor = field(init=False)
+    """Rows where each feature fired (int64)."""
+    peaks_FR: Tensor = field(init=False)
+    """Peak token of each feature's first `N_PEAKS` top examples (int32, -1 where none)."""
+    state_bytes: int = 0
+    """Pass state of the largest slice (`FeatureAnalysis.nbytes()`)."""
+    _cooccur_rows: int | None = None
+    _cooccur_parts: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.count_F = torch.zeros(self.n_features, dtype=torch.int64)
+        self.peaks_FR = torch.full((self.n_features, N_PEAKS), -1, dtype=torch.int32)
+
+    @property
+    def n_slices(self) -> int:
+        return math.ceil(self.n_features / self.slice_size)
+
+    def add(self, part: FeatureAnalysis) -> None:
+        """Keep what outlives slice `part` (its features start at `part.feature_lo`)."""
+        lo, hi = part.feature_lo, part.feature_lo + part.n_features
+        self.n_tokens = part.n_tokens
+        self.count_F[lo:hi] = part.count_F
+        peaks_FR = peak_tokens(part.top.tokens_GRW, part.top.offset_GR, N_PEAKS)
+        self.peaks_FR[lo:hi, :peaks_FR.shape[1]] = peaks_FR.to(torch.int32)
+        self.state_bytes = max(self.state_bytes, part.nbytes())
+        if part.cooccur is not None:
+            n_rows, local_E, feats_E = part.cooccur.entries()
+            if self._cooccur_rows not in (None, n_rows):
+                raise ValueError(f"slice at {lo} sampled {n_rows} co-occurrence rows, earlier "
+                                 f"slices {self._cooccur_rows}: they must read the same rows")
+            self._cooccur_rows = n_rows
+            self._cooccur_parts.append((local_E.to(torch.int32), feats_E + lo))
+
+    def cooccur_entries(self) -> tuple[int, Tensor, Tensor] | None:
+        """(rows sampled, local row [E], dictionary feature [E]) of all slices, or None when
+        co-occurrence was skipped: the entries `RowSample.entries()` gives unsliced (in
+        another order, which the counts do not see)."""
+        if self._cooccur_rows is None:
+            return None
+        return (self._cooccur_rows, torch.cat([p[0] for p in self._cooccur_parts]).long(),
+                torch.cat([p[1] for p in self._cooccur_parts]))
+
+
+def analyze_sliced(make_batches: Callable[[], Iterable], encode_slice: EncodeSlice,
+                   n_features: int, slice_size: int, opts: PassOptions, first_row: int = 0,
+                   on_batch: Callable[[int], None] | None = None,
+                   on_slice: Callable[[FeatureAnalysis], None] | None = None
+                   ) -> SlicedAnalysis:
+    """Both passes for each slice of `slice_size` features in order; `on_slice` gets each
+    slice's `FeatureAnalysis` (e.g. to write it) before it is dropped."""
+    summary = SlicedAnalysis(n_features, slice_size)
+    for lo, hi in feature_ranges(n_features, slice_size):
+        def encode(x_BD: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
+            return encode_slice(x_BD, lo, hi)
+
+        part = analyze_batches(make_batches, encode, hi - lo, opts, first_row, on_batch,
+                               feature_lo=lo)
+        if on_slice is not None:
+            on_slice(part)
+        summary.add(part)
+        del part  # before the next slice allocates its own state
+    return summary

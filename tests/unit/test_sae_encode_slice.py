@@ -1,0 +1,76 @@
+"""`SAE.encode_slice(x, lo, hi)` equals `encode(x)[:, lo:hi]` for every architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import monosemantic.sae.topk as topk_module
+from monosemantic.sae import SAEConfig, create_sae
+
+D, F = 8, 12
+SLICES = [(0, 5), (5, 10), (10, 12), (3, 4), (0, 12)]
+
+
+def dyadic_sae(architecture: str, seed: int = 0):
+    """An SAE whose weights are multiples of 1/8 (and inputs multiples of 1/2): every
+    pre-activation is exact in float32 whatever order a GEMM sums in, so the restricted
+    computation (narrow blocks, row chunks) must give the very same floats."""
+    gen = torch.Generator().manual_seed(seed)
+    sae = create_sae(SAEConfig(architecture=architecture, d_in=D, n_features=F, k=3))
+    with torch.no_grad():
+        for p in (sae.W_enc, sae.b_enc, sae.b_dec):
+            p.copy_(torch.randint(-8, 9, p.shape, generator=gen) / 8)
+        if architecture == "jumprelu":
+            sae.log_threshold.copy_(torch.log(torch.rand(F, generator=gen) * 2))
+        if architecture == "batchtopk":
+            sae.threshold.copy_(torch.rand(F, generator=gen) * 2)
+            sae.threshold_count.fill_(1)
+    return sae, torch.randint(-4, 5, (200, D), generator=gen) / 2
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("block", [4, 4096])
+def test_slice_equals_full_encode(architecture, block, monkeypatch):
+    sae, x_ND = dyadic_sae(architecture)
+    sae.encode_block = block  # 4: the slices' own encoder columns, never all of them
+    monkeypatch.setattr(topk_module, "TOPK_CHUNK_FLOATS", 1)  # topk: chunks of 64 rows
+    f_NF = sae.encode(x_ND)
+    assert (f_NF > 0).any() and (f_NF == 0).any()
+    for lo, hi in SLICES:
+        assert torch.equal(sae.encode_slice(x_ND, lo, hi), f_NF[:, lo:hi]), (lo, hi)
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_slice_of_random_weights_is_bitwise_the_full_encode(architecture):
+    """With the default block a small dictionary runs `encode`'s own GEMM: same floats."""
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(architecture=architecture, d_in=D, n_features=F, k=3))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3)
+    x_ND = torch.randn(37, D)
+    f_NF = sae.encode(x_ND)
+    for lo, hi in SLICES:
+        assert torch.equal(sae.encode_slice(x_ND, lo, hi), f_NF[:, lo:hi])
+
+
+def test_untrained_batchtopk_slices_its_batch_topk():
+    sae, x_ND = dyadic_sae("batchtopk")
+    sae.threshold_count.zero_()  # no threshold yet: codes depend on the whole batch
+    f_NF = sae.encode(x_ND)
+    assert torch.equal(sae.encode_slice(x_ND, 5, 10), f_NF[:, 5:10])
+
+
+def test_elementwise_slice_reads_only_its_block_of_columns():
+    sae, x_ND = dyadic_sae("relu")
+    sae.encode_block = 4
+    with torch.no_grad():
+        sae.W_enc[:, :4] = float("nan")  # outside the block of [5, 8): must not be read
+    assert torch.isfinite(sae.encode_slice(x_ND, 5, 8)).all()
+
+
+def test_slice_outside_the_dictionary_is_refused():
+    sae, x_ND = dyadic_sae("relu")
+    for lo, hi in [(-1, 3), (3, 3), (5, F + 1)]:
+        with pytest.raises(ValueError, match="feature slice"):
+            sae.encode_slice(x_ND, lo, hi)
