@@ -80,6 +80,7 @@ class _Positions:
 
     def __init__(self) -> None:
         self.offset = 0
+        self._next = 0  # where a forward that continues this one starts
 
     def pre_hook(self, _module: Any, args: tuple, kwargs: dict) -> None:
         tokens = kwargs.get("input_ids", args[0] if args else None)
@@ -87,15 +88,22 @@ class _Positions:
             tokens = kwargs.get("inputs_embeds")
         n_new = tokens.shape[1]
         mask = kwargs.get("attention_mask")
-        past = kwargs.get("past_key_values")
-        # generate() passes the mask of the whole sequence so far; it is the reliable length
-        # (a sliding-window cache's own length stops growing at the window).
+        # transformers 5 renamed the forward's `past_key_values` to `cache`.
+        past = kwargs.get("past_key_values", kwargs.get("cache"))
+        cache_position = kwargs.get("cache_position")
+        # generate() passes the mask of the whole sequence so far when it has one; it is the
+        # reliable length (a sliding-window cache's own length stops growing at the window).
         if isinstance(mask, Tensor) and mask.dim() == 2:
             self.offset = mask.shape[1] - n_new
-        elif past is not None and hasattr(past, "get_seq_length"):
-            self.offset = int(past.get_seq_length())
+        elif isinstance(cache_position, Tensor) and cache_position.numel() > 0:
+            self.offset = int(cache_position.reshape(-1)[0])
+        elif past is not None and hasattr(past, "get_seq_length") and past.get_seq_length() > 0:
+            # A cache with content: this forward continues the previous one. Counted here, not
+            # read from the cache, whose length stops at a sliding window.
+            self.offset = self._next
         else:
             self.offset = 0
+        self._next = self.offset + n_new
 
     def mask_S(self, n: int, span: slice, device: torch.device) -> Tensor:
         pos_S = torch.arange(self.offset, self.offset + n, device=device)
