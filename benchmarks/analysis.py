@@ -7,20 +7,23 @@
 Data, in memory (no store I/O is timed): with `--store`, the first `--rows` rows of an activation
 store (tokens and documents as stored); otherwise synthetic rows x ~ N(0, 1)^d with d = 640
 (Gemma 3 270M's width) in random documents of about 100 tokens. SAE: with `--sae RUN`, the
-trained SAE of that run for its own F; for other F a relu SAE with unit-norm encoder columns
+trained SAE of each run for its own F; for other F a relu SAE with unit-norm encoder columns
 and bias `--bias` (about 0.6% density at -2.5 on N(0, 1) rows: L0 ≈ 25 at F = 4096, 100 at
 F = 16384; real rows have other norms, so set --bias for the density you want). For each F it
-times, over the same batches: the bare `sae.encode` of every batch (the floor), pass 1
+times, over the same batches: the bare `sae.encode` of every batch (the floor: the fastest of
+whole batches and the pass's row chunks, timed before and after the passes), pass 1
 (statistics, top-K, random and zero examples, co-occurrence sample) and pass 2 (interval counts,
-samples, histogram), each including its own encode. Bookkeeping overhead = pass time / encode
-time - 1 (target < 25% per pass), in wall time and in process CPU time (the CPU-time ratio is
+samples, histogram), each including its own encode, `--repeats` times interleaved (medians).
+Bookkeeping overhead = pass time / encode time - 1 (target < 25% per pass), in wall time and in process CPU time (the CPU-time ratio is
 the steadier one on a shared machine). Also reports the state the passes keep and the peak RSS.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +54,22 @@ class AnalysisBenchConfig:
     """Firing density of a random SAE on store rows (its biases are set from the first batch)."""
     threads: int = 0
     """torch threads; 0 = torch's default."""
+    repeats: int = 3
+    """Interleaved repeats of (encode in whole batches, encode in chunks, pass 1, pass 2);
+    medians are reported."""
     store: str | None = None
     """Activation store to read the rows from (else synthetic rows)."""
-    sae: str | None = None
-    """Training run whose SAE to use for its own F (others get a random relu SAE)."""
+    sae: list[str] = field(default_factory=list)
+    """Training runs whose SAEs to use, each for its own F (repeat the option; other F get a
+    random relu SAE)."""
     cooccur: bool = True
     """Keep the co-occurrence row sample in pass 1 (off: the pass as before it existed)."""
+    encode_rows: list[int] = field(default_factory=lambda: [0])
+    """Values of PassOptions.encode_rows to time (0: automatic chunks; the batch size: whole
+    batches, as before chunking existed)."""
+    encode_ahead: list[int] = field(default_factory=lambda: [1])
+    """Values of PassOptions.encode_ahead to time, each a row (1: the next batch is encoded in
+    a background thread during the bookkeeping; 0: the two alternate in one thread)."""
 
 
 def store_rows(cfg: AnalysisBenchConfig) -> list[RowBatch]:
@@ -79,24 +92,35 @@ def synthetic(cfg: AnalysisBenchConfig) -> list[RowBatch]:
             for i in range(0, cfg.rows, cfg.batch_size)]
 
 
-def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch]) -> dict:
+def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],
+            ahead: int, encode_rows: int) -> dict:
     sae = bench_sae(cfg, n_features, batches[0])
-    encode = sae.encode
+    opts = PassOptions(cooccur_neighbours=10 if cfg.cooccur else 0, encode_ahead=ahead,
+                       encode_rows=encode_rows)
+    chunk = opts.chunk_rows(n_features)
     clocks = (time.perf_counter, time.process_time)
+    times: dict[str, list[list[float]]] = {"whole": [], "chunks": [], "pass1": [], "pass2": []}
     with torch.no_grad():
-        encode(batches[0].acts_ND)  # warm-up
-        start = [c() for c in clocks]
-        for b in batches:
-            encode(b.acts_ND)
-        t_encode = [c() - s for c, s in zip(clocks, start)]
-        opts = PassOptions(cooccur_neighbours=10 if cfg.cooccur else 0)
-        start = [c() for c in clocks]
-        result = stats_pass(iter(batches), encode, n_features, opts)
-        t_pass1 = [c() - s for c, s in zip(clocks, start)]
-        start = [c() for c in clocks]
-        interval_pass(result, iter(batches), encode)
-        t_pass2 = [c() - s for c, s in zip(clocks, start)]
-    return {"F": n_features, "L0": int(result.count_F.sum()) / cfg.rows, "encode_tok_s": cfg.rows / t_encode[0],
+        sae.encode(batches[0].acts_ND)  # warm-up
+        # Interleaved repeats, medians: this machine's speed drifts by +-20% over minutes,
+        # so each pass is compared with encodes timed next to it. The floor is the faster of
+        # the bare encode in whole batches and in the pass's row chunks, so neither way of
+        # encoding hides overhead.
+        for _ in range(cfg.repeats):
+            times["whole"].append(_time_encode(sae.encode, batches, cfg.batch_size, clocks))
+            times["chunks"].append(_time_encode(sae.encode, batches, chunk, clocks))
+            start = [c() for c in clocks]
+            result = stats_pass(iter(batches), sae.encode, n_features, opts)
+            times["pass1"].append([c() - s for c, s in zip(clocks, start)])
+            start = [c() for c in clocks]
+            interval_pass(result, iter(batches), sae.encode)
+            times["pass2"].append([c() - s for c, s in zip(clocks, start)])
+    med = {k: [statistics.median(t[i] for t in v) for i in (0, 1)] for k, v in times.items()}
+    t_encode = min(med["whole"], med["chunks"], key=lambda t: t[0])
+    t_pass1, t_pass2 = med["pass1"], med["pass2"]
+    return {"F": n_features, "ahead": ahead, "chunk": min(chunk, cfg.batch_size),
+            "L0": int(result.count_F.sum()) / cfg.rows, "encode_tok_s": cfg.rows / t_encode[0],
+            "whole_tok_s": cfg.rows / med["whole"][0], "chunks_tok_s": cfg.rows / med["chunks"][0],
             "pass1_tok_s": cfg.rows / t_pass1[0], "pass2_tok_s": cfg.rows / t_pass2[0],
             "overhead1": t_pass1[0] / t_encode[0] - 1, "overhead2": t_pass2[0] / t_encode[0] - 1,
             "cpu_overhead1": t_pass1[1] / t_encode[1] - 1,
@@ -104,12 +128,21 @@ def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch]) 
             "state_mib": result.nbytes() / 2**20}
 
 
-def bench_sae(cfg: AnalysisBenchConfig, n_features: int, first: RowBatch):
-    if cfg.sae is not None:
-        from monosemantic.evals.report import read_run
-        from monosemantic.sae import load_sae
+def _time_encode(encode, batches: list[RowBatch], rows: int, clocks) -> list[float]:
+    """(wall, CPU) seconds of encoding every batch `rows` rows at a time."""
+    start = [c() for c in clocks]
+    for b in batches:
+        for i in range(0, len(b.acts_ND), rows):
+            encode(b.acts_ND[i:i + rows])
+    return [c() - s for c, s in zip(clocks, start)]
 
-        sae = load_sae(read_run(Path(cfg.sae))[0])
+
+def bench_sae(cfg: AnalysisBenchConfig, n_features: int, first: RowBatch):
+    from monosemantic.evals.report import read_run
+    from monosemantic.sae import load_sae
+
+    for run in cfg.sae:
+        sae = load_sae(read_run(Path(run))[0])
         if int(sae.cfg.n_features) == n_features:
             return sae
     torch.manual_seed(0)
@@ -137,13 +170,17 @@ def main() -> None:
     print(f"rows {cfg.rows:,} ({cfg.store or 'synthetic'}), batch {cfg.batch_size}, d {cfg.d}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'F':>7} {'L0':>6} {'encode tok/s':>13} {'pass1 tok/s':>12} {'pass2 tok/s':>12} "
-          f"{'overhead1':>10} {'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} {'state MiB':>10}")
-    for n_features in cfg.features:
-        r = measure(cfg, n_features, batches)
-        print(f"{r['F']:>7} {r['L0']:>6.1f} {r['encode_tok_s']:>13,.0f} {r['pass1_tok_s']:>12,.0f} "
-              f"{r['pass2_tok_s']:>12,.0f} {r['overhead1']:>10.1%} {r['overhead2']:>10.1%} "
-              f"{r['cpu_overhead1']:>9.1%} {r['cpu_overhead2']:>9.1%} {r['state_mib']:>10.1f}")
+    print(f"{'F':>7} {'ahead':>5} {'chunk':>5} {'L0':>6} {'whole tok/s':>12} "
+          f"{'chunks tok/s':>13} {'pass1 tok/s':>12} {'pass2 tok/s':>12} {'overhead1':>10} "
+          f"{'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} {'state MiB':>10}")
+    for n_features, ahead, rows in itertools.product(cfg.features, cfg.encode_ahead,
+                                                     cfg.encode_rows):
+        r = measure(cfg, n_features, batches, ahead, rows)
+        print(f"{r['F']:>7} {r['ahead']:>5} {r['chunk']:>5} {r['L0']:>6.1f} "
+              f"{r['whole_tok_s']:>12,.0f} {r['chunks_tok_s']:>13,.0f} "
+              f"{r['pass1_tok_s']:>12,.0f} {r['pass2_tok_s']:>12,.0f} {r['overhead1']:>10.1%} "
+              f"{r['overhead2']:>10.1%} {r['cpu_overhead1']:>9.1%} {r['cpu_overhead2']:>9.1%} "
+              f"{r['state_mib']:>10.1f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MiB; load average after {os.getloadavg()[0]:.1f}")
 

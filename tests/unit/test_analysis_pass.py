@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
 import torch
@@ -162,21 +161,15 @@ def test_encoding_ahead_does_not_change_the_result(setup, ahead):
     assert torch.equal(other.hist_FH, result.hist_FH)
 
 
-def test_encode_thread_keeps_the_callers_thread_count(setup):
+def test_encoding_in_row_chunks_does_not_change_the_result(setup):
+    """Batches of 128 encoded 64 rows at a time: the same GEMMs as the 64-row batches. (Much
+    smaller chunks can change codes in the last bit: BLAS kernels differ for tiny shapes.)"""
     data, _, result = setup
-    base, seen = encoder(), []
-
-    def encode(x_BD):
-        seen.append((threading.current_thread() is threading.main_thread(),
-                     torch.get_num_threads()))
-        return base(x_BD)
-
-    caller_threads = torch.get_num_threads()
-    analyze_batches(batches_of(data, 64), encode, F, result.options)
-    # Every encode ran off the main thread with the caller's count, although the bookkeeping
-    # in the main thread drops to one thread between them.
-    assert seen and all(not on_main and n == caller_threads for on_main, n in seen)
-    assert torch.get_num_threads() == caller_threads
+    opts = dataclasses.replace(result.options, encode_rows=64)
+    other = analyze_batches(batches_of(data, 128), encoder(), F, opts)
+    assert torch.equal(other.count_F, result.count_F)
+    assert torch.equal(other.top.acts_GRW, result.top.acts_GRW)
+    assert torch.equal(other.intervals.rows_GR, result.intervals.rows_GR)
 
 
 def test_an_encode_error_reaches_the_caller(setup):

@@ -96,25 +96,28 @@ class GroupedBottomK:
                                                val_C[keep_C], rank_C[keep_C])
         slot_C = torch.searchsorted(touched_U, group_C)
         n_touched = len(touched_U)
-        new_keys_UR = torch.full((n_touched, self.r), float("inf"))
-        new_keys_UR[slot_C, rank_C] = key_C
-        new_rows_UR = torch.full((n_touched, self.r), -1, dtype=torch.int64)
-        new_rows_UR[slot_C, rank_C] = row_C
-        # Which of the 2r (kept | candidate) entries per touched group survive: the r smallest
-        # keys, ties broken by row (corpus order, as a brute-force sort would).
-        keys_U2R = torch.cat([self.keys_GR[touched_U], new_keys_UR], dim=1)
-        rows_U2R = torch.cat([self.rows_GR[touched_U], new_rows_UR], dim=1)
-        best_UR = _order(keys_U2R, rows_U2R)[:, : self.r]
-        kept_U2R = torch.zeros_like(keys_U2R, dtype=torch.bool).scatter_(1, best_UR, True)
+        # Candidate columns: as many as the busiest touched group has (after the first
+        # batches that is a few, not r), so the merge below sorts r + c entries per group.
+        n_cand = int(min(self.r, int(counts_U.max())))
+        new_keys_UC = torch.full((n_touched, n_cand), float("inf"))
+        new_keys_UC[slot_C, rank_C] = key_C
+        new_rows_UC = torch.full((n_touched, n_cand), -1, dtype=torch.int64)
+        new_rows_UC[slot_C, rank_C] = row_C
+        # Which of the r + c (kept | candidate) entries per touched group survive: the r
+        # smallest keys, ties broken by row (corpus order, as a brute-force sort would).
+        keys_UM = torch.cat([self.keys_GR[touched_U], new_keys_UC], dim=1)
+        rows_UM = torch.cat([self.rows_GR[touched_U], new_rows_UC], dim=1)
+        best_UR = _order(keys_UM, rows_UM)[:, : self.r]
+        kept_UM = torch.zeros_like(keys_UM, dtype=torch.bool).scatter_(1, best_UR, True)
         # Slots are unordered: each entering candidate takes the slot of an evicted old entry,
         # so the payload of entries that stay is never moved.
-        evicted_UR = ~kept_U2R[:, : self.r]
-        entering_UR = kept_U2R[:, self.r:] & torch.isfinite(new_keys_UR)
-        evicted_UR &= evicted_UR.cumsum(1) <= entering_UR.sum(1, keepdim=True)
+        evicted_UR = ~kept_UM[:, : self.r]
+        entering_UC = kept_UM[:, self.r:] & torch.isfinite(new_keys_UC)
+        evicted_UR &= evicted_UR.cumsum(1) <= entering_UC.sum(1, keepdim=True)
         u_Q, slot_Q = evicted_UR.nonzero(as_tuple=True)
-        cand_u, cand_rank = entering_UR.nonzero(as_tuple=True)
+        cand_u, cand_rank = entering_UC.nonzero(as_tuple=True)
         # Both lists are in row-major order with equal counts per group: pair them in order.
-        pick_C = torch.full((n_touched, self.r), -1, dtype=torch.int64)
+        pick_C = torch.full((n_touched, n_cand), -1, dtype=torch.int64)
         pick_C[slot_C, rank_C] = torch.arange(len(slot_C))
         src_Q = pick_C[cand_u, cand_rank]
         group_Q = touched_U[u_Q]

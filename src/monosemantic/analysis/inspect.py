@@ -44,15 +44,18 @@ class InspectConfig:
         self.run = Path(self.run)
 
 
-def load_run_sae(run: Path, device: str = "auto", model: str | None = None):
-    """(LoadedModel, SAE, hook name) of a training run."""
+def load_run_sae(run: Path, device: str = "auto", model: str | None = None, lm: Any = None):
+    """(LoadedModel, SAE, hook name) of a training run; `lm` is used instead of loading the
+    model when given."""
     from monosemantic.evals.report import read_run
     from monosemantic.models import load_model
     from monosemantic.sae import load_sae
 
     sae_dir, extra = read_run(run)
     dev = str(resolve_device(device))
-    return load_model(model or extra["model"], device=dev), load_sae(sae_dir, device=dev), extra["hook"]
+    if lm is None:
+        lm = load_model(model or extra["model"], device=dev)
+    return lm, load_sae(sae_dir, device=dev), extra["hook"]
 
 
 @torch.no_grad()

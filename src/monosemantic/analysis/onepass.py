@@ -28,34 +28,34 @@ H = hist_bins, B = batch size, T = cooccur_tokens, L0 = mean active features per
   F · (12·I + 8·H + 40)              counts, sums, maxima, interval counts, histogram, list bounds
   ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
 (the first three, less 8·H + 8 when I = 0, are exactly `FeatureAnalysis.nbytes()` less the
-sample: `slices.state_bytes_per_feature`), plus, transiently, one batch of dense codes and
-pre-activations of the F features, ≤ 8·B·F at the peak of an encode (`SAE.encode_slice`: only
-the slice's encoder columns for relu, jumprelu and trained batchtopk; topk adds a 256 MiB chunk
-of full pre-activations for its top-k), and the sparse codes of 3 + encode_ahead batches
-(about 40 bytes per active entry, row- and feature-major).
+sample: `slices.state_bytes_per_feature`), plus, transiently, the dense codes and
+pre-activations of one encode call of C = `encode_rows` rows, 8·C·F bytes (32 MiB by default,
+512 MiB at the 64-row minimum for 1M features; `SAE.encode_slice`: only the slice's encoder
+columns for relu, jumprelu and trained batchtopk; topk adds a 256 MiB chunk of full
+pre-activations for its top-k), and the sparse codes of 3 + encode_ahead batches (about 40
+bytes per active entry, row- and feature-major).
 With the defaults (K=20, S=10, I=10, r=4, H=30, W=25) the state is 15,660 bytes per feature:
 61 MiB for 4,096 features, 245 MiB for 16,384, 15.7 GB for 1M at once. A 1M dictionary in
-slices of 65,536 with batch 1,024 needs per slice 979 MiB of state + 512 MiB of dense batch,
-about 1.5 GiB plus the fixed parts (the SAE's own 8·F·d bytes of weights aside: 5 GiB at
-d = 640), and reads the rows 16 x 2 times.
+slices of 65,536 needs per slice 979 MiB of state + 32 MiB of dense codes, about 1 GiB plus
+the fixed parts (the SAE's own 8·F·d bytes of weights aside: 5 GiB at d = 640), and reads the
+rows 16 x 2 times.
 
 The bookkeeping runs on one thread (`one_thread`), the encode on all of them, and by default
 the two overlap: the next batch is read and encoded in a background thread (`encode_ahead`)
-while the current one's bookkeeping runs.
+while the current one's bookkeeping runs (analysis/codestream.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from monosemantic.activations.prefetch import prefetched
 from monosemantic.analysis.bottomk import GroupedBottomK, uniform_keys
 from monosemantic.analysis.cooccur import RowSample
+from monosemantic.analysis.codestream import Encode, auto_chunk_rows, one_thread, spans
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.errors import UserError
 
@@ -98,12 +98,22 @@ class PassOptions:
     """Batches read and encoded ahead in a background thread while the bookkeeping of the
     current batch runs (the two overlap); 0 alternates them in one thread. Each costs one more
     batch of sparse codes in memory."""
+    encode_rows: int = 0
+    """Rows per SAE encode call within a batch; 0 = about 4M codes per call (at least 64
+    rows): bounds the dense codes in memory, and was faster than whole batches
+    (analysis/codestream.py). The SAE must encode rows independently
+    (`analyze` encodes whole batches for one that does not); below 64 rows a BLAS may pick
+    other kernels and change codes in the last bit."""
+
+    def chunk_rows(self, n_features: int) -> int:
+        """Rows per encode call for `n_features` codes per row."""
+        return self.encode_rows if self.encode_rows > 0 else auto_chunk_rows(n_features)
 
     def validate(self, batch_size: int) -> None:
         for name in ("top_k", "random_examples", "zero_examples", "n_intervals",
                      "interval_examples", "hist_bins", "window_left", "window_right",
                      "zero_rows_per_batch", "cooccur_neighbours", "cooccur_tokens",
-                     "cooccur_min_count", "encode_ahead"):
+                     "cooccur_min_count", "encode_ahead", "encode_rows"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.hist_decades > 0:
@@ -175,63 +185,8 @@ class FeatureAnalysis:
                 + sum(t.numel() * t.element_size() for t in dense if t is not None))
 
 
-Encode = Callable[[Tensor], Tensor]
-
 # Streams of `uniform_keys`: one per sample kind, so their keys are independent.
 _RANDOM, _ZERO, _INTERVAL = 0, 1, 2
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the bookkeeping's many small tensor ops on one thread, then restore the count.
-
-    They touch ~10^5 elements each, where intra-op threads gain little, and on a busy machine
-    threads that wait for each other made pass 1 several times slower (measured on 2 shared
-    cores: 68 s with 2 threads vs 3 s with one, for the same work). The SAE encode between
-    them keeps every thread.
-    """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_threads)
-
-
-def spans(batches: Iterable, encode: Encode, first_row: int, ahead: int = 1
-          ) -> Iterator[tuple[SparseRows, RowSpan]]:
-    """(current batch, span of previous + current + next batch) for every batch, in order.
-
-    With `ahead` > 0 the batches are read and encoded in a background thread, `ahead` batches
-    ahead of the caller, so the caller's bookkeeping of one batch overlaps the encode of the
-    next (the encode releases the GIL); 0 encodes in the calling thread between batches.
-    """
-    prev = cur = None
-    encoded = _encoded(batches, encode, first_row, torch.get_num_threads())
-    for part in prefetched(encoded, depth=ahead, name="analysis-encode"):
-        if cur is not None:
-            yield cur, RowSpan([p for p in (prev, cur, part) if p is not None])
-        prev, cur = cur, part
-    if cur is not None:
-        yield cur, RowSpan([p for p in (prev, cur) if p is not None])
-
-
-def _encoded(batches: Iterable, encode: Encode, first_row: int, n_threads: int
-             ) -> Iterator[SparseRows]:
-    """The sparse codes of each batch, in order (runs in the encode thread when prefetched)."""
-    # Torch's thread count is per thread once set: pin this thread's to the caller's, so that
-    # the caller's `one_thread()` bookkeeping never shrinks the encode.
-    torch.set_num_threads(n_threads)
-    lo = first_row
-    for batch in batches:
-        with torch.no_grad():  # grad mode is thread-local: the caller's does not reach here
-            f_NF = encode(batch.acts_ND)
-            part = SparseRows.from_dense(lo, f_NF.float().cpu(), batch.tokens_N,
-                                         batch.doc_ids_N)
-        del f_NF
-        lo += part.n
-        part.by_feature()  # the window lookups' sort, done here: off the bookkeeping thread
-        yield part
 
 
 def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1):
@@ -261,7 +216,8 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
         cooccur=(RowSample(opts.cooccur_tokens, opts.seed + 2)
                  if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None),
         feature_lo=feature_lo)
-    for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
+    for cur, span in spans(batches, encode, first_row, opts.encode_ahead,
+                           opts.chunk_rows(n_features)):
         with one_thread():
             _stats_batch(result, cur, span, opts, gen)
         if on_batch is not None:
@@ -320,7 +276,8 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     result.hist_FH = torch.zeros(n_feat, n_bins + 1, dtype=torch.int64)
     result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
-    for cur, span in spans(batches, encode, first_row, opts.encode_ahead):
+    for cur, span in spans(batches, encode, first_row, opts.encode_ahead,
+                           opts.chunk_rows(n_feat)):
         with one_thread():
             _interval_batch(result, cur, span, max_F)
         if on_batch is not None:

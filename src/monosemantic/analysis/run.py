@@ -66,8 +66,8 @@ class AnalyzeConfig(PassOptions):
     --max-pass-memory."""
     max_pass_memory: float = 8.0
     """GiB the pass may use when --feature-slice is 0: if the estimate for all features,
-    F·(state per feature + 8·batch_size) bytes (analysis/slices.py), exceeds it, the largest
-    slices within it are used; 0 = always all at once."""
+    F·(state per feature + 8·rows per encode call) bytes (analysis/slices.py), exceeds it, the
+    largest slices within it are used; 0 = always all at once."""
     logit_tokens: int = 10
     """Tokens listed per feature for the top and bottom logit effects; 0 skips them (and
     loading the model: tokens are then shown as ids)."""
@@ -113,9 +113,10 @@ class AnalyzeConfig(PassOptions):
                                 f"{getattr(self, name)}")
 
 
-def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: torch.device
-                ) -> tuple[RowSource, LoadedModel | None]:
-    """The rows to analyse, and the model when they needed it (reused for the logit effects)."""
+def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: torch.device,
+                lm: LoadedModel | None = None) -> tuple[RowSource, LoadedModel | None]:
+    """The rows to analyse, and the model when they needed it (reused for the logit effects);
+    `lm`, when given, is used instead of loading one."""
     from monosemantic.models import load_model
 
     store_path = cfg.store or extra.get("store")
@@ -126,8 +127,9 @@ def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: to
         raise UserError("--rows picks store rows; with --text the rows are the text's first "
                         "--n-tokens tokens")
     settings = text_settings(extra, store_path)
-    lm = load_model(cfg.model or extra["model"], device=str(device),
-                    dtype=settings.torch_dtype)
+    if lm is None:
+        lm = load_model(cfg.model or extra["model"], device=str(device),
+                        dtype=settings.torch_dtype)
     print(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
           f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
           f"{settings.taken_from})")
@@ -135,8 +137,13 @@ def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: to
                      cfg.batch_size, device), lm
 
 
-def analyze(cfg: AnalyzeConfig) -> Path:
-    """Run both passes and the decoder analyses; write and return RUN/features.sqlite."""
+
+
+def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
+    """Run both passes and the decoder analyses; write and return RUN/features.sqlite.
+
+    `lm`: the run's model already loaded (for text rows and logit effects), else loaded when
+    needed."""
     from monosemantic.evals.report import read_run
     from monosemantic.sae import load_sae
     from monosemantic.store.schema import DB_FILENAME
@@ -146,7 +153,7 @@ def analyze(cfg: AnalyzeConfig) -> Path:
     cfg.validate(cfg.batch_size)
     device = resolve_device(cfg.device)
     sae = load_sae(sae_dir, device=str(device))
-    source, lm = _row_source(cfg, extra, int(sae.cfg.d_in), device)
+    source, lm = _row_source(cfg, extra, int(sae.cfg.d_in), device, lm)
     # Published by `finish` only; an error on the way leaves no database.
     with FeatureDBWriter(cfg.run / DB_FILENAME) as writer:
         return _analyze_into(writer, cfg, sae, sae_dir, extra, source, lm, device)
@@ -157,7 +164,10 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
                   device: torch.device) -> Path:
     """The passes, slice by slice into `writer`, then the decoder analyses; publishes."""
     n_feat = int(sae.cfg.n_features)
-    size = choose_slice(n_feat, cfg.feature_slice, cfg.max_pass_memory * 2**30, cfg,
+    # An SAE whose codes depend on the whole batch (untrained batchtopk) is encoded per batch.
+    opts = (cfg if sae.rows_independent
+            else dataclasses.replace(cfg, encode_rows=cfg.batch_size))
+    size = choose_slice(n_feat, cfg.feature_slice, cfg.max_pass_memory * 2**30, opts,
                         cfg.batch_size)
     n_slices = -(-n_feat // size)
     passes = 2 if cfg.n_intervals > 0 else 1
@@ -171,7 +181,7 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
     with bar, torch.no_grad():
         analysis = analyze_sliced(
             source.make_batches, lambda x_BD, lo, hi: sae.encode_slice(x_BD.to(device), lo, hi),
-            n_feat, size, cfg, first_row=source.first_row, on_batch=bar.update,
+            n_feat, size, opts, first_row=source.first_row, on_batch=bar.update,
             on_slice=writer.add)
     seconds = time.perf_counter() - start
     W_dec_FD = sae.W_dec_FD.detach()

@@ -132,15 +132,16 @@ def _db_max_acts(run: Path) -> Tensor | None:
         return None
 
 
-def run_filter(cfg: FilterConfig) -> list[FilterHit]:
-    """Print the hits of `cfg`'s filter (with relative activations when the database exists)."""
+def run_filter(cfg: FilterConfig, lm: Any = None) -> list[FilterHit]:
+    """Print the hits of `cfg`'s filter (with relative activations when the database exists);
+    `lm`: the run's model already loaded, else loaded here."""
     if not cfg.positive:
         raise UserError("give at least one --positive prompt")
     max_F = _db_max_acts(cfg.run) if cfg.relative else None
     if cfg.relative and max_F is None:
         print(f"note: {cfg.run} has no feature database (run `monosemantic analyze`): "
               f"the threshold {cfg.threshold} is a raw activation")
-    lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model)
+    lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model, lm)
     hits = filter_features(lm, sae, hook, cfg.positive, cfg.negative, threshold=cfg.threshold,
                            relative_to_max=max_F, top=cfg.top)
     print(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))

@@ -16,12 +16,12 @@ every slice samples the same rows, and the co-occurrence entries of all slices t
 
 Memory of one slice of s features (bytes; `slice_bytes`, what `choose_slice` budgets), with
 B = batch_size and the pass options' K, S, I, r, H, W (onepass's module docstring):
-    s · (state per feature + 8·B)
+    s · (state per feature + 8·C),   C = min(B, rows per encode call: `PassOptions.chunk_rows`)
     state per feature = (K + S + I·r)·(18 + 8·W) + 12·I + 8·H + 40     (I > 0)
                       = (K + S)·(18 + 8·W) + 32                          (I = 0, no pass 2)
-which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·B is one batch of
-the slice's pre-activations and codes at the peak of an encode. Not in it: parts that do not
-grow with s (the co-occurrence sample ≤ 24·T·L0, the sparse codes of 3 + encode_ahead batches,
+which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·C·s is one encode
+call's pre-activations and codes (32 MiB by default; 8·64·s at the 64-row minimum). Not in
+it: parts that do not grow with s (the co-occurrence sample ≤ 24·T·L0, the sparse codes of 3 + encode_ahead batches,
 topk's chunk of pre-activations ≤ 256 MiB), the SAE's own weights (8·F·d) and what outlives
 the slices (`SlicedAnalysis`: 28 bytes per feature, plus the co-occurrence entries).
 """
@@ -62,8 +62,10 @@ def state_bytes_per_feature(opts: PassOptions) -> int:
 
 
 def slice_bytes(n_features: int, opts: PassOptions, batch_size: int) -> int:
-    """Estimated memory of analysing `n_features` at once (module docstring)."""
-    return n_features * (state_bytes_per_feature(opts) + 8 * batch_size)
+    """Estimated memory of analysing `n_features` at once (module docstring); nondecreasing
+    in `n_features`."""
+    rows = min(batch_size, opts.chunk_rows(n_features))
+    return n_features * (state_bytes_per_feature(opts) + 8 * rows)
 
 
 def choose_slice(n_features: int, feature_slice: int, max_bytes: float, opts: PassOptions,
@@ -77,8 +79,11 @@ def choose_slice(n_features: int, feature_slice: int, max_bytes: float, opts: Pa
         return min(feature_slice, n_features)
     if max_bytes <= 0 or slice_bytes(n_features, opts, batch_size) <= max_bytes:
         return n_features
-    fits = int(max_bytes // slice_bytes(1, opts, batch_size))
-    return max(1, fits // SLICE_ALIGN * SLICE_ALIGN if fits >= SLICE_ALIGN else fits)
+    lo, hi = 1, n_features  # the largest size within the budget, by bisection (1 if none)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if slice_bytes(mid, opts, batch_size) <= max_bytes else (lo, mid - 1)
+    return lo // SLICE_ALIGN * SLICE_ALIGN if lo >= SLICE_ALIGN else lo
 
 
 def feature_ranges(n_features: int, size: int) -> list[tuple[int, int]]:

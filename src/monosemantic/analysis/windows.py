@@ -62,6 +62,20 @@ class SparseRows:
                    tokens_N.to(torch.int64), doc_ids_N.to(torch.int64))
 
 
+    @classmethod
+    def join(cls, parts: list[SparseRows]) -> SparseRows:
+        """Consecutive parts (each starting where the previous ends) as one."""
+        if len(parts) == 1:
+            return parts[0]
+        for before, after in zip(parts, parts[1:]):
+            if after.lo != before.lo + before.n:
+                raise ValueError(f"rows [{before.lo}, {before.lo + before.n}) and "
+                                 f"[{after.lo}, ...) are not consecutive")
+        return cls(parts[0].lo, sum(p.n for p in parts), parts[0].n_features,
+                   *(torch.cat([getattr(p, name) for p in parts])
+                     for name in ("rows_E", "feats_E", "vals_E", "tokens_N", "doc_ids_N")))
+
+
 class RowSpan:
     """Consecutive `SparseRows` joined: windows of (row, feature) queries read from them."""
 
@@ -95,22 +109,28 @@ class RowSpan:
     def _gather(self, lo_Q: Tensor, hi_Q: Tensor, feats_Q: Tensor, width: int) -> Tensor:
         """acts [Q, width]: f[lo + j, feature] for the global rows lo..hi of each query."""
         acts_QW = torch.zeros(len(feats_Q), width, dtype=self.parts[0].vals_E.dtype)
-        base_Q = feats_Q * _ROW_SPAN
         for part in self.parts:
             if part.n == 0 or lo_Q.numel() == 0:
                 continue
+            # Only the queries whose rows reach into this part: a window is mostly inside
+            # one batch, so this skips two of the three binary searches for nearly all.
+            q_P = ((lo_Q < part.lo + part.n) & (hi_Q >= part.lo)).nonzero().squeeze(1)
+            if q_P.numel() == 0:
+                continue
             keys_E, rows_E, vals_E = part.by_feature()
-            first_Q = torch.searchsorted(keys_E, base_Q + lo_Q)
-            stop_Q = torch.searchsorted(keys_E, base_Q + hi_Q, right=True)
-            counts_Q = stop_Q - first_Q
-            total = int(counts_Q.sum())
+            base_P = feats_Q[q_P] * _ROW_SPAN
+            lo_P = lo_Q[q_P]
+            first_P = torch.searchsorted(keys_E, base_P + lo_P)
+            stop_P = torch.searchsorted(keys_E, base_P + hi_Q[q_P], right=True)
+            counts_P = stop_P - first_P
+            total = int(counts_P.sum())
             if total == 0:
                 continue
-            q_T = torch.repeat_interleave(torch.arange(len(feats_Q)), counts_Q)
+            p_T = torch.repeat_interleave(torch.arange(len(q_P)), counts_P)
             offset_T = torch.arange(total) - torch.repeat_interleave(
-                counts_Q.cumsum(0) - counts_Q, counts_Q)
-            e_T = first_Q[q_T] + offset_T
-            acts_QW[q_T, rows_E[e_T] - lo_Q[q_T]] = vals_E[e_T]
+                counts_P.cumsum(0) - counts_P, counts_P)
+            e_T = first_P[p_T] + offset_T
+            acts_QW[q_P[p_T], rows_E[e_T] - lo_P[p_T]] = vals_E[e_T]
         return acts_QW
 
     def windows(self, rows_Q: Tensor, feats_Q: Tensor, left: int, right: int

@@ -195,6 +195,11 @@ class SAE(nn.Module):
             x_BD = x_BD - self.b_dec
         return nn.functional.linear(x_BD, self.W_enc.T, self.b_enc)
 
+    @property
+    def rows_independent(self) -> bool:
+        """Whether each row's codes depend on that row only, so a batch may be encoded in parts."""
+        return True
+
     def pre_acts_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """`pre_acts(x_BD)[:, lo:hi]` from the encoder columns of the `encode_block`-aligned
         blocks that cover [lo, hi) only (a view; all of `pre_acts` when they cover every

@@ -37,6 +37,11 @@ class BatchTopKSAE(TopKSAE):
             return torch.zeros_like(z_BF).flatten().scatter(0, flat_N, vals_N).view_as(z_BF)
         return torch.relu(z_BF) * self._keep(z_BF).to(z_BF.dtype)
 
+    @property
+    def rows_independent(self) -> bool:
+        """Only with a threshold: before it the batch's top k·B picks the codes."""
+        return int(self.threshold_count) > 0
+
     def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """The threshold is elementwise: only the slice's encoder columns. Before any training
         step the batch top-k needs the whole batch's codes (the base class's full encode)."""
