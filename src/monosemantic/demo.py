@@ -68,11 +68,14 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step (skipping finished ones) and return the evaluation summary."""
-    from monosemantic.activations.harvest import HarvestConfig, harvest
+    from monosemantic.activations.harvest import TORCH_DTYPES, HarvestConfig, harvest
+    from monosemantic.activations.reader import ActivationStore
     from monosemantic.analysis.run import AnalyzeConfig, analyze
     from monosemantic.analysis.search import FilterConfig, run_filter
     from monosemantic.data import CorpusConfig
+    from monosemantic.devices import resolve_device
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
+    from monosemantic.models import load_model
     from monosemantic.store.card import FeatureCardConfig, show_feature
     from monosemantic.train.trainer import TrainConfig, train
 
@@ -97,11 +100,18 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     timings["train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = run_eval(EvalConfig(run=Path(run), n_contexts=cfg.eval_contexts, device=cfg.device))
+    # One model for eval, analyze and the filter (each would load its own), in the dtype the
+    # activations were harvested in, as eval needs.
+    model_dtype = str(ActivationStore(store).manifest.get("model_dtype", "float32"))
+    lm = load_model(cfg.model, device=str(resolve_device(cfg.device)),
+                    dtype=TORCH_DTYPES[model_dtype])
+    result = run_eval(EvalConfig(run=Path(run), n_contexts=cfg.eval_contexts, device=cfg.device),
+                      lm)
     timings["eval_s"] = time.perf_counter() - start
     if cfg.analyze_tokens > 0:
         start = time.perf_counter()
-        db = analyze(AnalyzeConfig(run=Path(run), n_tokens=cfg.analyze_tokens, device=cfg.device))
+        db = analyze(AnalyzeConfig(run=Path(run), n_tokens=cfg.analyze_tokens, device=cfg.device),
+                     lm)
         timings["analyze_s"] = time.perf_counter() - start
         for feature in interesting_features(db, cfg.cards):
             show_feature(FeatureCardConfig(run=Path(run), id=feature))
@@ -109,7 +119,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             print("\nMulti-prompt filter: features on every positive prompt, on no negative one")
             hits = run_filter(FilterConfig(run=Path(run), positive=cfg.filter_positive,
                                            negative=cfg.filter_negative, top=5,
-                                           device=cfg.device, model=None))
+                                           device=cfg.device, model=None), lm)
             if hits:
                 show_feature(FeatureCardConfig(run=Path(run), id=hits[0].feature))
     result["training"] = training_summary(Path(run))

@@ -84,8 +84,10 @@ def _holdout_rows(extra: dict[str, Any], n_rows: int) -> range:
     return range(start, stop)
 
 
-def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json."""
+def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
+    """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json.
+
+    `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
     from monosemantic.activations.reader import ActivationStore
     from monosemantic.sae import load_sae
 
@@ -109,8 +111,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                         "it was trained on with --store")
     # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
     rows = _holdout_rows(extra, store.n_rows) if extra.get("store") else range(store.n_rows)
-    lm = None
-    if cfg.n_contexts > 0:
+    if cfg.n_contexts == 0:
+        lm = None
+    elif lm is None:
         from monosemantic.models import load_model
 
         # The dtype the activations were harvested in, so the spliced run sees the same model.
