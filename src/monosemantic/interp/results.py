@@ -5,6 +5,7 @@ beyond the columns goes in the JSON `details`."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -18,10 +19,13 @@ def _now() -> str:
 
 class ResultsDB:
     """Append explanations and scores; one short transaction per write, so readers of the
-    same file (the browser) are blocked only for a moment."""
+    same file (the browser) are blocked only for a moment. Thread-safe: the explain and score
+    workers share one connection, and two `with connection:` blocks interleaved on it would
+    commit each other's transaction."""
 
     def __init__(self, run_or_db: str | Path):
         self.path, self._con = connect_feature_db(run_or_db, read_only=False)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._con.close()
@@ -34,7 +38,7 @@ class ResultsDB:
 
     def add_explanation(self, feature: int, explainer: str, text: str,
                         details: dict[str, Any]) -> int:
-        with self._con:
+        with self._lock, self._con:
             cur = self._con.execute(
                 "INSERT INTO explanations (feature, explainer, text, created, details) "
                 "VALUES (?, ?, ?, ?, ?)", (int(feature), explainer, text, _now(),
@@ -43,7 +47,7 @@ class ResultsDB:
 
     def add_score(self, feature: int, explanation: int | None, scorer: str, score: float,
                   details: dict[str, Any]) -> int:
-        with self._con:
+        with self._lock, self._con:
             cur = self._con.execute(
                 "INSERT INTO scores (feature, explanation, scorer, score, created, details) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (int(feature), explanation, scorer, float(score),
@@ -58,21 +62,25 @@ class ResultsDB:
             sql += " WHERE explainer = ?"
             args = (explainer,)
         latest: dict[int, dict[str, Any]] = {}
-        for id_, feature, who, text, details in self._con.execute(sql + " ORDER BY id", args):
+        with self._lock:
+            rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        for id_, feature, who, text, details in rows:
             latest[feature] = {"id": id_, "explainer": who, "text": text,
                                "details": json.loads(details or "{}")}
         return latest
 
     def scored(self, scorer: str, judge: str) -> set[int]:
         """Explanation ids already scored by `scorer` with `judge` (details.judge)."""
-        rows = self._con.execute("SELECT explanation, details FROM scores WHERE scorer = ?",
-                                 (scorer,))
+        with self._lock:
+            rows = self._con.execute("SELECT explanation, details FROM scores WHERE scorer = ?",
+                                     (scorer,)).fetchall()
         return {exp for exp, details in rows
                 if json.loads(details or "{}").get("judge") == judge}
 
     def scores(self, scorer: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT feature, explanation, scorer, score, details FROM scores"
-        rows = (self._con.execute(sql + " WHERE scorer = ?", (scorer,)) if scorer
-                else self._con.execute(sql))
+        with self._lock:
+            rows = (self._con.execute(sql + " WHERE scorer = ?", (scorer,)) if scorer
+                    else self._con.execute(sql)).fetchall()
         return [{"feature": f, "explanation": e, "scorer": s, "score": v,
                  "details": json.loads(d or "{}")} for f, e, s, v, d in rows]
