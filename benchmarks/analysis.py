@@ -82,14 +82,19 @@ def store_rows(cfg: AnalysisBenchConfig) -> list[RowBatch]:
 
 
 def synthetic(cfg: AnalysisBenchConfig) -> list[RowBatch]:
+    return synthetic_rows(cfg.rows, cfg.d, cfg.batch_size)
+
+
+def synthetic_rows(n_rows: int, d: int, batch_size: int) -> list[RowBatch]:
+    """Rows x ~ N(0, 1)^d with random tokens, in documents of about 100 tokens, batched."""
     gen = torch.Generator().manual_seed(0)
-    x_ND = torch.randn(cfg.rows, cfg.d, generator=gen)
-    tokens_N = torch.randint(0, 50_000, (cfg.rows,), generator=gen)
-    doc_ids_N = (torch.rand(cfg.rows, generator=gen) < 1 / 100).long().cumsum(0)
-    positions_N = torch.zeros(cfg.rows, dtype=torch.int64)
-    return [RowBatch(x_ND[i:i + cfg.batch_size], tokens_N[i:i + cfg.batch_size],
-                     doc_ids_N[i:i + cfg.batch_size], positions_N[i:i + cfg.batch_size])
-            for i in range(0, cfg.rows, cfg.batch_size)]
+    x_ND = torch.randn(n_rows, d, generator=gen)
+    tokens_N = torch.randint(0, 50_000, (n_rows,), generator=gen)
+    doc_ids_N = (torch.rand(n_rows, generator=gen) < 1 / 100).long().cumsum(0)
+    positions_N = torch.zeros(n_rows, dtype=torch.int64)
+    return [RowBatch(x_ND[i:i + batch_size], tokens_N[i:i + batch_size],
+                     doc_ids_N[i:i + batch_size], positions_N[i:i + batch_size])
+            for i in range(0, n_rows, batch_size)]
 
 
 def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from analysis import synthetic_rows  # benchmarks/analysis.py: the script's folder is on sys.path
 
-from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
 from monosemantic.analysis.decoder import decoder_neighbours
 from monosemantic.analysis.onepass import PassOptions
@@ -62,17 +62,6 @@ class LargeAnalysisBenchConfig:
     """Feature database to write (kept); default a temp file, deleted."""
 
 
-def synthetic(cfg: LargeAnalysisBenchConfig) -> list[RowBatch]:
-    gen = torch.Generator().manual_seed(0)
-    x_ND = torch.randn(cfg.rows, cfg.d, generator=gen)
-    tokens_N = torch.randint(0, 50_000, (cfg.rows,), generator=gen)
-    doc_ids_N = (torch.rand(cfg.rows, generator=gen) < 1 / 100).long().cumsum(0)
-    positions_N = torch.zeros(cfg.rows, dtype=torch.int64)
-    return [RowBatch(x_ND[i:i + cfg.batch_size], tokens_N[i:i + cfg.batch_size],
-                     doc_ids_N[i:i + cfg.batch_size], positions_N[i:i + cfg.batch_size])
-            for i in range(0, cfg.rows, cfg.batch_size)]
-
-
 def random_sae(cfg: LargeAnalysisBenchConfig):
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(architecture="relu", d_in=cfg.d, n_features=cfg.features))
@@ -104,7 +93,7 @@ def reset_peak_rss() -> bool:
 
 
 def run(cfg: LargeAnalysisBenchConfig, path: Path) -> None:
-    batches = synthetic(cfg)
+    batches = synthetic_rows(cfg.rows, cfg.d, cfg.batch_size)
     start = time.perf_counter()
     sae = random_sae(cfg)
     print(f"SAE F {cfg.features:,} x d {cfg.d} built in {time.perf_counter() - start:.1f} s: "
