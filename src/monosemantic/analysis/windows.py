@@ -61,7 +61,6 @@ class SparseRows:
         return cls(lo, f_NF.shape[0], n_feat, local_E + lo, feats_E, vals_E,
                    tokens_N.to(torch.int64), doc_ids_N.to(torch.int64))
 
-
     @classmethod
     def join(cls, parts: list[SparseRows]) -> SparseRows:
         """Consecutive parts (each starting where the previous ends) as one."""
