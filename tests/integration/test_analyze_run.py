@@ -11,6 +11,7 @@ import sqlite3
 
 import pytest
 import torch
+from helpers.feature_db import db_rows
 from helpers.word_store import harvest_word_store
 
 from monosemantic.cli import main
@@ -64,20 +65,10 @@ def run_extra(tiny_model_dir, root, store) -> dict:
 
 
 def db_tables(run) -> dict[str, list[tuple]]:
-    """Every row (rowid included) of every table of RUN's database; meta without what names
-    the run or depends on the options and the clock."""
-    con = sqlite3.connect(run / DB_FILENAME)
-    try:
-        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = "
-                                            "'table'")]
-        rows = {t: con.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall()
-                for t in tables}
-    finally:
-        con.close()
-    volatile = ("run", "sae", "pass_seconds", "pass_state_bytes", "feature_slice", "config",
-                "options")
-    rows["meta"] = [r for r in rows["meta"] if r[1] not in volatile]
-    return rows
+    """Every row of every table of RUN's database; meta without what names the run or depends
+    on the options and the clock."""
+    return db_rows(run / DB_FILENAME, ("run", "sae", "pass_seconds", "pass_state_bytes",
+                                       "feature_slice", "config", "options"))
 
 
 @pytest.mark.parametrize("architecture", ["relu", "topk"])

@@ -4,10 +4,10 @@ the unsliced analysis, every table; the state of a slice is its share of the ful
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 
 import pytest
 import torch
+from helpers.feature_db import db_rows
 
 from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
@@ -98,17 +98,7 @@ def sliced_db(path, sae, size, opts=OPTS):
 
 
 def dump(path) -> dict[str, list[tuple]]:
-    """Every row (rowid included) of every table, meta without its volatile keys."""
-    con = sqlite3.connect(path)
-    try:
-        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = "
-                                            "'table' ORDER BY name")]
-        rows = {t: con.execute(f"SELECT rowid, * FROM {t} ORDER BY rowid").fetchall()
-                for t in tables}
-    finally:
-        con.close()
-    rows["meta"] = [r for r in rows["meta"] if r[1] not in VOLATILE_META]
-    return rows
+    return db_rows(path, VOLATILE_META)
 
 
 @pytest.mark.parametrize("architecture", ["relu", "topk"])
