@@ -68,7 +68,7 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step (skipping finished ones) and return the evaluation summary."""
-    from monosemantic.activations.harvest import TORCH_DTYPES, HarvestConfig, harvest
+    from monosemantic.activations.harvest import HarvestConfig, harvest
     from monosemantic.activations.reader import ActivationStore
     from monosemantic.analysis.run import AnalyzeConfig, analyze
     from monosemantic.analysis.search import FilterConfig, run_filter
@@ -102,9 +102,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     # One model for eval, analyze and the filter (each would load its own), in the dtype the
     # activations were harvested in, as eval needs.
-    model_dtype = str(ActivationStore(store).manifest.get("model_dtype", "float32"))
     lm = load_model(cfg.model, device=str(resolve_device(cfg.device)),
-                    dtype=TORCH_DTYPES[model_dtype])
+                    dtype=ActivationStore(store).model_dtype)
     result = run_eval(EvalConfig(run=Path(run), n_contexts=cfg.eval_contexts, device=cfg.device),
                       lm)
     timings["eval_s"] = time.perf_counter() - start

@@ -99,6 +99,12 @@ class ActivationStore:
         return str(self.manifest["dtype"])
 
     @property
+    def model_dtype(self) -> torch.dtype:
+        """The dtype the model ran in at harvest (float32 for stores that did not record it);
+        a model that should reproduce these rows runs in it."""
+        return getattr(torch, str(self.manifest.get("model_dtype", "float32")))
+
+    @property
     def norm_scale(self) -> float:
         """s with E‖s·x‖² = d over all stored rows (computed in float64 at harvest end)."""
         scale = self.manifest.get("norm_scale")

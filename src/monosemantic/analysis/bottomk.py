@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Keys hash (feature << 40 | row): rows stay below 2^40 and features below 2^23 (windows.py).
-_ROW_BITS = 40
+from monosemantic.analysis.windows import ROW_BITS
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -42,7 +41,7 @@ def uniform_keys(seed: int, stream: int, rows_E: Tensor, feats_E: Tensor) -> Ten
     is their top 24 bits, as many as a float32 in [0, 1) holds (what `torch.rand` gives too).
     """
     salt = _mix64(np.array([(seed & 0xFFFFFFFF) << 8 | (stream & 0xFF)], dtype=np.uint64))
-    entry_E = (feats_E.to(torch.int64) << _ROW_BITS) | rows_E.to(torch.int64)
+    entry_E = (feats_E.to(torch.int64) << ROW_BITS) | rows_E.to(torch.int64)
     hash_E = _mix64(entry_E.numpy().view(np.uint64) ^ salt)
     return torch.from_numpy((hash_E >> np.uint64(40)).astype(np.float32) * np.float32(2 ** -24))
 

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Rows per feature in the feature-major key: row ids stay below 2^40, features below 2^23.
-_ROW_SPAN = 1 << 40
+ROW_BITS = 40
+"""(feature, row) entries are keyed feature · 2^ROW_BITS + row (here and in
+`bottomk.uniform_keys`): row ids stay below 2^40, features below 2^23."""
+_ROW_SPAN = 1 << ROW_BITS
 
 
 @dataclass

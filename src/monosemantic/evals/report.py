@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -117,8 +115,7 @@ def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
         from monosemantic.models import load_model
 
         # The dtype the activations were harvested in, so the spliced run sees the same model.
-        model_dtype = getattr(torch, str(store.manifest.get("model_dtype", "float32")))
-        lm = load_model(cfg.model or extra["model"], device=device, dtype=model_dtype)
+        lm = load_model(cfg.model or extra["model"], device=device, dtype=store.model_dtype)
     result = evaluate_sae(lm, sae, extra["hook"], store, rows=rows, n_tokens=cfg.n_tokens,
                           n_contexts=cfg.n_contexts, batch_size=cfg.batch_size,
                           row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold)
