@@ -115,7 +115,7 @@ def run(cfg: LargeAnalysisBenchConfig, path: Path) -> None:
 
     with FeatureDBWriter(path) as writer, torch.no_grad():
         t0 = time.perf_counter()
-        summary = analyze_sliced(lambda: iter(batches), sae.encode_slice, cfg.features, size,
+        summary = analyze_sliced(lambda: iter(batches), sae.encode_sparse, cfg.features, size,
                                  opts, on_slice=write)
         times["passes"] = time.perf_counter() - t0 - times["write"]
         t0 = time.perf_counter()

@@ -200,6 +200,26 @@ def test_bottomk_keeps_smallest_keys_per_group():
         assert torch.equal(store.keys_GR[g], expected)
 
 
+def test_bottomk_breaks_ties_by_row_for_negative_and_positive_keys():
+    """Keys from a few values of both signs (many exact ties, as bf16 activations give): each
+    group keeps the r smallest by (key, row), as a brute-force sort does."""
+    n, r, groups = 600, 5, 4
+    gen = torch.Generator().manual_seed(1)
+    group_N = torch.randint(0, groups, (n,), generator=gen)
+    key_N = torch.tensor([-0.0, 0.0, 3.0])[torch.randint(0, 3, (n,), generator=gen)]
+    key_N[torch.randperm(n, generator=gen)[:6]] = -1.5  # rarer than r per group: the cut
+    # then falls among the zeros of both signs, which compare equal.
+    store = GroupedBottomK(groups, r)
+    for lo in range(0, n, 64):
+        sl = slice(lo, lo + 64)
+        store.update(group_N[sl], key_N[sl], torch.arange(n)[sl], key_N[sl])
+    store.sort_()
+    for g in range(groups):
+        rows = [row for _, row in sorted((float(key_N[i]), i) for i in range(n)
+                                         if group_N[i] == g)][:r]
+        assert store.rows_GR[g].tolist() == rows
+
+
 def test_windows_stop_at_document_boundaries_and_missing_docs():
     tokens_N = torch.arange(10)
     doc_ids_N = torch.tensor([0, 0, 0, 1, 1, -1, 2, 2, 2, 2])

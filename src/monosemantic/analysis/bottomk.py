@@ -57,6 +57,8 @@ class GroupedBottomK:
     """
 
     def __init__(self, n_groups: int, r: int, payload_width: int = 0):
+        if n_groups >= 1 << 31:  # `update` packs the group into the high half of an int64
+            raise ValueError(f"at most 2^31 - 1 groups, got {n_groups}")
         self.n_groups, self.r, self.width = n_groups, r, payload_width
         self.keys_GR = torch.full((n_groups, r), float("inf"))
         self.rows_GR = torch.full((n_groups, r), -1, dtype=torch.int64)
@@ -84,9 +86,8 @@ class GroupedBottomK:
         if not bool(hit_E.any()):
             return
         group_C, key_C, row_C, val_C = group_E[hit_E], key_E[hit_E], row_E[hit_E], val_E[hit_E]
-        # Sort candidates by (group, key): stable sort by key, then stable sort by group.
-        order = torch.sort(key_C, stable=True).indices
-        order = order[torch.sort(group_C[order], stable=True).indices]
+        # Sort candidates by (group, key), ties in offer order: one stable sort of a composite.
+        order = torch.sort((group_C << 32) | _ordered_bits(key_C), stable=True).indices
         group_C, key_C, row_C, val_C = group_C[order], key_C[order], row_C[order], val_C[order]
         touched_U, first_U, counts_U = _runs(group_C)
         rank_C = torch.arange(len(group_C)) - torch.repeat_interleave(first_U, counts_U)
@@ -143,6 +144,14 @@ class GroupedBottomK:
         self.acts_GRW = self.acts_GRW.gather(1, order_GRW)
         self.tokens_GRW = self.tokens_GRW.gather(1, order_GRW)
         return self
+
+
+def _ordered_bits(key_N: Tensor) -> Tensor:
+    """int64 in [0, 2^32) ordered as the float32 keys are, equal for equal keys (no NaN)."""
+    # + 0.0 turns -0.0 into +0.0: they compare equal, so they must tie here too.
+    bits_N = (key_N.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
+    # Sign bit set: larger magnitude is smaller, so reflect; clear: shift above the negatives.
+    return torch.where(bits_N < 0, -1 - bits_N, bits_N + (1 << 31))
 
 
 def _order(keys_GN: Tensor, rows_GN: Tensor) -> Tensor:

@@ -6,9 +6,15 @@ current and next batches (what token windows are read from). With `ahead` > 0 th
 read and encoded in a background thread, so the caller's bookkeeping of one batch overlaps the
 encode of the next (the encode's GEMMs release the GIL).
 
+Sparse codes. The SAE gives each chunk's codes as a list (`SAE.encode_sparse`): topk takes
+them from its top-k picks, skipping the scatter into dense codes and the scan for their
+nonzeros (docs/benchmarks.md has the pass with either); an encode that returns dense codes
+has their nonzeros listed here.
+
 Row chunks. Each batch is encoded `chunk_rows` rows at a time (about 4M codes per call by
-default): the dense codes of a call stay small (16 MiB instead of 4·B·F bytes), and on this
-2-core machine chunked encodes were faster than whole batches (docs/benchmarks.md). The codes
+default): the pre-activations and dense codes of a call stay small (16 MiB each instead of
+4·B·F bytes), and on this 2-core machine chunked encodes were faster than whole batches
+(docs/benchmarks.md). The codes
 do not depend on it: MKL's float32 GEMM gives the same floats for any row split of at least
 64 rows (tests/unit check it for the torch in use), and every trained SAE encodes rows
 independently. (Tried and dropped: giving the encode one thread fewer while the bookkeeping
@@ -25,8 +31,11 @@ from torch import Tensor
 
 from monosemantic.activations.prefetch import prefetched
 from monosemantic.analysis.windows import RowSpan, SparseRows
+from monosemantic.sae.kernels import SparseCodes
 
-Encode = Callable[[Tensor], Tensor]
+Encode = Callable[[Tensor], Tensor | SparseCodes]
+"""Rows [C, d] -> their codes, dense [C, F] or listed (`SAE.encode_sparse`: topk's list costs
+less than its dense codes)."""
 
 CHUNK_FLOATS = 1 << 22
 """Automatic chunks hold about this many dense codes (16 MiB in float32)."""
@@ -89,11 +98,12 @@ def _encoded(batches: Iterable, encode: Encode, first_row: int, chunk_rows: int,
         for start in range(0, n_rows, step):
             stop = start + step
             with torch.no_grad():  # grad mode is thread-local: the caller's does not reach here
-                f_CF = encode(batch.acts_ND[start:stop])
-                chunks.append(SparseRows.from_dense(lo + start, f_CF.float().cpu(),
-                                                    batch.tokens_N[start:stop],
+                codes = encode(batch.acts_ND[start:stop])
+                if not isinstance(codes, SparseCodes):
+                    codes = SparseCodes.positive(codes)
+                chunks.append(SparseRows.from_codes(lo + start, codes, batch.tokens_N[start:stop],
                                                     batch.doc_ids_N[start:stop]))
-            del f_CF
+            del codes
         part = SparseRows.join(chunks)
         lo += part.n
         part.by_feature()  # the window lookups' sort, done here: off the bookkeeping thread

@@ -180,7 +180,7 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
     start = time.perf_counter()
     with bar, torch.no_grad():
         analysis = analyze_sliced(
-            source.make_batches, lambda x_BD, lo, hi: sae.encode_slice(x_BD.to(device), lo, hi),
+            source.make_batches, lambda x_BD, lo, hi: sae.encode_sparse(x_BD.to(device), lo, hi),
             n_feat, size, opts, first_row=source.first_row, on_batch=bar.update,
             on_slice=writer.add)
     seconds = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """Feature slices: a large dictionary analysed a slice of consecutive features at a time.
 
 Each slice runs both passes (`onepass.analyze_batches`) over the same rows with the SAE encode
-restricted to its features (`SAE.encode_slice`), so the pass state is that of one slice; the
+restricted to its features (`SAE.encode_sparse`), so the pass state is that of one slice; the
 slice is written to the database (`store.writer.FeatureDBWriter`) and dropped before the next.
 The rows are read once per slice and pass, and the encode runs per slice: for elementwise
 architectures (relu, jumprelu, trained batchtopk) only the slice's encoder columns, so the
@@ -38,9 +38,11 @@ from torch import Tensor
 from monosemantic.analysis.featuremap import peak_tokens
 from monosemantic.analysis.onepass import FeatureAnalysis, PassOptions, analyze_batches
 from monosemantic.errors import UserError
+from monosemantic.sae.kernels import SparseCodes
 
-EncodeSlice = Callable[[Tensor, int, int], Tensor]
-"""(x [B, d], lo, hi) -> codes [B, hi - lo] of features [lo, hi)."""
+EncodeSlice = Callable[[Tensor, int, int], Tensor | SparseCodes]
+"""(x [B, d], lo, hi) -> codes of features [lo, hi): dense [B, hi - lo] or listed with ids
+relative to lo (`SAE.encode_sparse`)."""
 
 SLICE_ALIGN = 4096
 """Automatic slices are multiples of this (= `SAE.encode_block`, so no slice computes encoder
@@ -150,7 +152,7 @@ def analyze_sliced(make_batches: Callable[[], Iterable], encode_slice: EncodeSli
     slice's `FeatureAnalysis` (e.g. to write it) before it is dropped."""
     summary = SlicedAnalysis(n_features, slice_size)
     for lo, hi in feature_ranges(n_features, slice_size):
-        def encode(x_BD: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
+        def encode(x_BD: Tensor, lo: int = lo, hi: int = hi) -> Tensor | SparseCodes:
             return encode_slice(x_BD, lo, hi)
 
         part = analyze_batches(make_batches, encode, hi - lo, opts, first_row, on_batch,

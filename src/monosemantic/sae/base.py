@@ -221,14 +221,34 @@ class SAE(nn.Module):
         Elementwise architectures (relu, jumprelu, trained batchtopk) compute only the slice's
         encoder columns; topk needs every pre-activation of a row to pick its k largest and
         computes them for a few rows at a time; the base class slices the full `encode`."""
+        self._check_slice(lo, hi)
+        return self._encode_slice(x_BD, lo, hi)
+
+    def _check_slice(self, lo: int, hi: int) -> None:
         if not 0 <= lo < hi <= self.cfg.n_features:
             raise ValueError(f"feature slice [{lo}, {hi}) is not inside [0, "
                              f"{self.cfg.n_features})")
-        return self._encode_slice(x_BD, lo, hi)
 
     def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """`encode_slice` for architectures without a cheaper way (4·B·F bytes transient)."""
         return self.encode(x_BD)[:, lo:hi]
+
+    @torch.no_grad()
+    def encode_sparse(self, x_BD: torch.Tensor, lo: int = 0, hi: int | None = None
+                      ) -> SparseCodes:
+        """The codes > 0 of features [lo, hi) (default: all) as a list, feature ids relative
+        to `lo`, rows ascending and features ascending within a row: exactly the nonzero
+        entries of `encode_slice(x_BD, lo, hi)` (inference, no grad).
+
+        topk picks its codes as a list and never builds the dense [B, F] codes; the other
+        architectures list the nonzero entries of their dense slice."""
+        hi = self.cfg.n_features if hi is None else hi
+        self._check_slice(lo, hi)
+        return self._encode_sparse(x_BD, lo, hi)
+
+    def _encode_sparse(self, x_BD: torch.Tensor, lo: int, hi: int) -> SparseCodes:
+        """`encode_sparse` from the dense slice."""
+        return SparseCodes.positive(self._encode_slice(x_BD, lo, hi))
 
     @torch.no_grad()
     def selection_pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:

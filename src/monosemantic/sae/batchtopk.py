@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from monosemantic.sae.base import SAEConfig
+from monosemantic.sae.base import SAE, SAEConfig
 from monosemantic.sae.kernels import SparseCodes
 from monosemantic.sae.topk import TopKSAE
 
@@ -49,6 +49,10 @@ class BatchTopKSAE(TopKSAE):
             return super(TopKSAE, self)._encode_slice(x_BD, lo, hi)
         z_BS = self.pre_acts_slice(x_BD, lo, hi)
         return torch.relu(z_BS) * (z_BS.float() > self.threshold[lo:hi]).to(z_BS.dtype)
+
+    # Its codes are elementwise (or the batch's top k·B): listed from the dense slice, not
+    # from per-row top k picks as topk's.
+    _encode_sparse = SAE._encode_sparse
 
     def _keep(self, z_BF: torch.Tensor) -> torch.Tensor:
         return z_BF.float() > self.threshold

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,6 +78,17 @@ class SparseCodes:
         """Per-feature number of rows with a nonzero code (int64 [F]); no host sync."""
         fires_F = torch.zeros(self.n_features, dtype=torch.int64, device=self.idx_N.device)
         return fires_F.index_add_(0, self.idx_N, (self.vals_N != 0).to(torch.int64))
+
+    @classmethod
+    def positive(cls, f_BF: torch.Tensor) -> SparseCodes:
+        """The entries > 0 of dense codes, rows ascending and features ascending in a row."""
+        n_rows, n_feat = f_BF.shape
+        if f_BF.device.type == "cpu":
+            # numpy's flatnonzero is ~2.5x faster than torch.nonzero on CPU (same order).
+            flat_N = torch.from_numpy(np.flatnonzero(f_BF.contiguous().numpy().reshape(-1) > 0))
+        else:
+            flat_N = (f_BF.reshape(-1) > 0).nonzero().squeeze(1)
+        return cls(flat_N // n_feat, flat_N % n_feat, f_BF.reshape(-1)[flat_N], n_rows, n_feat)
 
     def decode(self, W_dec_FD: torch.Tensor) -> torch.Tensor:
         """Σ_n vals_n·W_dec[idx_n] per row → [B, d] (no bias)."""

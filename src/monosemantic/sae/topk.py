@@ -24,7 +24,7 @@ from monosemantic.sae.base import SAE, SAEOutput
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 
 TOPK_CHUNK_FLOATS = 1 << 26
-"""`encode_slice` computes full pre-activations for this many floats' worth of rows at a time
+"""`encode_sparse` and `encode_slice` compute full pre-activations for this many floats' worth of rows at a time
 (256 MiB in float32; at least 64 rows, below which MKL's GEMM can round differently)."""
 
 
@@ -36,20 +36,28 @@ class TopKSAE(SAE):
         return scatter_codes(idx_BK, torch.relu(vals_BK), self.cfg.n_features)
 
     def _encode_slice(self, x_BD: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """A row's top k needs all its F pre-activations: compute them for a chunk of rows at
-        a time (never the dense [B, F] for a large dictionary) and keep the picks in [lo, hi)."""
-        n_rows = x_BD.shape[0]
+        return self._encode_sparse(x_BD, lo, hi).dense()
+
+    def _encode_sparse(self, x_BD: torch.Tensor, lo: int, hi: int) -> SparseCodes:
+        """The picks in [lo, hi) with a value > 0, from each row's top k. That needs all F
+        pre-activations of a row: they are computed for a chunk of rows at a time (never the
+        dense [B, F] for a large dictionary), and no dense codes are built."""
+        n_rows, k = x_BD.shape[0], self.cfg.k
         # A batch that fits is one chunk: exactly `encode`'s computation.
         chunk = max(64, TOPK_CHUNK_FLOATS // self.cfg.n_features)
-        f_BS = None
-        for first in range(0, max(n_rows, 1), chunk):
-            vals_CK, idx_CK = torch.topk(self.pre_acts(x_BD[first:first + chunk]), self.cfg.k,
-                                         dim=-1, sorted=False)
-            if f_BS is None:
-                f_BS = vals_CK.new_zeros(n_rows, hi - lo)
-            row_Q, slot_Q = ((idx_CK >= lo) & (idx_CK < hi)).nonzero(as_tuple=True)
-            f_BS[first + row_Q, idx_CK[row_Q, slot_Q] - lo] = torch.relu(vals_CK[row_Q, slot_Q])
-        return f_BS
+        rows, idxs, vals = [], [], []
+        for first in range(0, max(n_rows, 1), chunk):  # an empty batch: one empty chunk
+            z_CK, idx_CK = torch.topk(self.pre_acts(x_BD[first:first + chunk]), k, dim=-1,
+                                      sorted=False)
+            idx_CK, order_CK = idx_CK.sort(dim=1)  # features ascending within a row
+            z_CK = z_CK.gather(1, order_CK)
+            # z > 0 is ReLU(z) != 0: `encode`'s zero codes are left out.
+            keep_N = ((z_CK > 0) & (idx_CK >= lo) & (idx_CK < hi)).reshape(-1)
+            flat_N = keep_N.nonzero().squeeze(1)
+            rows.append(flat_N // k + first)
+            idxs.append(idx_CK.reshape(-1)[flat_N] - lo)
+            vals.append(z_CK.reshape(-1)[flat_N])
+        return SparseCodes(torch.cat(rows), torch.cat(idxs), torch.cat(vals), n_rows, hi - lo)
 
     def _pick_topk(self, x_BD: torch.Tensor, z_BF: torch.Tensor, k: int) -> SparseCodes:
         """ReLU of the k largest entries of each row of z (z without grad; see `codes_where`)."""
