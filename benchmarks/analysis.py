@@ -12,7 +12,7 @@ and bias `--bias` (about 0.6% density at -2.5 on N(0, 1) rows: L0 ≈ 25 at F = 
 F = 16384; real rows have other norms, so set --bias for the density you want). For each F it
 times, over the same batches: the bare encode of every batch (the floor: the fastest of
 `sae.encode` in whole batches or in the pass's row chunks and `sae.encode_sparse` in those
-chunks), pass 1 (statistics, top-K, random and zero examples, co-occurrence sample) and pass 2
+chunks, in one thread or by the pass's single-threaded workers), pass 1 (statistics, top-K, random and zero examples, co-occurrence sample) and pass 2
 (interval counts, samples, histogram), each including its own encode, `--repeats` times
 interleaved (medians). Bookkeeping overhead = pass time / encode time - 1 (target < 25% per
 pass), in wall time and in process CPU time (the CPU-time ratio is the steadier one on a
@@ -71,6 +71,9 @@ class AnalysisBenchConfig:
     pass_encode: list[str] = field(default_factory=lambda: ["sparse"])
     """How the passes get the codes, each a row: "sparse" (`sae.encode_sparse`, what `analyze`
     runs) or "dense" (`sae.encode`, the codes' nonzeros listed by the pass)."""
+    encode_workers: list[int] = field(default_factory=lambda: [0])
+    """Values of PassOptions.encode_workers to time, each a row (0: torch's thread count of
+    single-threaded workers; 1: one thread on all of torch's threads)."""
     encode_ahead: list[int] = field(default_factory=lambda: [1])
     """Values of PassOptions.encode_ahead to time, each a row (1: the next batch is encoded in
     a background thread during the bookkeeping; 0: the two alternate in one thread)."""
@@ -102,15 +105,15 @@ def synthetic_rows(n_rows: int, d: int, batch_size: int) -> list[RowBatch]:
 
 
 def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],
-            ahead: int, encode_rows: int, pass_encode: str) -> dict:
+            ahead: int, encode_rows: int, pass_encode: str, workers: int) -> dict:
     sae = bench_sae(cfg, n_features, batches[0])
     encode = {"sparse": sae.encode_sparse, "dense": sae.encode}[pass_encode]
     opts = PassOptions(cooccur_neighbours=10 if cfg.cooccur else 0, encode_ahead=ahead,
-                       encode_rows=encode_rows)
+                       encode_rows=encode_rows, encode_workers=workers)
     chunk = opts.chunk_rows(n_features)
     clocks = (time.perf_counter, time.process_time)
-    times: dict[str, list[list[float]]] = {"whole": [], "chunks": [], "sparse": [], "pass1": [],
-                                           "pass2": []}
+    times: dict[str, list[list[float]]] = {"whole": [], "chunks": [], "sparse": [],
+                                           "workers": [], "pass1": [], "pass2": []}
     with torch.no_grad():
         sae.encode(batches[0].acts_ND)  # warm-up
         # Interleaved repeats, medians: this machine's speed drifts by +-20% over minutes,
@@ -121,6 +124,9 @@ def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],
             times["whole"].append(_time_encode(sae.encode, batches, cfg.batch_size, clocks))
             times["chunks"].append(_time_encode(sae.encode, batches, chunk, clocks))
             times["sparse"].append(_time_encode(sae.encode_sparse, batches, chunk, clocks))
+            times["workers"].append(_time_workers(sae.encode_sparse, batches, chunk,
+                                                  opts.workers(), clocks)
+                                    if opts.workers() > 1 else times["sparse"][-1])
             start = [c() for c in clocks]
             result = stats_pass(iter(batches), encode, n_features, opts)
             times["pass1"].append([c() - s for c, s in zip(clocks, start)])
@@ -128,12 +134,14 @@ def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],
             interval_pass(result, iter(batches), encode)
             times["pass2"].append([c() - s for c, s in zip(clocks, start)])
     med = {k: [statistics.median(t[i] for t in v) for i in (0, 1)] for k, v in times.items()}
-    t_encode = min(med["whole"], med["chunks"], med["sparse"], key=lambda t: t[0])
+    t_encode = min(med["whole"], med["chunks"], med["sparse"], med["workers"],
+                   key=lambda t: t[0])
     t_pass1, t_pass2 = med["pass1"], med["pass2"]
     return {"F": n_features, "codes": pass_encode, "ahead": ahead, "chunk": min(chunk, cfg.batch_size),
             "L0": int(result.count_F.sum()) / cfg.rows, "encode_tok_s": cfg.rows / t_encode[0],
             "whole_tok_s": cfg.rows / med["whole"][0], "chunks_tok_s": cfg.rows / med["chunks"][0],
             "sparse_tok_s": cfg.rows / med["sparse"][0],
+            "workers_tok_s": cfg.rows / med["workers"][0], "workers": opts.workers(),
             "pass1_tok_s": cfg.rows / t_pass1[0], "pass2_tok_s": cfg.rows / t_pass2[0],
             "overhead1": t_pass1[0] / t_encode[0] - 1, "overhead2": t_pass2[0] / t_encode[0] - 1,
             "cpu_overhead1": t_pass1[1] / t_encode[1] - 1,
@@ -148,6 +156,20 @@ def _time_encode(encode, batches: list[RowBatch], rows: int, clocks) -> list[flo
         for i in range(0, len(b.acts_ND), rows):
             encode(b.acts_ND[i:i + rows])
     return [c() - s for c, s in zip(clocks, start)]
+
+
+def _time_workers(encode, batches: list[RowBatch], rows: int, workers: int, clocks
+                  ) -> list[float]:
+    """(wall, CPU) seconds of encoding every batch `rows` rows at a time by `workers`
+    single-threaded threads (the pass's workers without the pass)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        pool.submit(torch.zeros, 1).result()  # threads started outside the timing
+        start = [c() for c in clocks]
+        chunks = [b.acts_ND[i:i + rows] for b in batches for i in range(0, len(b.acts_ND), rows)]
+        list(pool.map(encode, chunks))
+        return [c() - s for c, s in zip(clocks, start)]
 
 
 def bench_sae(cfg: AnalysisBenchConfig, n_features: int, first: RowBatch):
@@ -183,15 +205,16 @@ def main() -> None:
     print(f"rows {cfg.rows:,} ({cfg.store or 'synthetic'}), batch {cfg.batch_size}, d {cfg.d}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'F':>7} {'codes':>6} {'ahead':>5} {'chunk':>5} {'L0':>6} {'whole tok/s':>12} "
-          f"{'chunks tok/s':>13} {'sparse tok/s':>13} {'pass1 tok/s':>12} {'pass2 tok/s':>12} {'overhead1':>10} "
+    print(f"{'F':>7} {'codes':>6} {'wkrs':>4} {'ahead':>5} {'chunk':>5} {'L0':>6} {'whole tok/s':>12} "
+          f"{'chunks tok/s':>13} {'sparse tok/s':>13} {'workers tok/s':>14} {'pass1 tok/s':>12} {'pass2 tok/s':>12} {'overhead1':>10} "
           f"{'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} {'state MiB':>10}")
-    for n_features, ahead, rows, codes in itertools.product(
-            cfg.features, cfg.encode_ahead, cfg.encode_rows, cfg.pass_encode):
-        r = measure(cfg, n_features, batches, ahead, rows, codes)
-        print(f"{r['F']:>7} {r['codes']:>6} {r['ahead']:>5} {r['chunk']:>5} {r['L0']:>6.1f} "
+    for n_features, ahead, rows, codes, workers in itertools.product(
+            cfg.features, cfg.encode_ahead, cfg.encode_rows, cfg.pass_encode,
+            cfg.encode_workers):
+        r = measure(cfg, n_features, batches, ahead, rows, codes, workers)
+        print(f"{r['F']:>7} {r['codes']:>6} {r['workers']:>4} {r['ahead']:>5} {r['chunk']:>5} {r['L0']:>6.1f} "
               f"{r['whole_tok_s']:>12,.0f} {r['chunks_tok_s']:>13,.0f} "
-              f"{r['sparse_tok_s']:>13,.0f} "
+              f"{r['sparse_tok_s']:>13,.0f} {r['workers_tok_s']:>14,.0f} "
               f"{r['pass1_tok_s']:>12,.0f} {r['pass2_tok_s']:>12,.0f} {r['overhead1']:>10.1%} "
               f"{r['overhead2']:>10.1%} {r['cpu_overhead1']:>9.1%} {r['cpu_overhead2']:>9.1%} "
               f"{r['state_mib']:>10.1f}")

@@ -81,3 +81,35 @@ def test_auto_chunk_rows():
     assert auto_chunk_rows(4096) == 1024
     assert auto_chunk_rows(16384) == 256
     assert auto_chunk_rows(1 << 20) == 64
+
+
+def test_workers_encode_every_chunk_on_one_thread_each_in_order(two_threads):
+    calls = []
+
+    def encode(x_BD):
+        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        return torch.relu(x_BD)
+
+    pooled = [(cur.lo, cur.rows_E.tolist(), cur.feats_E.tolist())
+              for cur, _span in spans(row_batches(5, 8), encode, 7, ahead=1, chunk_rows=2,
+                                      workers=3)]
+    alone = [(cur.lo, cur.rows_E.tolist(), cur.feats_E.tolist())
+             for cur, _span in spans(row_batches(5, 8), lambda x: torch.relu(x), 7, ahead=1,
+                                     chunk_rows=2)]
+    assert pooled == alone
+    assert len(calls) == 20
+    assert all(name.startswith("analysis-encode-worker") for name, _ in calls)
+    assert {n for _, n in calls} == {1}
+    assert not any(t.name.startswith("analysis-encode") for t in threading.enumerate())
+
+
+def test_a_worker_error_reaches_the_caller_and_stops_the_workers():
+    def encode(x_BD):
+        if x_BD[0, 0] > 2.0:  # some chunk of some batch
+            raise ValueError("bad rows")
+        return torch.relu(x_BD)
+
+    with pytest.raises(ValueError, match="bad rows"):
+        for _ in spans(row_batches(50, 8), encode, 0, ahead=1, chunk_rows=1, workers=2):
+            pass
+    assert not any(t.name.startswith("analysis-encode") for t in threading.enumerate())

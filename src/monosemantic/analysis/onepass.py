@@ -98,12 +98,21 @@ class PassOptions:
     """Batches read and encoded ahead in a background thread while the bookkeeping of the
     current batch runs (the two overlap); 0 alternates them in one thread. Each costs one more
     batch of sparse codes in memory."""
+    encode_workers: int = 0
+    """Threads that encode the row chunks, each on one torch thread; 0 = torch's thread count
+    (`analyze` uses 1 for a GPU encode); 1 = one thread on all of torch's threads. Single-
+    threaded workers share the cores with the bookkeeping without stalling: a multi-threaded
+    GEMM waits for its slowest thread, so every core the bookkeeping takes stalls all of it."""
     encode_rows: int = 0
     """Rows per SAE encode call within a batch; 0 = about 4M codes per call (at least 64
     rows): bounds the dense codes in memory, and was faster than whole batches
     (analysis/codestream.py). The SAE must encode rows independently
     (`analyze` encodes whole batches for one that does not); below 64 rows a BLAS may pick
     other kernels and change codes in the last bit."""
+
+    def workers(self) -> int:
+        """Encode workers (`encode_workers`, 0 resolved)."""
+        return self.encode_workers if self.encode_workers > 0 else torch.get_num_threads()
 
     def chunk_rows(self, n_features: int) -> int:
         """Rows per encode call for `n_features` codes per row."""
@@ -113,7 +122,7 @@ class PassOptions:
         for name in ("top_k", "random_examples", "zero_examples", "n_intervals",
                      "interval_examples", "hist_bins", "window_left", "window_right",
                      "zero_rows_per_batch", "cooccur_neighbours", "cooccur_tokens",
-                     "cooccur_min_count", "encode_ahead", "encode_rows"):
+                     "cooccur_min_count", "encode_ahead", "encode_workers", "encode_rows"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.hist_decades > 0:
@@ -217,7 +226,7 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
                  if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None),
         feature_lo=feature_lo)
     for cur, span in spans(batches, encode, first_row, opts.encode_ahead,
-                           opts.chunk_rows(n_features)):
+                           opts.chunk_rows(n_features), opts.workers()):
         with one_thread():
             _stats_batch(result, cur, span, opts, gen)
         if on_batch is not None:
@@ -277,7 +286,7 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
     for cur, span in spans(batches, encode, first_row, opts.encode_ahead,
-                           opts.chunk_rows(n_feat)):
+                           opts.chunk_rows(n_feat), opts.workers()):
         with one_thread():
             _interval_batch(result, cur, span, max_F)
         if on_batch is not None:

@@ -167,6 +167,9 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
     # An SAE whose codes depend on the whole batch (untrained batchtopk) is encoded per batch.
     opts = (cfg if sae.rows_independent
             else dataclasses.replace(cfg, encode_rows=cfg.batch_size))
+    if cfg.encode_workers == 0 and device.type != "cpu":
+        # A GPU runs each encode on its own; CPU workers would only queue kernels.
+        opts = dataclasses.replace(opts, encode_workers=1)
     size = choose_slice(n_feat, cfg.feature_slice, cfg.max_pass_memory * 2**30, opts,
                         cfg.batch_size)
     n_slices = -(-n_feat // size)
