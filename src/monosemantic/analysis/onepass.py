@@ -28,21 +28,22 @@ H = hist_bins, B = batch size, T = cooccur_tokens, L0 = mean active features per
   F · (12·I + 8·H + 40)              counts, sums, maxima, interval counts, histogram, list bounds
   ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
 (the first three, less 8·H + 8 when I = 0, are exactly `FeatureAnalysis.nbytes()` less the
-sample: `slices.state_bytes_per_feature`), plus, transiently, the pre-activations and dense
-codes of one encode call of C = `encode_rows` rows, at most 8·C·F bytes (32 MiB by default,
-512 MiB at the 64-row minimum for 1M features; `SAE.encode_sparse`: only the slice's encoder
-columns for relu, jumprelu and trained batchtopk; topk builds no dense codes but needs a
-chunk of full pre-activations for its top k, at most 256 MiB), and the sparse codes of
-3 + encode_ahead batches (about 40 bytes per active entry, row- and feature-major).
+sample: `slices.state_bytes_per_feature`), plus, transiently and per encode worker, the
+pre-activations and dense codes of one encode call of C = `encode_rows` rows, at most 8·C·F
+bytes (32 MiB by default, 512 MiB at the 64-row minimum for 1M features; `SAE.encode_sparse`:
+only the slice's encoder columns for relu, jumprelu and trained batchtopk; topk builds no dense
+codes but needs a chunk of full pre-activations for its top k, at most 256 MiB), and the sparse
+codes of 3 + encode_ahead batches (about 40 bytes per active entry, row- and feature-major).
 With the defaults (K=20, S=10, I=10, r=4, H=30, W=25) the state is 15,660 bytes per feature:
 61 MiB for 4,096 features, 245 MiB for 16,384, 15.7 GB for 1M at once. A 1M dictionary in
-slices of 65,536 needs per slice 979 MiB of state + 32 MiB of dense codes, about 1 GiB plus
+slices of 65,536 needs per slice 979 MiB of state + 32 MiB per encode worker, about 1 GiB plus
 the fixed parts (the SAE's own 8·F·d bytes of weights aside: 5 GiB at d = 640), and reads the
 rows 16 x 2 times.
 
-The bookkeeping runs on one thread (`one_thread`), the encode on all of them, and by default
-the two overlap: the next batch is read and encoded in a background thread (`encode_ahead`)
-while the current one's bookkeeping runs (analysis/codestream.py).
+The bookkeeping runs on one thread (`one_thread`) and by default overlaps the encode: the
+next batch is read in a background thread (`encode_ahead`) and its row chunks are encoded by
+single-threaded workers (`encode_workers`) while the current one's bookkeeping runs
+(analysis/codestream.py).
 """
 
 from __future__ import annotations

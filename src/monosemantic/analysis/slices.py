@@ -16,14 +16,16 @@ every slice samples the same rows, and the co-occurrence entries of all slices t
 
 Memory of one slice of s features (bytes; `slice_bytes`, what `choose_slice` budgets), with
 B = batch_size and the pass options' K, S, I, r, H, W (onepass's module docstring):
-    s · (state per feature + 8·C),   C = min(B, rows per encode call: `PassOptions.chunk_rows`)
+    s · (state per feature + 8·C·w),   C = min(B, rows per encode call: `PassOptions.chunk_rows`),
+                                       w = encode workers (`PassOptions.workers`)
     state per feature = (K + S + I·r)·(18 + 8·W) + 12·I + 8·H + 40     (I > 0)
                       = (K + S)·(18 + 8·W) + 32                          (I = 0, no pass 2)
-which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·C·s is one encode
-call's pre-activations and codes (32 MiB by default; 8·64·s at the 64-row minimum). Not in
-it: parts that do not grow with s (the co-occurrence sample ≤ 24·T·L0, the sparse codes of 3 + encode_ahead batches,
-topk's chunk of pre-activations ≤ 256 MiB), the SAE's own weights (8·F·d) and what outlives
-the slices (`SlicedAnalysis`: 28 bytes per feature, plus the co-occurrence entries).
+which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·C·s bounds one
+encode call's pre-activations and codes (32 MiB by default; 8·64·s at the 64-row minimum), and
+each worker runs one call at a time. Not in it: parts that do not grow with s (the
+co-occurrence sample ≤ 24·T·L0, the sparse codes of 3 + encode_ahead batches, topk's chunk of
+pre-activations ≤ 256 MiB per worker), the SAE's own weights (8·F·d) and what outlives the
+slices (`SlicedAnalysis`: 28 bytes per feature, plus the co-occurrence entries).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def slice_bytes(n_features: int, opts: PassOptions, batch_size: int) -> int:
     """Estimated memory of analysing `n_features` at once (module docstring); nondecreasing
     in `n_features`."""
     rows = min(batch_size, opts.chunk_rows(n_features))
-    return n_features * (state_bytes_per_feature(opts) + 8 * rows)
+    return n_features * (state_bytes_per_feature(opts) + 8 * rows * opts.workers())
 
 
 def choose_slice(n_features: int, feature_slice: int, max_bytes: float, opts: PassOptions,
