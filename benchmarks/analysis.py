@@ -12,11 +12,12 @@ and bias `--bias` (about 0.6% density at -2.5 on N(0, 1) rows: L0 ≈ 25 at F = 
 F = 16384; real rows have other norms, so set --bias for the density you want). For each F it
 times, over the same batches: the bare encode of every batch (the floor: the fastest of
 `sae.encode` in whole batches or in the pass's row chunks and `sae.encode_sparse` in those
-chunks, in one thread or by the pass's single-threaded workers), pass 1 (statistics, top-K, random and zero examples, co-occurrence sample) and pass 2
-(interval counts, samples, histogram), each including its own encode, `--repeats` times
-interleaved (medians). Bookkeeping overhead = pass time / encode time - 1 (target < 25% per
-pass), in wall time and in process CPU time (the CPU-time ratio is the steadier one on a
-shared machine). Also reports the state the passes keep and the peak RSS.
+chunks, in one thread or by the pass's single-threaded workers), pass 1 (statistics, top-K,
+random and zero examples, co-occurrence sample) and pass 2 (interval counts, samples,
+histogram), each including its own encode, `--repeats` times interleaved (medians).
+Bookkeeping overhead = pass time / encode time - 1 (target < 25% per pass), in wall time and in
+process CPU time (the CPU-time ratio is the steadier one on a shared machine). Also reports the
+state the passes keep and the peak RSS.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def measure(cfg: AnalysisBenchConfig, n_features: int, batches: list[RowBatch],
     t_encode = min(med["whole"], med["chunks"], med["sparse"], med["workers"],
                    key=lambda t: t[0])
     t_pass1, t_pass2 = med["pass1"], med["pass2"]
-    return {"F": n_features, "codes": pass_encode, "ahead": ahead, "chunk": min(chunk, cfg.batch_size),
+    return {"F": n_features, "codes": pass_encode, "ahead": ahead,
+            "chunk": min(chunk, cfg.batch_size),
             "L0": int(result.count_F.sum()) / cfg.rows, "encode_tok_s": cfg.rows / t_encode[0],
             "whole_tok_s": cfg.rows / med["whole"][0], "chunks_tok_s": cfg.rows / med["chunks"][0],
             "sparse_tok_s": cfg.rows / med["sparse"][0],
@@ -206,14 +208,18 @@ def main() -> None:
     print(f"rows {cfg.rows:,} ({cfg.store or 'synthetic'}), batch {cfg.batch_size}, d {cfg.d}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"{'F':>7} {'codes':>6} {'wkrs':>4} {'ahead':>5} {'chunk':>5} {'L0':>6} {'whole tok/s':>12} "
-          f"{'chunks tok/s':>13} {'sparse tok/s':>13} {'workers tok/s':>14} {'pass1 tok/s':>12} {'pass2 tok/s':>12} {'overhead1':>10} "
-          f"{'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} {'state MiB':>10}")
+    header = (f"{'F':>7} {'codes':>6} {'wkrs':>4} {'ahead':>5} {'chunk':>5} {'L0':>6} "
+              f"{'whole tok/s':>12} {'chunks tok/s':>13} {'sparse tok/s':>13} "
+              f"{'workers tok/s':>14} {'pass1 tok/s':>12} {'pass2 tok/s':>12} "
+              f"{'overhead1':>10} {'overhead2':>10} {'cpu ovh1':>9} {'cpu ovh2':>9} "
+              f"{'state MiB':>10}")
+    print(header)
     for n_features, ahead, rows, codes, workers in itertools.product(
             cfg.features, cfg.encode_ahead, cfg.encode_rows, cfg.pass_encode,
             cfg.encode_workers):
         r = measure(cfg, n_features, batches, ahead, rows, codes, workers)
-        print(f"{r['F']:>7} {r['codes']:>6} {r['workers']:>4} {r['ahead']:>5} {r['chunk']:>5} {r['L0']:>6.1f} "
+        print(f"{r['F']:>7} {r['codes']:>6} {r['workers']:>4} {r['ahead']:>5} {r['chunk']:>5} "
+              f"{r['L0']:>6.1f} "
               f"{r['whole_tok_s']:>12,.0f} {r['chunks_tok_s']:>13,.0f} "
               f"{r['sparse_tok_s']:>13,.0f} {r['workers_tok_s']:>14,.0f} "
               f"{r['pass1_tok_s']:>12,.0f} {r['pass2_tok_s']:>12,.0f} {r['overhead1']:>10.1%} "

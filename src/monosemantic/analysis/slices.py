@@ -16,7 +16,7 @@ every slice samples the same rows, and the co-occurrence entries of all slices t
 
 Memory of one slice of s features (bytes; `slice_bytes`, what `choose_slice` budgets), with
 B = batch_size and the pass options' K, S, I, r, H, W (onepass's module docstring):
-    s · (state per feature + 8·C·w),   C = min(B, rows per encode call: `PassOptions.chunk_rows`),
+    s · (state per feature + 8·C·w),   C = min(B, rows per encode call: `chunk_rows`),
                                        w = encode workers (`PassOptions.workers`)
     state per feature = (K + S + I·r)·(18 + 8·W) + 12·I + 8·H + 40     (I > 0)
                       = (K + S)·(18 + 8·W) + 32                          (I = 0, no pass 2)

@@ -24,8 +24,9 @@ from monosemantic.sae.base import SAE, SAEOutput
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 
 TOPK_CHUNK_FLOATS = 1 << 26
-"""`encode_sparse` and `encode_slice` compute full pre-activations for this many floats' worth of rows at a time
-(256 MiB in float32; at least 64 rows, below which MKL's GEMM can round differently)."""
+"""`encode_sparse` and `encode_slice` compute full pre-activations for this many floats' worth
+of rows at a time (256 MiB in float32; at least 64 rows, below which MKL's GEMM can round
+differently)."""
 
 
 class TopKSAE(SAE):
