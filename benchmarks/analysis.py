@@ -12,7 +12,7 @@ and bias `--bias` (about 0.6% density at -2.5 on N(0, 1) rows: L0 ≈ 25 at F = 
 F = 16384; real rows have other norms, so set --bias for the density you want). For each F it
 times, over the same batches: the bare encode of every batch (the floor: the fastest of
 `sae.encode` in whole batches or in the pass's row chunks and `sae.encode_sparse` in those
-chunks, in one thread or by the pass's single-threaded workers), pass 1 (statistics, top-K,
+chunks, in one thread or by the pass's worker threads), pass 1 (statistics, top-K,
 random and zero examples, co-occurrence sample) and pass 2 (interval counts, samples,
 histogram), each including its own encode, `--repeats` times interleaved (medians).
 Bookkeeping overhead = pass time / encode time - 1 (target < 25% per pass), in wall time and in
@@ -73,8 +73,8 @@ class AnalysisBenchConfig:
     """How the passes get the codes, each a row: "sparse" (`sae.encode_sparse`, what `analyze`
     runs) or "dense" (`sae.encode`, the codes' nonzeros listed by the pass)."""
     encode_workers: list[int] = field(default_factory=lambda: [0])
-    """Values of PassOptions.encode_workers to time, each a row (0: torch's thread count of
-    single-threaded workers; 1: one thread on all of torch's threads)."""
+    """Values of PassOptions.encode_workers to time, each a row (0: two workers that split
+    torch's threads; 1: one thread on all of torch's threads)."""
     encode_ahead: list[int] = field(default_factory=lambda: [1])
     """Values of PassOptions.encode_ahead to time, each a row (1: the next batch is encoded in
     a background thread during the bookkeeping; 0: the two alternate in one thread)."""
@@ -162,11 +162,13 @@ def _time_encode(encode, batches: list[RowBatch], rows: int, clocks) -> list[flo
 
 def _time_workers(encode, batches: list[RowBatch], rows: int, workers: int, clocks
                   ) -> list[float]:
-    """(wall, CPU) seconds of encoding every batch `rows` rows at a time by `workers`
-    single-threaded threads (the pass's workers without the pass)."""
+    """(wall, CPU) seconds of encoding every batch `rows` rows at a time by `workers` threads
+    that split torch's threads (the pass's workers without the pass)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    threads_each = max(1, torch.get_num_threads() // workers)
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
+                            initargs=(threads_each,)) as pool:
         pool.submit(torch.zeros, 1).result()  # threads started outside the timing
         start = [c() for c in clocks]
         chunks = [b.acts_ND[i:i + rows] for b in batches for i in range(0, len(b.acts_ND), rows)]

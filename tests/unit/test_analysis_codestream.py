@@ -83,7 +83,17 @@ def test_auto_chunk_rows():
     assert auto_chunk_rows(1 << 20) == 64
 
 
-def test_workers_encode_every_chunk_on_one_thread_each_in_order(two_threads):
+@pytest.mark.parametrize("workers, threads, threads_each", [(3, 2, 1), (2, 4, 2)])
+def test_workers_split_the_threads_and_keep_the_order(workers, threads, threads_each):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_workers(workers, threads_each)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_workers(workers: int, threads_each: int) -> None:
     calls = []
 
     def encode(x_BD):
@@ -92,14 +102,14 @@ def test_workers_encode_every_chunk_on_one_thread_each_in_order(two_threads):
 
     pooled = [(cur.lo, cur.rows_E.tolist(), cur.feats_E.tolist())
               for cur, _span in spans(row_batches(5, 8), encode, 7, ahead=1, chunk_rows=2,
-                                      workers=3)]
+                                      workers=workers)]
     alone = [(cur.lo, cur.rows_E.tolist(), cur.feats_E.tolist())
              for cur, _span in spans(row_batches(5, 8), lambda x: torch.relu(x), 7, ahead=1,
                                      chunk_rows=2)]
     assert pooled == alone
     assert len(calls) == 20
     assert all(name.startswith("analysis-encode-worker") for name, _ in calls)
-    assert {n for _, n in calls} == {1}
+    assert {n for _, n in calls} == {threads_each}
     assert not any(t.name.startswith("analysis-encode") for t in threading.enumerate())
 
 

@@ -6,12 +6,14 @@ current and next batches (what token windows are read from). With `ahead` > 0 th
 read and encoded in a background thread, so the caller's bookkeeping of one batch overlaps the
 encode of the next (the encode's GEMMs release the GIL).
 
-Workers. The chunks are encoded by `workers` threads of one torch thread each, fed a batch
-ahead. A multi-threaded GEMM splits its work evenly and waits for its slowest thread, so while
-the bookkeeping held one of this machine's two cores the whole encode stalled: the pass cost
-about encode + bookkeeping, as if they did not overlap. Single-threaded workers let the OS
-share the cores among the three threads, and the wall-clock overhead fell to the bookkeeping's
-CPU share (docs/benchmarks.md). A GPU encode runs in one thread (`analyze` sets 1).
+Workers. The chunks are encoded by `workers` threads (two by default) that split torch's
+threads among them, fed a batch ahead. A multi-threaded GEMM splits its work evenly and waits
+for its slowest thread, so while the bookkeeping held one of this machine's two cores the whole
+encode stalled: the pass cost about encode + bookkeeping, as if they did not overlap. Two
+single-threaded workers let the OS share the cores among the three threads, and the wall-clock
+overhead fell to the bookkeeping's CPU share (docs/benchmarks.md). On more cores each worker
+runs a team of threads and the bookkeeping can stall one team, not the whole encode (not
+measured: this machine has two). A GPU encode runs in one thread (`analyze` sets 1).
 
 Sparse codes. The SAE gives each chunk's codes as a list (`SAE.encode_sparse`): topk takes
 them from its top-k picks, skipping the scatter into dense codes and the scan for their
@@ -79,7 +81,8 @@ def spans(batches: Iterable, encode: Encode, first_row: int, ahead: int = 1,
 
     `ahead` batches are encoded ahead in a background thread (0: in the calling thread between
     batches); each batch is encoded `chunk_rows` rows at a time (0: whole batches), by
-    `workers` single-threaded workers (1: in that thread, on all of torch's threads).
+    `workers` threads that split torch's threads among them (1: in that thread, on all of
+    them).
     """
     encoded = _encoded(batches, encode, first_row, chunk_rows, torch.get_num_threads(), workers)
     prev = cur = None
@@ -100,7 +103,7 @@ def _encoded(batches: Iterable, encode: Encode, first_row: int, chunk_rows: int,
     # Pin this thread's count to the caller's: a new thread would otherwise take whatever
     # torch's global count is at its first op (one during the caller's bookkeeping).
     torch.set_num_threads(n_threads)
-    with _chunk_runner(workers) as submit:
+    with _chunk_runner(workers, max(1, n_threads // max(workers, 1))) as submit:
         pending = None
         lo = first_row
         for batch in batches:
@@ -145,14 +148,14 @@ class _Deferred:
 
 
 @contextmanager
-def _chunk_runner(workers: int) -> Iterator[Callable]:
+def _chunk_runner(workers: int, threads_each: int) -> Iterator[Callable]:
     """`submit(fn, *args)` -> an object whose `result()` is fn(*args): run by a pool of
-    `workers` threads of one torch thread each, or, for 1, in the thread that asks."""
+    `workers` threads of `threads_each` torch threads, or, for 1, in the thread that asks."""
     if workers <= 1:
         yield _Deferred
         return
     pool = ThreadPoolExecutor(workers, thread_name_prefix="analysis-encode-worker",
-                              initializer=torch.set_num_threads, initargs=(1,))
+                              initializer=torch.set_num_threads, initargs=(threads_each,))
     try:
         yield pool.submit
     finally:

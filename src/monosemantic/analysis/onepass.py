@@ -42,7 +42,7 @@ rows 16 x 2 times.
 
 The bookkeeping runs on one thread (`one_thread`) and by default overlaps the encode: the
 next batch is read in a background thread (`encode_ahead`) and its row chunks are encoded by
-single-threaded workers (`encode_workers`) while the current one's bookkeeping runs
+worker threads (`encode_workers`) while the current one's bookkeeping runs
 (analysis/codestream.py).
 """
 
@@ -100,10 +100,10 @@ class PassOptions:
     current batch runs (the two overlap); 0 alternates them in one thread. Each costs one more
     batch of sparse codes in memory."""
     encode_workers: int = 0
-    """Threads that encode the row chunks, each on one torch thread; 0 = torch's thread count
-    (`analyze` uses 1 for a GPU encode); 1 = one thread on all of torch's threads. Single-
-    threaded workers share the cores with the bookkeeping without stalling: a multi-threaded
-    GEMM waits for its slowest thread, so every core the bookkeeping takes stalls all of it."""
+    """Threads that encode the row chunks, torch's threads split among them; 0 = two (one if
+    torch has one thread; `analyze` uses 1 for a GPU encode); 1 = one thread on all of torch's
+    threads. A multi-threaded GEMM waits for its slowest thread, so a core the bookkeeping
+    takes stalls its whole team: with two teams it stalls at most one (analysis/codestream.py)."""
     encode_rows: int = 0
     """Rows per SAE encode call within a batch; 0 = about 4M codes per call (at least 64
     rows): bounds the dense codes in memory, and was faster than whole batches
@@ -113,7 +113,9 @@ class PassOptions:
 
     def workers(self) -> int:
         """Encode workers (`encode_workers`, 0 resolved)."""
-        return self.encode_workers if self.encode_workers > 0 else torch.get_num_threads()
+        if self.encode_workers > 0:
+            return self.encode_workers
+        return min(2, torch.get_num_threads())
 
     def chunk_rows(self, n_features: int) -> int:
         """Rows per encode call for `n_features` codes per row."""
