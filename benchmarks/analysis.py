@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from monosemantic.activations.reader import RowBatch
+from monosemantic.analysis.codestream import threads_per_worker
 from monosemantic.analysis.onepass import PassOptions, interval_pass, stats_pass
 from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
 from monosemantic.sae import SAEConfig, create_sae
@@ -166,7 +167,7 @@ def _time_workers(encode, batches: list[RowBatch], rows: int, workers: int, cloc
     that split torch's threads (the pass's workers without the pass)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    threads_each = max(1, torch.get_num_threads() // workers)
+    threads_each = threads_per_worker(torch.get_num_threads(), workers)
     with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
                             initargs=(threads_each,)) as pool:
         pool.submit(torch.zeros, 1).result()  # threads started outside the timing

@@ -19,6 +19,7 @@ from monosemantic.activations import ActivationStore, stream_activations
 from monosemantic.activations.manifest import read_manifest
 from monosemantic.cli import main
 from monosemantic.data import CorpusConfig, iter_documents
+from monosemantic.devices import torch_threads
 from monosemantic.models import load_model
 
 HOOK = "blocks.1.hook_resid_post"
@@ -30,10 +31,8 @@ WORDS = ("the golden gate bridge is in san francisco def add return import numpy
 def one_thread():
     """Tiny models run far faster on one thread on a busy machine (and the SIGKILL test's
     subprocess uses one too, so both produce the same bits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import torch
 
 from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.codestream import auto_chunk_rows, spans
+from monosemantic.devices import torch_threads
 
 
 def row_batches(n_batches: int, rows: int, d: int = 4):
@@ -20,12 +21,8 @@ def row_batches(n_batches: int, rows: int, d: int = 4):
 
 @pytest.fixture
 def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_spans_hold_every_row_once_in_order_whatever_the_chunks():
@@ -85,12 +82,8 @@ def test_auto_chunk_rows():
 
 @pytest.mark.parametrize("workers, threads, threads_each", [(3, 2, 1), (2, 4, 2)])
 def test_workers_split_the_threads_and_keep_the_order(workers, threads, threads_each):
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         _check_workers(workers, threads_each)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_workers(workers: int, threads_each: int) -> None:

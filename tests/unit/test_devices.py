@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from monosemantic.devices import resolve_device
+from monosemantic.devices import resolve_device, torch_threads
 from monosemantic.errors import UserError
 
 
@@ -23,3 +23,12 @@ def test_cuda_without_cuda_is_a_user_error():
 def test_garbage_is_a_user_error():
     with pytest.raises(UserError, match="not a device name"):
         resolve_device("gpu-please")
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 from torch import Tensor
 
 from monosemantic.activations.prefetch import prefetched
 from monosemantic.analysis.windows import RowSpan, SparseRows
+from monosemantic.devices import torch_threads
 from monosemantic.sae.kernels import SparseCodes
 
 Encode = Callable[[Tensor], Tensor | SparseCodes]
@@ -58,21 +59,20 @@ def auto_chunk_rows(n_features: int) -> int:
     return max(MIN_CHUNK_ROWS, CHUNK_FLOATS // max(n_features, 1))
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> AbstractContextManager[None]:
     """Run the bookkeeping's many small tensor ops on one thread, then restore the count.
 
     They touch ~10^5 elements each, where intra-op threads gain little, and on a busy machine
     threads that wait for each other made pass 1 several times slower (measured on 2 shared
     cores: 68 s with 2 threads vs 3 s with one, for the same work). Torch's thread count is
-    per thread once set, so this does not reach the encode thread.
+    per thread once set, so this does not reach the encode threads.
     """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_threads)
+    return torch_threads(1)
+
+
+def threads_per_worker(n_threads: int, workers: int) -> int:
+    """Torch threads of each of `workers` encode workers sharing `n_threads`."""
+    return max(1, n_threads // max(workers, 1))
 
 
 def spans(batches: Iterable, encode: Encode, first_row: int, ahead: int = 1,
@@ -103,7 +103,7 @@ def _encoded(batches: Iterable, encode: Encode, first_row: int, chunk_rows: int,
     # Pin this thread's count to the caller's: a new thread would otherwise take whatever
     # torch's global count is at its first op (one during the caller's bookkeeping).
     torch.set_num_threads(n_threads)
-    with _chunk_runner(workers, max(1, n_threads // max(workers, 1))) as submit:
+    with _chunk_runner(workers, threads_per_worker(n_threads, workers)) as submit:
         pending = None
         lo = first_row
         for batch in batches:

@@ -137,8 +137,6 @@ def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: to
                      cfg.batch_size, device), lm
 
 
-
-
 def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
     """Run both passes and the decoder analyses; write and return RUN/features.sqlite.
 
