@@ -33,7 +33,7 @@ from monosemantic.analysis.onepass import PassOptions
 from monosemantic.analysis.slices import analyze_sliced, choose_slice, slice_bytes
 from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
 from monosemantic.sae import SAEConfig, create_sae
-from monosemantic.store.writer import FeatureDBWriter
+from monosemantic.featuredb.writer import FeatureDBWriter
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from monosemantic.interp.explain import ExplainConfig, explain
 from monosemantic.interp.score import ScoreConfig, score
-from monosemantic.store.featuredb import db_path
+from monosemantic.featuredb.reader import db_path
 
 
 def parse_args() -> argparse.Namespace:

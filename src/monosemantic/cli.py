@@ -49,7 +49,7 @@ COMMANDS: dict[str, Command] = {
         "Analyse every feature of a trained SAE into RUN/features.sqlite.",
     ),
     "feature": Command(
-        "monosemantic.store.card", "FeatureCardConfig", "show_feature",
+        "monosemantic.featuredb.card", "FeatureCardConfig", "show_feature",
         "Print one feature's card from the feature database.",
     ),
     "inspect": Command(

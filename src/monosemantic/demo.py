@@ -76,7 +76,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.devices import resolve_device
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
     from monosemantic.models import load_model
-    from monosemantic.store.card import FeatureCardConfig, show_feature
+    from monosemantic.featuredb.card import FeatureCardConfig, show_feature
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
@@ -141,7 +141,7 @@ def training_summary(run: Path) -> dict[str, Any]:
 
 def interesting_features(db_path: Path, n: int, max_density: float = 0.01) -> list[int]:
     """Up to `n` features worth a first look: the most frequent ones that are not dense."""
-    from monosemantic.store.featuredb import FeatureDB
+    from monosemantic.featuredb.reader import FeatureDB
 
     with FeatureDB(db_path) as db:
         stats = [s for s in db.stats() if 0 < s["density"] <= max_density and s["count"] >= 20]

@@ -5,7 +5,7 @@ import re
 import pytest
 from helpers.web_run import EXPLAINED, N_FEATURES
 
-from monosemantic.store.featuredb import FeatureDB
+from monosemantic.featuredb.reader import FeatureDB
 
 
 def _feature_with_intervals(run):

@@ -18,8 +18,8 @@ from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
-from monosemantic.store.featuredb import FeatureDB
-from monosemantic.store.schema import DB_FILENAME
+from monosemantic.featuredb.reader import FeatureDB
+from monosemantic.featuredb.schema import DB_FILENAME
 
 HOOK = "blocks.0.hook_resid_pre"
 N_FEATURES = 24

@@ -17,7 +17,7 @@ from monosemantic.cli import main
 from monosemantic.data import CorpusConfig
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.store.featuredb import FeatureDB
+from monosemantic.featuredb.reader import FeatureDB
 
 HOOK = "blocks.1.hook_resid_post"
 N_FEATURES = 16

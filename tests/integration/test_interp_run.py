@@ -20,7 +20,7 @@ from monosemantic.cli import main
 from monosemantic.interp.prompts import clean, format_excerpt, marked_positions
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.store.featuredb import FeatureDB
+from monosemantic.featuredb.reader import FeatureDB
 
 HOOK = "blocks.0.hook_resid_pre"
 WORDS = ["golden", "gate", "bridge", "sparse", "feature", "token", "model", "import", "numpy",

@@ -15,7 +15,7 @@ import torch
 from monosemantic.cli import main
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.store.schema import DB_FILENAME, SCHEMA, SCHEMA_VERSION
+from monosemantic.featuredb.schema import DB_FILENAME, SCHEMA, SCHEMA_VERSION
 
 HOOK = "blocks.1.hook_resid_post"
 N_FEATURES = 32

@@ -16,7 +16,7 @@ from helpers.web_run import EXPLAINED, N_FEATURES, annotate_copy, build_tiny_run
 
 from monosemantic.cli import build_parser
 from monosemantic.config import dataclass_from_namespace
-from monosemantic.store.featuredb import FeatureDB
+from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.web import ServeConfig, create_app
 
 

@@ -29,7 +29,7 @@ from monosemantic.analysis.slices import (
 )
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, create_sae
-from monosemantic.store.writer import FeatureDBWriter, write_feature_db
+from monosemantic.featuredb.writer import FeatureDBWriter, write_feature_db
 
 N_ROWS, D, F = 500, 8, 12
 OPTS = PassOptions(top_k=4, random_examples=3, zero_examples=2, n_intervals=3,

@@ -20,7 +20,7 @@ from monosemantic.interp.prompts import (
 )
 from monosemantic.interp.scorers import _ratings, _simulated, fuzz_marks
 from monosemantic.interp.structured import ParseError
-from monosemantic.store.featuredb import Example, FeatureCard, Interval
+from monosemantic.featuredb.reader import Example, FeatureCard, Interval
 
 
 def ex(kind, row, acts, tokens=None, interval=None):

@@ -9,7 +9,7 @@ import torch
 from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.onepass import PassOptions, analyze_batches
 from monosemantic.interp.results import ResultsDB
-from monosemantic.store.writer import write_feature_db
+from monosemantic.featuredb.writer import write_feature_db
 
 
 def tiny_feature_db(tmp_path):

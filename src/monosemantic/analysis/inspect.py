@@ -96,7 +96,7 @@ def format_inspection(tf: TextFeatures, top: int, max_act_F: Tensor | None = Non
 def inspect_text(cfg: InspectConfig) -> TextFeatures:
     """Print the features of every token of `cfg.text` and return the codes."""
     from monosemantic.errors import UserError
-    from monosemantic.store.featuredb import FeatureDB, FeatureDBError
+    from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
 
     lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model)
     tf = text_features(lm, sae, hook, cfg.text)

@@ -31,7 +31,7 @@ from monosemantic.progress import progress
 
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
-    from monosemantic.store.writer import FeatureDBWriter
+    from monosemantic.featuredb.writer import FeatureDBWriter
 
 
 @dataclass(kw_only=True)
@@ -144,8 +144,8 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
     needed."""
     from monosemantic.evals.report import read_run
     from monosemantic.sae import load_sae
-    from monosemantic.store.schema import DB_FILENAME
-    from monosemantic.store.writer import FeatureDBWriter
+    from monosemantic.featuredb.schema import DB_FILENAME
+    from monosemantic.featuredb.writer import FeatureDBWriter
 
     sae_dir, extra = read_run(cfg.run)
     cfg.validate(cfg.batch_size)

@@ -123,7 +123,7 @@ class FilterConfig:
 
 
 def _db_max_acts(run: Path) -> Tensor | None:
-    from monosemantic.store.featuredb import FeatureDB, FeatureDBError
+    from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
 
     try:
         with FeatureDB(run) as db:

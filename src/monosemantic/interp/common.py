@@ -14,7 +14,7 @@ from monosemantic.errors import UserError
 from monosemantic.interp.backends import LLMOptions, make_backend
 from monosemantic.interp.cache import CallCache, LLMClient
 from monosemantic.progress import progress
-from monosemantic.store.featuredb import FeatureCard, FeatureDB, db_path
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB, db_path
 
 T = TypeVar("T")
 R = TypeVar("R")

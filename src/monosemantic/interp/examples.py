@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from monosemantic.store.featuredb import Example, FeatureCard
+from monosemantic.featuredb.reader import Example, FeatureCard
 
 
 @dataclass

@@ -28,7 +28,7 @@ from monosemantic.interp.structured import (
     complete_json,
     require,
 )
-from monosemantic.store.featuredb import FeatureCard, FeatureDB
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 
 
 @dataclass(kw_only=True)

@@ -83,8 +83,8 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
     from monosemantic.data import CorpusConfig
     from monosemantic.evals.report import read_run
     from monosemantic.models import load_model
-    from monosemantic.store.schema import DB_FILENAME
-    from monosemantic.store.writer import write_feature_db
+    from monosemantic.featuredb.schema import DB_FILENAME
+    from monosemantic.featuredb.writer import write_feature_db
 
     _, extra = read_run(cfg.run)
     device = resolve_device(cfg.device)

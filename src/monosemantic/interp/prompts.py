@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from monosemantic.interp.backends.base import Message
 from monosemantic.interp.examples import ExampleSplit
-from monosemantic.store.featuredb import Example, FeatureCard
+from monosemantic.featuredb.reader import Example, FeatureCard
 
 PROMPT_VERSION = "interp-v1"
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from monosemantic.store.featuredb import connect_feature_db
+from monosemantic.featuredb.reader import connect_feature_db
 
 
 def _now() -> str:

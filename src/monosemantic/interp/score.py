@@ -21,7 +21,7 @@ from monosemantic.interp.prompts import PROMPT_VERSION, PromptOptions
 from monosemantic.interp.results import ResultsDB
 from monosemantic.interp.scorers import SCORER_NAMES, SCORERS, Judge, ScorerOptions
 from monosemantic.interp.structured import StructuredError
-from monosemantic.store.featuredb import FeatureDB
+from monosemantic.featuredb.reader import FeatureDB
 
 
 @dataclass(kw_only=True)

@@ -24,7 +24,7 @@ from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.examples import ExampleSplit, pick_across_intervals
 from monosemantic.interp.metrics import balanced_accuracy, pearson, rubric_summary
 from monosemantic.interp.structured import ParseError, complete_json, require
-from monosemantic.store.featuredb import Example, FeatureCard
+from monosemantic.featuredb.reader import Example, FeatureCard
 
 SCORER_NAMES = {"rubric": "specificity_rubric", "detection": "detection", "fuzzing": "fuzzing",
                 "simulation": "simulation"}

@@ -11,7 +11,7 @@ from torch import Tensor
 
 def load_max_act(run_dir: str | Path) -> Tensor | None:
     """Each feature's max activation [F] from the run's feature database; None without one."""
-    from monosemantic.store.featuredb import FeatureDB, FeatureDBError
+    from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
 
     try:
         with FeatureDB(run_dir) as db:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from monosemantic.errors import UserError
-from monosemantic.store.featuredb import Example, FeatureCard, FeatureDB, FeatureDBError
-from monosemantic.store.schema import DB_FILENAME
+from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB, FeatureDBError
+from monosemantic.featuredb.schema import DB_FILENAME
 
 # Keys of metrics.jsonl records plotted on the overview (others stay in the file).
 CURVE_KEYS = ("step", "tokens", "loss", "loss_mse", "loss_aux", "nmse", "variance_explained",

@@ -11,7 +11,7 @@ from typing import Any, Self
 import numpy as np
 
 from monosemantic.errors import UserError
-from monosemantic.store.schema import DB_FILENAME, SCHEMA_VERSION
+from monosemantic.featuredb.schema import DB_FILENAME, SCHEMA_VERSION
 
 
 class FeatureDBError(UserError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from monosemantic.store.featuredb import Example, FeatureCard, FeatureDB
+from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB
 
 # 256-colour backgrounds from faint to strong orange.
 _SHADES = (230, 223, 216, 209, 202)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from monosemantic.config import to_dict
 from monosemantic.fsutil import publish, temp_path
-from monosemantic.store.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
+from monosemantic.featuredb.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
 
 # Features whose examples are gathered and sorted at once: bounds the writer's own memory.
 _EXAMPLE_CHUNK = 4096

@@ -13,7 +13,7 @@ from monosemantic.activations.reader import ActivationStore
 from monosemantic.activations.shuffle import Permutation
 from monosemantic.errors import UserError
 
-from test_store import all_acts, write_store
+from test_activations_store import all_acts, write_store
 
 
 @pytest.fixture(scope="module")
