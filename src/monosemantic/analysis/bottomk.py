@@ -9,12 +9,17 @@ One structure serves every example list of the analysis pass:
 Updates are vectorised over all entries of a batch: entries whose key cannot beat their group's
 current worst kept key are dropped first (after the first batches that is nearly all of them),
 then the survivors are merged into their groups with one sort and one `topk` over the touched
-groups only. Memory: G·R·(4 + 8 + 4) bytes for keys, rows and values, plus the payload.
+groups only. Memory: G·R·(k + 8 + 4) bytes for keys, rows and values, plus the payload, with
+k = 4 for float32 keys (top activations) and 8 for float64 keys (uniform samples).
 
 The uniform keys come from `uniform_keys`, a hash of (seed, stream, row, feature) rather than a
 random generator's next numbers: an entry gets the same key however the rows are batched and
 however the features are sliced, so a dictionary analysed in feature slices keeps exactly the
-samples of the unsliced analysis.
+samples of the unsliced analysis. They keep 53 bits of the hash (a float64): with 24 bits (a
+float32) a group of N entries has about N / 2^24 of them on every key value, so beyond a few
+million entries the last places of a sample went to tied keys, and ties go to the earlier row:
+the samples leaned to the start of the corpus. With 53 bits a tie needs N near 2^53 / R,
+far beyond the 2^40 rows a run can hold.
 """
 
 from __future__ import annotations
@@ -33,17 +38,25 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+UNIFORM_KEYS = torch.float64
+"""dtype of `uniform_keys` (a `GroupedBottomK` of uniform samples stores its keys in it)."""
+
+
 def uniform_keys(seed: int, stream: int, rows_E: Tensor, feats_E: Tensor) -> Tensor:
-    """float32 keys in [0, 1), uniform and independent across (row, feature) entries, and a
+    """float64 keys in [0, 1), uniform and independent across (row, feature) entries, and a
     fixed function of (seed, stream, global row, global feature).
 
     Distinct entries hash to distinct 64-bit values (a bijection of feature·2^40 + row); the key
-    is their top 24 bits, as many as a float32 in [0, 1) holds (what `torch.rand` gives too).
+    is their top 53 bits (`keys_of_hashes`).
     """
     salt = _mix64(np.array([(seed & 0xFFFFFFFF) << 8 | (stream & 0xFF)], dtype=np.uint64))
     entry_E = (feats_E.to(torch.int64) << ROW_BITS) | rows_E.to(torch.int64)
-    hash_E = _mix64(entry_E.numpy().view(np.uint64) ^ salt)
-    return torch.from_numpy((hash_E >> np.uint64(40)).astype(np.float32) * np.float32(2 ** -24))
+    return keys_of_hashes(_mix64(entry_E.numpy().view(np.uint64) ^ salt))
+
+
+def keys_of_hashes(hash_E: np.ndarray) -> Tensor:
+    """uint64 hashes -> float64 keys in [0, 1): the top 53 bits, all a float64 holds exactly."""
+    return torch.from_numpy((hash_E >> np.uint64(11)).astype(np.float64) * 2.0 ** -53)
 
 
 class GroupedBottomK:
@@ -53,21 +66,25 @@ class GroupedBottomK:
     `acts_GRW` and an int32 window `tokens_GRW` (filled by the caller through `update`'s
     `payload_fn`, only for the entries that get in). While updating, slots are unordered (an
     entering entry takes the slot of the one it evicts, so no payload moves); `sort_()` orders
-    them by key, ties by row, once the stream ends.
+    them by key, ties by row, once the stream ends. Keys are stored as `key_dtype`: float32
+    (e.g. -activation) or float64 (`uniform_keys`).
     """
 
-    def __init__(self, n_groups: int, r: int, payload_width: int = 0):
+    def __init__(self, n_groups: int, r: int, payload_width: int = 0,
+                 key_dtype: torch.dtype = torch.float32):
         if n_groups >= 1 << 31:  # `update` packs the group into the high half of an int64
             raise ValueError(f"at most 2^31 - 1 groups, got {n_groups}")
+        if key_dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"keys are float32 or float64, got {key_dtype}")
         self.n_groups, self.r, self.width = n_groups, r, payload_width
-        self.keys_GR = torch.full((n_groups, r), float("inf"))
+        self.keys_GR = torch.full((n_groups, r), float("inf"), dtype=key_dtype)
         self.rows_GR = torch.full((n_groups, r), -1, dtype=torch.int64)
         self.vals_GR = torch.zeros(n_groups, r)
         self.acts_GRW = torch.zeros(n_groups, r, payload_width)
         self.tokens_GRW = torch.full((n_groups, r, payload_width), -1, dtype=torch.int32)
         self.offset_GR = torch.zeros(n_groups, r, dtype=torch.int16)
         # The worst kept key per group: an entry must beat it to get in.
-        self._worst_G = torch.full((n_groups,), float("inf"))
+        self._worst_G = torch.full((n_groups,), float("inf"), dtype=key_dtype)
 
     def nbytes(self) -> int:
         """Bytes held by the state (what the pass keeps for this list)."""
@@ -81,25 +98,38 @@ class GroupedBottomK:
         called once with the entries that got in (those may still be pushed out later)."""
         if self.r == 0 or group_E.numel() == 0:
             return
+        key_E = key_E.to(self.keys_GR.dtype)
         # Strict `<`: on ties the entry seen first stays (deterministic, corpus order).
         hit_E = key_E < self._worst_G[group_E]
         if not bool(hit_E.any()):
             return
         group_C, key_C, row_C, val_C = group_E[hit_E], key_E[hit_E], row_E[hit_E], val_E[hit_E]
-        # Sort candidates by (group, key), ties in offer order: one stable sort of a composite.
-        order = torch.sort((group_C << 32) | _ordered_bits(key_C), stable=True).indices
-        group_C, key_C, row_C, val_C = group_C[order], key_C[order], row_C[order], val_C[order]
+        # Sort candidates by (group, key), ties in offer order: one stable sort of a composite,
+        # the group in the high 32 bits and the key's 32 order bits in the low ones. A float64
+        # key has 64 order bits, too many to fit beside the group, so its top 32 stand in for
+        # it (a second sort by the full key would double this sort's cost): candidates then
+        # tie more often, and the cut below keeps every one tied with the r-th.
+        bits_C = _ordered_bits(key_C)
+        order = torch.sort((group_C << 32) | bits_C, stable=True).indices
+        group_C, key_C, row_C, val_C, bits_C = (group_C[order], key_C[order], row_C[order],
+                                               val_C[order], bits_C[order])
         touched_U, first_U, counts_U = _runs(group_C)
         rank_C = torch.arange(len(group_C)) - torch.repeat_interleave(first_U, counts_U)
         keep_C = rank_C < self.r  # at most r candidates per group can matter
+        if key_C.dtype == torch.float64 and int(counts_U.max()) > self.r:
+            # Ties of the truncated bits at the cut: the merge orders them by the full key.
+            # The top 32 bits keep 20 of the mantissa's 52, so a uniform key's next candidate
+            # ties it with probability about r / 2^20: a column now and then, not a batch's.
+            last_U = first_U + counts_U.clamp(max=self.r) - 1
+            keep_C |= bits_C == torch.repeat_interleave(bits_C[last_U], counts_U)
         group_C, key_C, row_C, val_C, rank_C = (group_C[keep_C], key_C[keep_C], row_C[keep_C],
                                                val_C[keep_C], rank_C[keep_C])
         slot_C = torch.searchsorted(touched_U, group_C)
         n_touched = len(touched_U)
-        # Candidate columns: as many as the busiest touched group has (after the first
+        # Candidate columns: as many as the busiest touched group keeps (after the first
         # batches that is a few, not r), so the merge below sorts r + c entries per group.
-        n_cand = int(min(self.r, int(counts_U.max())))
-        new_keys_UC = torch.full((n_touched, n_cand), float("inf"))
+        n_cand = int(rank_C.max()) + 1
+        new_keys_UC = torch.full((n_touched, n_cand), float("inf"), dtype=key_C.dtype)
         new_keys_UC[slot_C, rank_C] = key_C
         new_rows_UC = torch.full((n_touched, n_cand), -1, dtype=torch.int64)
         new_rows_UC[slot_C, rank_C] = row_C
@@ -147,9 +177,13 @@ class GroupedBottomK:
 
 
 def _ordered_bits(key_N: Tensor) -> Tensor:
-    """int64 in [0, 2^32) ordered as the float32 keys are, equal for equal keys (no NaN)."""
+    """int64 in [0, 2^32), nondecreasing in the keys (no NaN): for float32 keys ordered as they
+    are and equal only for equal keys; for float64 keys the top 32 of their 64 order bits."""
     # + 0.0 turns -0.0 into +0.0: they compare equal, so they must tie here too.
-    bits_N = (key_N.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
+    if key_N.dtype == torch.float64:
+        bits_N = (key_N + 0.0).view(torch.int64) >> 32  # arithmetic: the sign stays
+    else:
+        bits_N = (key_N.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
     # Sign bit set: larger magnitude is smaller, so reflect; clear: shift above the negatives.
     return torch.where(bits_N < 0, -1 - bits_N, bits_N + (1 << 31))
 

@@ -23,20 +23,21 @@ Memory (bytes, independent of the corpus length), for F features analysed at onc
 dictionary, or one slice of it: `slices`, `analyze --feature-slice`), with W = left + 1 + right,
 K = top_k, S = random_examples + zero_examples, I = n_intervals, r = interval_examples,
 H = hist_bins, B = batch size, T = cooccur_tokens, L0 = mean active features per token:
-  F · (K + S) · (18 + 8·W)           pass 1 example lists (key, row, value, offset, window)
-  F · I · r · (18 + 8·W)             pass 2 interval samples
-  F · (12·I + 8·H + 40)              counts, sums, maxima, interval counts, histogram, list bounds
+  F · (K·(18 + 8·W) + S·(22 + 8·W))  pass 1 example lists (key, row, value, offset, window)
+  F · I · r · (22 + 8·W)             pass 2 interval samples
+  F · (16·I + 8·H + 48)              counts, sums, maxima, interval counts, histogram, list bounds
   ≤ 24 · T · L0                      pass 1 co-occurrence row sample (independent of F)
-(the first three, less 8·H + 8 when I = 0, are exactly `FeatureAnalysis.nbytes()` less the
+(keys take 4 bytes in the top lists, 8 in the uniform samples: `bottomk.uniform_keys`;
+the first three, less 8·H + 8 when I = 0, are exactly `FeatureAnalysis.nbytes()` less the
 sample: `slices.state_bytes_per_feature`), plus, transiently and per encode worker, the
 pre-activations and dense codes of one encode call of C = `encode_rows` rows, at most 8·C·F
 bytes (32 MiB by default, 512 MiB at the 64-row minimum for 1M features; `SAE.encode_sparse`:
 only the slice's encoder columns for relu, jumprelu and trained batchtopk; topk builds no dense
 codes but needs a chunk of full pre-activations for its top k, at most 256 MiB), and the sparse
 codes of 3 + encode_ahead batches (about 40 bytes per active entry, row- and feature-major).
-With the defaults (K=20, S=10, I=10, r=4, H=30, W=25) the state is 15,660 bytes per feature:
-61 MiB for 4,096 features, 245 MiB for 16,384, 15.7 GB for 1M at once. A 1M dictionary in
-slices of 65,536 needs per slice 979 MiB of state + 32 MiB per encode worker, about 1 GiB plus
+With the defaults (K=20, S=10, I=10, r=4, H=30, W=25) the state is 15,908 bytes per feature:
+62 MiB for 4,096 features, 249 MiB for 16,384, 15.9 GB for 1M at once. A 1M dictionary in
+slices of 65,536 needs per slice 994 MiB of state + 32 MiB per encode worker, about 1 GiB plus
 the fixed parts (the SAE's own 8·F·d bytes of weights aside: 5 GiB at d = 640), and reads the
 rows 16 x 2 times.
 
@@ -54,7 +55,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from monosemantic.analysis.bottomk import GroupedBottomK, uniform_keys
+from monosemantic.analysis.bottomk import UNIFORM_KEYS, GroupedBottomK, uniform_keys
 from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.codestream import Encode, auto_chunk_rows, one_thread, spans
 from monosemantic.analysis.windows import RowSpan, SparseRows
@@ -223,8 +224,8 @@ def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOpt
         n_tokens=0, count_F=torch.zeros(n_features, dtype=torch.int64),
         sum_F=torch.zeros(n_features, dtype=torch.float64), max_F=torch.zeros(n_features),
         top=GroupedBottomK(n_features, opts.top_k, W),
-        random=GroupedBottomK(n_features, opts.random_examples, W),
-        zero=GroupedBottomK(n_features, opts.zero_examples, W), options=opts,
+        random=GroupedBottomK(n_features, opts.random_examples, W, UNIFORM_KEYS),
+        zero=GroupedBottomK(n_features, opts.zero_examples, W, UNIFORM_KEYS), options=opts,
         cooccur=(RowSample(opts.cooccur_tokens, opts.seed + 2)
                  if opts.cooccur_neighbours > 0 and opts.cooccur_tokens > 0 else None),
         feature_lo=feature_lo)
@@ -286,7 +287,8 @@ def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
     n_feat, n_int, n_bins = result.n_features, opts.n_intervals, opts.hist_bins
     result.interval_counts_FI = torch.zeros(n_feat, n_int, dtype=torch.int64)
     result.hist_FH = torch.zeros(n_feat, n_bins + 1, dtype=torch.int64)
-    result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width)
+    result.intervals = GroupedBottomK(n_feat * n_int, opts.interval_examples, opts.width,
+                                      UNIFORM_KEYS)
     max_F = result.max_F.clamp(min=torch.finfo(torch.float32).tiny)
     for cur, span in spans(batches, encode, first_row, opts.encode_ahead,
                            opts.chunk_rows(n_feat), opts.workers()):

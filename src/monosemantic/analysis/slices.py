@@ -18,8 +18,8 @@ Memory of one slice of s features (bytes; `slice_bytes`, what `choose_slice` bud
 B = batch_size and the pass options' K, S, I, r, H, W (onepass's module docstring):
     s · (state per feature + 8·C·w),   C = min(B, rows per encode call: `chunk_rows`),
                                        w = encode workers (`PassOptions.workers`)
-    state per feature = (K + S + I·r)·(18 + 8·W) + 12·I + 8·H + 40     (I > 0)
-                      = (K + S)·(18 + 8·W) + 32                          (I = 0, no pass 2)
+    state per feature = K·(18 + 8·W) + (S + I·r)·(22 + 8·W) + 16·I + 8·H + 48   (I > 0)
+                      = K·(18 + 8·W) + S·(22 + 8·W) + 40                       (I = 0)
 which is exactly `FeatureAnalysis.nbytes()` less the co-occurrence sample; 8·C·s bounds one
 encode call's pre-activations and codes (32 MiB by default; 8·64·s at the 64-row minimum), and
 each worker runs one call at a time. Not in it: parts that do not grow with s (the
@@ -56,11 +56,15 @@ N_PEAKS = 5
 
 def state_bytes_per_feature(opts: PassOptions) -> int:
     """Bytes of pass state per feature: `FeatureAnalysis.nbytes()` / F without co-occurrence."""
-    slot = 18 + 8 * opts.width  # key 4, row 8, value 4, offset 2, tokens and acts 4·W each
+    # Key 4 (top: float32) or 8 (uniform samples: float64), row 8, value 4, offset 2, tokens
+    # and acts 4·W each.
+    top_slot = 18 + 8 * opts.width
+    uniform_slot = top_slot + 4
     # Pass 1: three lists (plus each group's worst key) and count, sum, max.
-    per_feature = (opts.top_k + opts.random_examples + opts.zero_examples) * slot + 3 * 4 + 20
+    per_feature = (opts.top_k * top_slot + (opts.random_examples + opts.zero_examples)
+                   * uniform_slot + 4 + 2 * 8 + 20)
     if opts.n_intervals > 0:  # pass 2: I interval lists, interval counts, the histogram
-        per_feature += opts.n_intervals * (opts.interval_examples * slot + 4 + 8)
+        per_feature += opts.n_intervals * (opts.interval_examples * uniform_slot + 8 + 8)
         per_feature += 8 * (opts.hist_bins + 1)
     return per_feature
 
