@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from monosemantic.analysis.binning import exact_columns, hist_edges, interval_edges
 from monosemantic.analysis.bottomk import UNIFORM_KEYS, GroupedBottomK, uniform_keys
 from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.codestream import Encode, auto_chunk_rows, one_thread, spans
@@ -179,15 +180,14 @@ class FeatureAnalysis:
         return torch.where(self.count_F > 0, self.sum_F / self.count_F.clamp(min=1).double(), 0.0)
 
     def interval_edges_FI1(self) -> Tensor:
-        """Interval edges [F, I + 1]: j·max/I."""
-        steps = torch.arange(self.options.n_intervals + 1, dtype=torch.float64)
-        return self.max_F.double()[:, None] * steps[None, :] / self.options.n_intervals
+        """Interval edges [F, I + 1]: j·max/I; interval j counts the values in
+        [edge j, edge j + 1), the last also the maximum."""
+        return interval_edges(self.max_F, self.options.n_intervals)
 
     def hist_edges_FH1(self) -> Tensor:
-        """Histogram edges [F, H + 1] (column 0 of `hist_FH` lies below the first edge)."""
-        exps = torch.linspace(-self.options.hist_decades, 0.0, self.options.hist_bins + 1,
-                              dtype=torch.float64)
-        return self.max_F.double()[:, None] * torch.pow(10.0, exps)[None, :]
+        """Histogram edges [F, H + 1]: column 0 of `hist_FH` counts the values below edge 0,
+        column j in 1..H those in [edge j - 1, edge j), column H also the maximum."""
+        return hist_edges(self.max_F, self.options.hist_bins, self.options.hist_decades)
 
     def nbytes(self) -> int:
         lists = [self.top, self.random, self.zero] + ([self.intervals] if self.intervals else [])
@@ -307,12 +307,15 @@ def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max
     n_int, n_bins = opts.n_intervals, opts.hist_bins
     feats_E, vals_E = cur.feats_E, cur.vals_E
     ratio_E = vals_E / max_F[feats_E]
-    # Clamp: a value a hair above the pass-1 maximum still belongs to the top interval.
-    interval_E = (ratio_E * n_int).floor().long().clamp(0, n_int - 1)
+    # Columns as the reported edges say (`binning`); a value a hair above the pass-1 maximum
+    # still belongs to the top interval and bin.
+    interval_E = exact_columns(ratio_E * n_int, vals_E, n_int, lambda s: interval_edges(
+        result.max_F[feats_E[s]], n_int)[:, 1:n_int])
     group_E = feats_E * n_int + interval_E
     result.interval_counts_FI.view(-1).index_add_(0, group_E, torch.ones_like(group_E))
-    bin_E = ((torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins)
-    bin_E = bin_E.floor().long().clamp(-1, n_bins - 1) + 1
+    pos_E = (torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins + 1
+    bin_E = exact_columns(pos_E, vals_E, n_bins + 1, lambda s: hist_edges(
+        result.max_F[feats_E[s]], n_bins, opts.hist_decades)[:, :n_bins])
     result.hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E, torch.ones_like(bin_E))
     keys_E = uniform_keys(opts.seed, _INTERVAL, cur.rows_E, feats_E + result.feature_lo)
     result.intervals.update(group_E, keys_E, cur.rows_E, vals_E,
