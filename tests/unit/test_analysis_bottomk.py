@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from monosemantic.analysis.bottomk import (UNIFORM_KEYS, GroupedBottomK, keys_of_hashes,
-                                           uniform_keys)
+from monosemantic.analysis.bottomk import (
+    UNIFORM_KEYS,
+    GroupedBottomK,
+    keys_of_hashes,
+    uniform_keys,
+)
 
 
 def sampled_positions(n_rows: int, n_feats: int, r: int, keys_of, store: GroupedBottomK,
@@ -43,10 +47,10 @@ def sampled_positions(n_rows: int, n_feats: int, r: int, keys_of, store: Grouped
 def test_uniform_sample_of_a_feature_on_over_2_24_rows_is_not_early(n_rows):
     """4,096 features on 21M or 268M rows, 4 samples each (as `interval_examples`). With keys
     of 24 bits the ~N / 2^24 entries on each key value tie and the earlier rows won: the mean
-    position fell to 0.473 (21M rows: 12 standard errors) and 0.158 (268M). An unbiased sampler's 16,384 positions
-    are i.i.d. uniform (distinct rows out of millions: no noticeable dependence), so their mean
-    is 0.5 with standard error 1 / sqrt(12·16,384) = 0.0023; 4 standard errors is a false
-    alarm once in 16,000 seeds."""
+    position fell to 0.473 (21M rows: 12 standard errors) and 0.158 (268M). An unbiased
+    sampler's 16,384 positions are i.i.d. uniform (distinct rows out of millions: no
+    noticeable dependence), so their mean is 0.5 with standard error 1 / sqrt(12·16,384) =
+    0.0023; 4 standard errors is a false alarm once in 16,000 seeds."""
     n_feats, r = 4096, 4
     pos = sampled_positions(n_rows, n_feats, r, keys_of_hashes,
                             GroupedBottomK(n_feats, r, key_dtype=UNIFORM_KEYS))
