@@ -46,7 +46,8 @@ def test_cli_eval_writes_report(run_dir, capsys):
     assert main(["eval", str(run_dir), "--n-contexts", "5", "--batch-size", "2"]) == 0
     printed = capsys.readouterr().out
     for label in ("L0", "variance explained", "NMSE", "dead (no activation in the last ",
-                  "silent on the ", "dense (on > 10% of the ", "CE clean", "CE spliced", "CE zero-ablated", "loss recovered", "KL", "delta CE"):
+                  "silent on the ", "dense (on > 10% of the ", "CE clean", "CE spliced",
+                  "CE zero-ablated", "loss recovered", "KL", "delta CE"):
         assert label in printed
     report = json.loads((run_dir / "eval.json").read_text())
     m = report["metrics"]
