@@ -112,6 +112,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         db = analyze(AnalyzeConfig(run=Path(run), n_tokens=cfg.analyze_tokens, device=cfg.device),
                      lm)
         timings["analyze_s"] = time.perf_counter() - start
+        result["analysis"] = analysis_summary(db)
         for feature in interesting_features(db, cfg.cards):
             show_feature(FeatureCardConfig(run=Path(run), id=feature))
         if cfg.filter_positive:
@@ -130,13 +131,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def training_summary(run: Path) -> dict[str, Any]:
-    """The trainer's closing figures (incl. its dead-feature count) and its dead window."""
+    """The trainer's closing figures (its dead figure and window are also in the metrics)."""
     from monosemantic.sae import read_metadata
 
-    extra = read_metadata(run / "sae").get("extra_metadata", {})
-    training = dict(extra.get("training", {}))
-    training["dead_window_tokens"] = extra.get("train_config", {}).get("dead_window_tokens", 0)
-    return training
+    return dict(read_metadata(run / "sae").get("extra_metadata", {}).get("training", {}))
+
+
+def analysis_summary(db_path: Path) -> dict[str, Any]:
+    """Features that never fired in the analysis pass, with the tokens it read."""
+    from monosemantic.featuredb.reader import FeatureDB
+
+    with FeatureDB(db_path) as db:
+        never = sum(s["count"] == 0 for s in db.stats())
+        return {"tokens": int(db.meta.get("n_tokens") or 0), "n_never_fired": never,
+                "never_fired_fraction": never / db.n_features}
 
 
 def interesting_features(db_path: Path, n: int, max_density: float = 0.01) -> list[int]:
@@ -152,17 +160,13 @@ def interesting_features(db_path: Path, n: int, max_density: float = 0.01) -> li
 def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str:
     """The closing lines: the headline metrics and where the files are."""
     m = result["metrics"]
-    train = result.get("training", {}).get("final_train", {})
-    window = result.get("training", {}).get("dead_window_tokens", 0)
     lines = [
         "",
         f"demo finished in {sum(timings.values()) / 60:.1f} min "
         + "(" + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in timings.items()) + ")",
         f"  L0                 {m['l0']:.1f} active features / token",
         f"  variance explained {m['variance_explained']:.3f}",
-        (f"  dead features      {_fmt_pct(train.get('dead_fraction'))} (no activation in the "
-         f"last {window:,} training tokens); {m['dead_fraction']:.1%} silent on the "
-         f"{result['sizes'].get('reconstruction_tokens', 0):,} held-out tokens"),
+        *dead_lines(result),
         f"  loss recovered     {_fmt(m.get('loss_recovered'))}",
         f"  KL (nats)          {_fmt(m.get('kl'))}",
         f"  activations        {out / 'acts'}",
@@ -171,6 +175,25 @@ def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str
         f"  browse             monosemantic serve {out}   (then open http://127.0.0.1:8000)",
     ]
     return "\n".join(lines)
+
+
+def dead_lines(result: dict[str, Any]) -> list[str]:
+    """The dead-feature figures, each with the tokens it covers (the trainer's window, the
+    analysis pass), then the held-out silence, which a small sample cannot call dead."""
+    m, analysis = result["metrics"], result.get("analysis")
+    dead = []
+    if "dead_window_tokens" in m:
+        dead.append(f"{_fmt_pct(m.get('dead_fraction'))} (no activation in the last "
+                    f"{m['dead_window_tokens']:,} training tokens)")
+    if analysis:
+        dead.append(f"{analysis['never_fired_fraction']:.1%} never fired in the analysis "
+                    f"({analysis['tokens']:,} tokens)")
+    lines = [("  dead features      " if i == 0 else " " * 21) + text
+             for i, text in enumerate(dead)]
+    if "silent_fraction" in m:
+        lines.append(f"  silent features    {m['silent_fraction']:.1%} on the "
+                     f"{m['silent_tokens']:,} held-out tokens (a small sample: not dead)")
+    return lines
 
 
 def _fmt_pct(value: Any) -> str:

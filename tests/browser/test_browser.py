@@ -24,6 +24,21 @@ def test_overview(page, web_runs):
     assert "topk" in page.locator("#summary").inner_text()
     assert page.locator("#eval tr[data-key=l0]").count() == 1
     assert page.locator("#eval tr[data-key=loss_recovered]").count() == 1
+    # Every dead / silent figure names the tokens it covers; silence is never called dead.
+    summary = page.locator("#summary").inner_text()
+    assert re.search(r"dead \(no activation in the last [\d,]+ training tokens\)", summary)
+    assert re.search(r"never fired in the analysis \([\d,]+ tokens\)", summary)
+    assert re.search(r"silent on [\d,]+ held-out tokens", summary)
+    assert re.search(r"^dead \(no activation in the last [\d,]+ training tokens\)$",
+                     page.locator("#eval tr[data-key=dead_fraction] th").inner_text())
+    assert re.search(r"^silent on [\d,]+ held-out tokens$",
+                     page.locator("#eval tr[data-key=silent_fraction] th").inner_text())
+    assert re.search(r"of [\d,]+ held-out tokens",
+                     page.locator("#eval tr[data-key=dense_fraction] th").inner_text())
+    assert re.search(r"dead \(no activation in the last [\d,]+ training tokens\) vs step",
+                     page.locator("#curves").inner_text())
+    assert re.search(r"never fired in the [\d,]+ analysed tokens",
+                     page.locator("#density").inner_text())
     # Four training-curve charts with a drawn line, and the density histogram's bars.
     assert page.locator("#curves svg path.series").count() >= 4
     assert page.locator("#density svg rect.bar").count() > 0
@@ -35,6 +50,19 @@ def test_overview(page, web_runs):
     densest = max(stats, key=lambda s: (s["density"], -s["id"]))["id"]
     assert rows.first.get_attribute("data-feature") == str(densest)
     assert rows.count() == min(50, sum(s["count"] > 0 for s in stats))
+
+
+def test_never_fired_feature_names_the_analysed_tokens(page, web_runs):
+    with FeatureDB(web_runs[1]) as db:
+        never = [s["id"] for s in db.stats() if s["count"] == 0]
+        n_tokens = db.meta["n_tokens"]
+    if not never:
+        pytest.skip("every feature fired in this tiny run")
+    page.goto(f"/feature/{never[0]}")
+    page.wait_for_selector("#feature.loaded")
+    stats = page.locator("#stats").inner_text()
+    assert f"never fired in the {n_tokens:,} analysed tokens" in stats
+    assert "dead" not in stats
 
 
 def test_feature_page_tokens_and_interval_shares(page, web_runs):
@@ -163,6 +191,8 @@ def test_map_hover_and_click(page):
     page.wait_for_selector("#map[data-ready='1']")
     assert page.evaluate("window.MSMap.count") == N_FEATURES
     assert "UMAP" in page.locator("#map-status").inner_text()
+    assert re.search(r"grey = never fired in the [\d,]+ analysed tokens",
+                     page.locator("#density-legend").inner_text())
     pt = page.evaluate("window.MSMap.screenPoint(7)")
     page.mouse.move(pt["x"], pt["y"])
     tip = page.locator("#tooltip")

@@ -20,8 +20,14 @@ def test_demo_runs_every_step_and_writes_the_summary(tiny_model_dir, tmp_path, c
     assert "variance explained" in printed and "loss recovered" in printed
     summary = json.loads((out / "eval.json").read_text())
     metrics = summary["metrics"]
-    for key in ("l0", "variance_explained", "dead_fraction", "loss_recovered", "kl"):
+    for key in ("l0", "variance_explained", "dead_fraction", "dead_window_tokens",
+                "silent_fraction", "silent_tokens", "loss_recovered", "kl"):
         assert key in metrics
+    analysis = summary["analysis"]
+    assert analysis["tokens"] > 0 and 0 <= analysis["never_fired_fraction"] <= 1
+    assert "training tokens)" in printed
+    assert f"never fired in the analysis ({analysis['tokens']:,} tokens)" in printed
+    assert f"on the {metrics['silent_tokens']:,} held-out tokens" in printed
     assert 0 < metrics["l0"] <= 64
     assert summary["demo"]["config"]["n_features"] == 64
     assert (out / "sae" / "sae" / "sae_weights.safetensors").exists()

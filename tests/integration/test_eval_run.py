@@ -45,24 +45,27 @@ def run_dir(tmp_path_factory, tiny_model_dir):
 def test_cli_eval_writes_report(run_dir, capsys):
     assert main(["eval", str(run_dir), "--n-contexts", "5", "--batch-size", "2"]) == 0
     printed = capsys.readouterr().out
-    for label in ("L0", "variance explained", "NMSE", "dead features", "dense features",
-                  "CE clean", "CE spliced", "CE zero-ablated", "loss recovered", "KL", "delta CE"):
+    for label in ("L0", "variance explained", "NMSE", "dead (no activation in the last ",
+                  "silent on the ", "dense (on > 10% of the ", "CE clean", "CE spliced",
+                  "CE zero-ablated", "loss recovered", "KL", "delta CE"):
         assert label in printed
     report = json.loads((run_dir / "eval.json").read_text())
     m = report["metrics"]
     assert m["delta_ce"] == pytest.approx(m["ce_spliced"] - m["ce_clean"])
     assert m["loss_recovered"] == pytest.approx(
         (m["ce_zero"] - m["ce_spliced"]) / (m["ce_zero"] - m["ce_clean"]))
-    assert m["kl"] >= 0 and 0 <= m["dead_fraction"] <= 1
+    assert m["kl"] >= 0 and 0 <= m["silent_fraction"] <= 1
     holdout = read_metadata(run_dir / "sae")["extra_metadata"]["holdout_rows"]
     sizes = report["sizes"]
     assert sizes["reconstruction_rows"] == holdout
     assert sizes["reconstruction_tokens"] == holdout[1] - holdout[0] == m["n_tokens"]
+    assert m["silent_tokens"] == m["dense_tokens"] == m["n_tokens"]
+    assert f"silent on the {m['n_tokens']:,} held-out tokens" in printed
     assert sizes["spliced_contexts"] == 5 and sizes["spliced_tokens"] == 5 * 32
     assert 0 < sizes["spliced_predictions"] < 5 * 31
     assert {"nmse", "variance_explained", "l0", "loss_recovered", "kl"} <= set(report["formulas"])
     hist = report["density_histogram"]
-    assert sum(hist["counts"]) + hist["n_dead"] == 64
+    assert sum(hist["counts"]) + hist["n_silent"] == 64 and hist["n_tokens"] == m["n_tokens"]
     assert report["config"]["n_contexts"] == 5
     assert (run_dir / "density_histogram.png").is_file() == have_matplotlib()
 
@@ -77,11 +80,30 @@ def test_reconstruction_matches_direct_computation(run_dir):
     with torch.no_grad():
         f_NF = sae.encode(x_ND)
         direct = reconstruction_metrics(x_ND, sae.decode(f_NF), f_NF)
-    for key in ("nmse", "l0", "dead_fraction", "dense_fraction", "n_tokens"):
+    for key in ("nmse", "l0", "silent_fraction", "dense_fraction", "n_tokens"):
         assert result["metrics"][key] == pytest.approx(direct[key], rel=1e-6), key
     assert "ce_clean" not in result["metrics"]
     short = evaluate_sae(None, sae, HOOK, store, rows=rows, n_tokens=10, n_contexts=0)
     assert short["sizes"]["reconstruction_tokens"] == 10
+
+
+def test_eval_json_calls_dead_only_the_trainer_figure_with_its_window(run_dir):
+    report = run_eval(EvalConfig(run=run_dir, n_contexts=0, plot=False))
+    saved = json.loads((run_dir / "eval.json").read_text())
+    assert saved["metrics"] == pytest.approx(report["metrics"], nan_ok=True)
+    m = saved["metrics"]
+    extra = read_metadata(run_dir / "sae")["extra_metadata"]
+    final = extra["training"]["final_train"]
+    # The trainer's figure, from the SAE's metadata, with the window it was counted over.
+    assert m["dead_fraction"] == final["dead_fraction"]
+    assert m["dead_window_tokens"] == final["dead_window_tokens"] \
+        == extra["train_config"]["dead_window_tokens"] > 0
+    assert m["n_dead"] == round(final["dead_fraction"] * 64)
+    assert "dead_window_tokens" in saved["formulas"]["dead"]
+    # No other key calls a figure dead: silence on the held-out rows is `silent_*`.
+    assert {k for k in m if "dead" in k} == {"dead_fraction", "n_dead", "dead_window_tokens"}
+    assert "dead" not in json.dumps(saved["density_histogram"])
+    assert m["silent_tokens"] == saved["sizes"]["reconstruction_tokens"]
 
 
 def test_fresh_contexts_skip_harvested_documents(run_dir, tiny_model_dir):

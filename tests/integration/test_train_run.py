@@ -68,6 +68,9 @@ def test_training_learns_sparse_data(tmp_path, sparse_x, arch, extra):
     for key in ("loss", "loss_mse", "nmse", "variance_explained", "l0", "dead_fraction",
                 "dense_fraction", "lr", "l1_scale", "tokens_per_s", "tokens"):
         assert key in train_recs[-1]
+    # Each dead / dense figure says the tokens it covers: the dead window, the logging window.
+    assert {r["dead_window_tokens"] for r in train_recs} == {20 * BATCH}
+    assert {r["dense_window_tokens"] for r in train_recs} == {25 * BATCH}
     assert train_recs[0]["l1_scale"] == 1.0  # warm-up (15 steps) over by step 25
     assert train_recs[-1]["lr"] == pytest.approx(extra.get("lr", 3e-3) / 60)  # last decay step
     assert train_recs[-1]["tokens"] == 300 * BATCH
@@ -85,6 +88,7 @@ def test_final_sae_and_metadata(tmp_path, sparse_x):
     assert meta["training"]["steps"] == 50 and meta["training"]["tokens"] == 50 * BATCH
     assert meta["training"]["wall_time_s"] > 0
     assert 0 < meta["training"]["final_train"]["variance_explained"] <= 1
+    assert meta["training"]["final_train"]["dead_window_tokens"] == 20 * BATCH
     sae = load_sae(run / "sae")
     x = sparse_x[-100:]
     assert torch.isfinite(sae(x).x_hat_BD).all()

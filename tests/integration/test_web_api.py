@@ -3,6 +3,7 @@ model, bad input gets a clear 4xx, the database stays read-only, no path escapes
 full model queue answers 503."""
 
 import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -70,9 +71,40 @@ def test_overview(client, runs):
     hist = o["density_histogram"]
     with FeatureDB(runs[1]) as db:
         stats = db.stats()
-    assert sum(hist["counts"]) + hist["n_dead"] == N_FEATURES
-    assert hist["n_dead"] == sum(s["count"] == 0 for s in stats)
+    assert sum(hist["counts"]) + hist["n_never_fired"] == N_FEATURES
+    assert hist["n_never_fired"] == sum(s["count"] == 0 for s in stats)
+    assert hist["n_tokens"] == o["analysed_tokens"] > 0
     assert o["n_explained"] == len(EXPLAINED)
+
+
+def test_overview_labels_every_dead_and_silent_figure_with_its_tokens(client, runs):
+    o = client.get("/api/overview").json()
+    extra = json.loads((runs[1] / "sae" / "monosemantic.json").read_text())["extra_metadata"]
+    final = extra["training"]["final_train"]
+    rows = {r["key"]: r for r in o["never_fired"]}
+    assert set(rows) == {"training", "analysis", "held_out"}
+    window = final["dead_window_tokens"]
+    assert rows["training"]["tokens"] == window and rows["training"]["dead"]
+    assert rows["training"]["fraction"] == final["dead_fraction"]
+    assert rows["training"]["label"] == \
+        f"dead (no activation in the last {window:,} training tokens)"
+    assert rows["analysis"]["label"] == \
+        f"never fired in the analysis ({o['analysed_tokens']:,} tokens)"
+    assert rows["analysis"]["n"] == o["density_histogram"]["n_never_fired"]
+    held = o["eval"]["silent_tokens"]
+    assert rows["held_out"]["label"] == f"silent on {held:,} held-out tokens"
+    assert not rows["held_out"]["dead"]
+    for row in rows.values():
+        assert f"{row['tokens']:,}" in row["label"]
+    # The eval table's dead figure is the trainer's, with its window; no key calls silence dead.
+    assert o["eval"]["dead_window_tokens"] == window
+    assert {k for k in o["eval"] if "dead" in k} == \
+        {"dead_fraction", "n_dead", "dead_window_tokens"}
+    train = o["curves"]["train"]
+    assert all(r["dead_window_tokens"] == window and r["dense_window_tokens"] > 0 for r in train)
+    assert o["training"]["dead_window_tokens"] == window
+    assert client.get("/api/features/0").json()["analysed_tokens"] == o["analysed_tokens"]
+    assert client.get("/api/map").json()["analysed_tokens"] == o["analysed_tokens"]
 
 
 def test_feature_list_sorted_and_paged(client, runs):

@@ -44,7 +44,7 @@ def test_perfect_reconstruction():
     assert m["nmse"] == 0.0
     assert m["variance_explained"] == 1.0
     assert m["l0"] == 0.0
-    assert m["dead_fraction"] == 1.0
+    assert m["silent_fraction"] == 1.0 and m["silent_tokens"] == 10
 
 
 def test_streaming_equals_concatenation():
@@ -71,8 +71,8 @@ def test_streaming_equals_concatenation():
     assert streamed["nmse"] == pytest.approx(float(err / var), rel=1e-9)
 
 
-def test_dead_and_dense_fractions():
-    # 4 tokens, 5 features: f0 dead, f1 fires on all 4, f2 on 1, f3 on 3, f4 on 2.
+def test_silent_and_dense_fractions_carry_their_token_count():
+    # 4 tokens, 5 features: f0 silent, f1 fires on all 4, f2 on 1, f3 on 3, f4 on 2.
     f_NF = torch.tensor(
         [
             [0.0, 1.0, 0.5, 1.0, 0.0],
@@ -84,9 +84,12 @@ def test_dead_and_dense_fractions():
     density = FeatureDensityAccumulator(5, dense_threshold=0.5)
     density.update(f_NF)
     r = density.result()
-    assert r["n_dead"] == 1 and r["dead_fraction"] == pytest.approx(0.2)
+    assert r["n_silent"] == 1 and r["silent_fraction"] == pytest.approx(0.2)
     # Dense: f1 (1.0) and f3 (0.75); f4 (0.5) is not above the threshold.
     assert r["n_dense"] == 2 and r["dense_fraction"] == pytest.approx(0.4)
+    assert r["silent_tokens"] == r["dense_tokens"] == 4
+    # Silence on a sample is never called dead: that word needs a stated window.
+    assert not [k for k in r if "dead" in k]
     assert density.density_F().tolist() == [0.0, 1.0, 0.25, 0.75, 0.5]
 
 
@@ -101,7 +104,7 @@ def test_log10_histogram_bins():
     hist = density.log10_histogram(bins_per_decade=1)
     assert hist["bin_edges"] == [-3.0, -2.0, -1.0, 0.0]
     assert hist["counts"] == [1, 0, 2]
-    assert hist["n_dead"] == 1
+    assert hist["n_silent"] == 1 and hist["n_tokens"] == n_tokens
     fine = density.log10_histogram(bins_per_decade=5)
     assert len(fine["counts"]) == 15 and sum(fine["counts"]) == 3
 

@@ -9,17 +9,33 @@ import pytest
 from monosemantic.evals import plots
 from monosemantic.evals.report import EvalConfig, format_table, write_json
 
-HIST = {"bin_edges": [-3.0, -2.0, -1.0, 0.0], "counts": [1, 0, 2], "n_dead": 1}
+HIST = {"bin_edges": [-3.0, -2.0, -1.0, 0.0], "counts": [1, 0, 2], "n_silent": 1,
+        "n_tokens": 1000}
 
 
 def test_table_rows_and_nan():
-    table = format_table({"l0": 12.345, "nmse": 0.25, "dead_fraction": 0.125,
+    table = format_table({"l0": 12.345, "nmse": 0.25, "silent_fraction": 0.125,
                           "loss_recovered": math.nan, "delta_ce": 0.01})
     lines = table.splitlines()
     assert len(lines) == 5
     assert lines[0].startswith("L0") and lines[0].endswith("12.35")
     assert "12.50%" in table and "+0.0100" in table
     assert "loss recovered" in table and table.count("n/a") == 1
+    # A figure whose token count is missing says so rather than dropping it.
+    assert "silent on the ? held-out tokens" in table
+
+
+def test_table_labels_dead_silent_and_dense_with_their_token_counts():
+    table = format_table({"dead_fraction": 0.043, "dead_window_tokens": 122_880,
+                          "silent_fraction": 0.294, "silent_tokens": 6000,
+                          "dense_fraction": 0.0, "dense_threshold": 0.1, "dense_tokens": 6000})
+    lines = table.splitlines()
+    assert lines[0].startswith("dead (no activation in the last 122,880 training tokens)")
+    assert lines[0].endswith("4.30%")
+    assert lines[1].startswith("silent on the 6,000 held-out tokens")
+    assert lines[1].endswith("29.40%")
+    assert lines[2].startswith("dense (on > 10% of the 6,000 held-out tokens)")
+    assert "dead" not in lines[1]
 
 
 def test_json_has_no_nan(tmp_path):
@@ -50,3 +66,18 @@ def test_config_run_is_positional_and_path():
     assert EvalConfig(run="x").run.name == "x"
     with pytest.raises(SystemExit):
         parser.parse_args(["eval"])  # RUN is required
+
+
+def test_trainer_dead_comes_with_its_window():
+    from monosemantic.evals.report import trainer_dead
+
+    final = {"dead_fraction": 0.25, "dead_window_tokens": 4096}
+    assert trainer_dead({"training": {"final_train": final}}, 8) == \
+        {"dead_fraction": 0.25, "n_dead": 2, "dead_window_tokens": 4096}
+    # A run saved before its records carried the window: the configured window.
+    old = {"training": {"final_train": {"dead_fraction": 0.5}},
+           "train_config": {"dead_window_tokens": 100}}
+    assert trainer_dead(old, 8)["dead_window_tokens"] == 100
+    # No window known: no dead figure at all, rather than one without its window.
+    assert trainer_dead({"training": {"final_train": {"dead_fraction": 0.5}}}, 8) == {}
+    assert trainer_dead({}, 8) == {}

@@ -6,8 +6,10 @@ Formulas (DESIGN.md §6):
   tokens);
 - fraction of variance explained = 1 − NMSE;
 - L0 = mean over tokens of the number of features with f_i ≠ 0;
-- feature density_i = (tokens where f_i ≠ 0) / tokens; dead: density 0; dense: density >
-  threshold.
+- feature density_i = (tokens where f_i ≠ 0) / tokens; silent: density 0 on the tokens
+  evaluated; dense: density > threshold. A feature silent on a small sample is not dead: dead
+  (no activation in a window of N tokens) is the trainer's figure (`train/dead.py`), or the
+  analysis pass's over the tokens it read.
 
 The accumulators merge per-batch statistics exactly (Chan et al.'s pairwise update for the
 variance), so the metrics over many batches equal the metrics over their concatenation.
@@ -23,8 +25,13 @@ import torch
 NMSE_FORMULA = "NMSE = E||x - x_hat||^2 / E||x - E[x]||^2 (expectations over held-out tokens)"
 FVE_FORMULA = "variance_explained = 1 - NMSE"
 L0_FORMULA = "L0 = mean over tokens of #{i : f_i != 0}"
-DENSITY_FORMULA = ("density_i = #{tokens : f_i != 0} / #tokens; dead: density == 0; "
-                   "dense: density > threshold")
+DENSITY_FORMULA = ("density_i = #{tokens : f_i != 0} / #tokens over the tokens evaluated "
+                   "(silent_tokens = dense_tokens); silent: density == 0, a sample figure, not "
+                   "dead (a live feature rarer than 1 / silent_tokens is silent); dense: "
+                   "density > dense_threshold")
+DEAD_FORMULA = ("dead: no activation in the last dead_window_tokens training tokens (the "
+                "trainer's counters at the end of training; 0 until the run has seen that many "
+                "tokens)")
 
 
 @dataclass
@@ -88,8 +95,8 @@ class ReconstructionAccumulator:
 
 @dataclass
 class FeatureDensityAccumulator:
-    """Per-feature firing counts over an eval pass: dead / dense fractions, log10-density
-    histogram."""
+    """Per-feature firing counts over an eval pass: silent / dense fractions (each with the
+    number of tokens it covers), log10-density histogram."""
 
     n_features: int
     """Dictionary size F."""
@@ -117,46 +124,51 @@ class FeatureDensityAccumulator:
         return self.fire_count_F.to(torch.float64) / self.n_tokens
 
     def result(self) -> dict[str, float | int]:
-        """`dead_fraction`, `dense_fraction`, `dense_threshold`, `n_dead`, `n_dense`,
-        `n_features`."""
+        """`silent_fraction`, `n_silent`, `silent_tokens`: features that never fired on the
+        `silent_tokens` tokens seen (not called dead: the sample may be small);
+        `dense_fraction`, `n_dense`, `dense_threshold`, `dense_tokens`; `n_features`."""
         density_F = self.density_F()
-        n_dead = int((density_F == 0).sum())
+        n_silent = int((density_F == 0).sum())
         n_dense = int((density_F > self.dense_threshold).sum())
         return {
-            "dead_fraction": n_dead / self.n_features,
+            "silent_fraction": n_silent / self.n_features,
+            "n_silent": n_silent,
+            "silent_tokens": self.n_tokens,
             "dense_fraction": n_dense / self.n_features,
-            "dense_threshold": self.dense_threshold,
-            "n_dead": n_dead,
             "n_dense": n_dense,
+            "dense_threshold": self.dense_threshold,
+            "dense_tokens": self.n_tokens,
             "n_features": self.n_features,
         }
 
     def log10_histogram(self, bins_per_decade: int = 5) -> dict[str, list[float] | list[int] | int]:
-        """Histogram of log10(density) over the alive features; dead ones are counted apart.
+        """Histogram of log10(density) over the features that fired; those silent on the
+        `n_tokens` tokens seen are counted apart (`n_silent`).
 
         Bins run from log10(1 / n_tokens) (one firing, the smallest density measurable) up to 0,
         with edges on multiples of 1 / bins_per_decade.
         """
         density_F = self.density_F()
-        alive = density_F > 0
+        fired = density_F > 0
         low = math.floor(-math.log10(self.n_tokens) * bins_per_decade) / bins_per_decade
         n_bins = max(1, round(-low * bins_per_decade))
         edges = torch.linspace(low, 0.0, n_bins + 1, dtype=torch.float64)
-        log_density = torch.log10(density_F[alive])
+        log_density = torch.log10(density_F[fired])
         # Bin i holds edges[i] <= v < edges[i+1]; v == 0 (fires on every token) joins the last bin.
         index = torch.bucketize(log_density, edges, right=True) - 1
         counts = torch.bincount(index.clamp(0, n_bins - 1), minlength=n_bins)
         return {
             "bin_edges": [round(float(e), 6) for e in edges],
             "counts": [int(c) for c in counts],
-            "n_dead": int((~alive).sum()),
+            "n_silent": int((~fired).sum()),
+            "n_tokens": self.n_tokens,
         }
 
 
 def reconstruction_metrics(
     x_ND: torch.Tensor, x_hat_ND: torch.Tensor, f_NF: torch.Tensor, dense_threshold: float = 0.1
 ) -> dict[str, float | int]:
-    """NMSE, variance explained, MSE, L0, dead and dense fractions of one set of rows."""
+    """NMSE, variance explained, MSE, L0, silent and dense fractions of one set of rows."""
     recon = ReconstructionAccumulator()
     recon.update(x_ND, x_hat_ND, f_NF)
     density = FeatureDensityAccumulator(f_NF.shape[1], dense_threshold=dense_threshold)

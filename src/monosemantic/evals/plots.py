@@ -31,8 +31,9 @@ def plot_density_histogram(hist: dict[str, Any], path: Path, title: str = "") ->
         ax.bar(edges[:-1], counts, width=widths, align="edge", color="#4878a8", edgecolor="white")
         ax.set_xlabel("log10(feature firing frequency)")
         ax.set_ylabel("features")
-        dead = hist.get("n_dead", 0)
-        summary = f"{sum(counts):,} alive, {dead:,} dead (not shown)"
+        # Silent on a sample is not dead: the count says on how many tokens it was measured.
+        summary = (f"{sum(counts):,} fired, {hist['n_silent']:,} silent on the "
+                   f"{hist['n_tokens']:,} tokens evaluated (not shown)")
         ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=10)
         fig.tight_layout()
         path = Path(path)

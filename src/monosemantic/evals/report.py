@@ -13,6 +13,7 @@ from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.evals.evaluate import evaluate_sae
+from monosemantic.evals.metrics import DEAD_FORMULA
 from monosemantic.evals.plots import plot_density_histogram
 from monosemantic.fsutil import atomic_write_text
 
@@ -82,8 +83,25 @@ def _holdout_rows(extra: dict[str, Any], n_rows: int) -> range:
     return range(start, stop)
 
 
+def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
+    """The trainer's dead figure at the end of training, with its window: `dead_fraction`,
+    `n_dead`, `dead_window_tokens` ({} when the SAE's metadata lacks them)."""
+    final = (extra.get("training") or {}).get("final_train") or {}
+    # Runs from before metrics records carried their window: the configured one (the same).
+    window = final.get("dead_window_tokens") or \
+        (extra.get("train_config") or {}).get("dead_window_tokens")
+    fraction = final.get("dead_fraction")
+    if fraction is None or not window:
+        return {}
+    return {"dead_fraction": float(fraction), "n_dead": round(float(fraction) * n_features),
+            "dead_window_tokens": int(window)}
+
+
 def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
     """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json.
+
+    Its metrics also carry the trainer's dead figure with its window (`trainer_dead`): the
+    held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
     from monosemantic.activations.reader import ActivationStore
@@ -122,6 +140,10 @@ def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
     result.update(model=cfg.model or extra["model"], store=str(store_path), sae=str(sae_dir),
                   architecture=sae.cfg.architecture, n_features=int(sae.cfg.n_features),
                   config=to_dict(cfg))
+    dead = trainer_dead(extra, int(sae.cfg.n_features))
+    if dead:
+        result["metrics"].update(dead)
+        result["formulas"]["dead"] = DEAD_FORMULA
     write_json(cfg.run / EVAL_FILENAME, result)
     print(format_table(result["metrics"]))
     print(f"wrote {cfg.run / EVAL_FILENAME}")
@@ -133,13 +155,17 @@ def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
     return result
 
 
-# (key, label, format) rows of the printed table, in the order of the issue.
+# (key, label, format) rows of the printed table, in the order of the issue. A `{name}` in a
+# label is the metric `name` (a token count: every dead / silent / dense figure says its window).
 _TABLE = (
     ("l0", "L0 (active features / token)", "{:.2f}"),
     ("variance_explained", "variance explained", "{:.4f}"),
     ("nmse", "NMSE", "{:.4f}"),
-    ("dead_fraction", "dead features", "{:.2%}"),
-    ("dense_fraction", "dense features", "{:.2%}"),
+    ("dead_fraction", "dead (no activation in the last {dead_window_tokens} training tokens)",
+     "{:.2%}"),
+    ("silent_fraction", "silent on the {silent_tokens} held-out tokens", "{:.2%}"),
+    ("dense_fraction", "dense (on > {dense_threshold} of the {dense_tokens} held-out tokens)",
+     "{:.2%}"),
     ("ce_clean", "CE clean (nats)", "{:.4f}"),
     ("ce_spliced", "CE spliced (nats)", "{:.4f}"),
     ("ce_zero", "CE zero-ablated (nats)", "{:.4f}"),
@@ -149,18 +175,33 @@ _TABLE = (
 )
 
 
+class _Unknown(dict):
+    """Label fields; one the metrics lack reads "?"."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _label_fields(metrics: dict[str, Any]) -> _Unknown:
+    fields = _Unknown({k: f"{v:,}" for k, v in metrics.items()
+                       if k.endswith("_tokens") and isinstance(v, int)})
+    if isinstance(metrics.get("dense_threshold"), (int, float)):
+        fields["dense_threshold"] = f"{100 * metrics['dense_threshold']:.4g}%"
+    return fields
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """Two aligned columns: metric, value (rows missing from `metrics` are left out)."""
-    lines = []
-    width = max(len(label) for _, label, _ in _TABLE)
+    fields = _label_fields(metrics)
+    rows = []
     for key, label, fmt in _TABLE:
         if key not in metrics:
             continue
         value = metrics[key]
         missing = value is None or (isinstance(value, float) and math.isnan(value))
-        text = "n/a" if missing else fmt.format(value)
-        lines.append(f"{label:<{width}}  {text:>10}")
-    return "\n".join(lines)
+        rows.append((label.format_map(fields), "n/a" if missing else fmt.format(value)))
+    width = max((len(label) for label, _ in rows), default=0)
+    return "\n".join(f"{label:<{width}}  {text:>10}" for label, text in rows)
 
 
 def _json_ready(value: Any) -> Any:

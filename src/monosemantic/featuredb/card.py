@@ -68,15 +68,17 @@ def render_example(ex: Example, max_act: float, color: bool) -> str:
 
 
 def format_card(card: FeatureCard, examples: int = 5, interval_examples: int = 1,
-                color: bool = False) -> str:
-    """The card as text."""
+                color: bool = False, analysed_tokens: int | None = None) -> str:
+    """The card as text; `analysed_tokens`: the tokens the analysis read (the database's
+    meta `n_tokens`), named when the feature never fired in them."""
     lines = [f"Feature {card.id}",
              (f"  max activation {card.max_act:.4g}   density {card.density:.3%} "
              f"({card.count:,} tokens)   mean when active {card.mean_act:.4g}")]
     if card.explanations:
         lines.append(f"  explanation: {card.explanations[-1]['text']}")
     if card.count == 0:
-        lines.append("  never fired on the analysed tokens (dead)")
+        over = f"{analysed_tokens:,} " if analysed_tokens else ""
+        lines.append(f"  never fired in the {over}analysed tokens")
     lines.append("")
     lines.append("Top activations")
     lines += [render_example(ex, card.max_act, color) for ex in card.top[:examples]]
@@ -107,5 +109,7 @@ def show_feature(cfg: FeatureCardConfig) -> FeatureCard:
     """Print the card of feature `cfg.id` of `cfg.run` and return it."""
     with FeatureDB(cfg.run) as db:
         card = db.feature(cfg.id)
-    print(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color)))
+        n_tokens = db.meta.get("n_tokens")
+    print(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),
+                      analysed_tokens=n_tokens))
     return card

@@ -216,8 +216,12 @@ class Loop:
                                   "tokens": state.step * cfg.batch_size}
         record.update(state.losses.result())
         record.update(state.recon.result())
+        # Each figure with the tokens it covers: dead over the tracker's window, dense over
+        # this logging window.
         record["dead_fraction"] = float(state.tracker.dead_fraction())
+        record["dead_window_tokens"] = state.tracker.window_tokens
         record["dense_fraction"] = float(state.tracker.dense_fraction(cfg.dense_threshold))
+        record["dense_window_tokens"] = state.tracker.tokens_in_window
         record["lr"] = self.schedule.lr_at(last)
         record["l1_scale"] = self.schedule.l1_scale(last)
         record["sparsity_coefficient"] = state.sparsity_coefficient() * record["l1_scale"]

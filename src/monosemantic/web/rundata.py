@@ -17,15 +17,17 @@ from typing import Any
 import numpy as np
 
 from monosemantic.errors import UserError
+from monosemantic.evals.report import trainer_dead
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB, FeatureDBError
 from monosemantic.featuredb.schema import DB_FILENAME
 
 # Keys of metrics.jsonl records plotted on the overview (others stay in the file).
 CURVE_KEYS = ("step", "tokens", "loss", "loss_mse", "loss_aux", "nmse", "variance_explained",
-              "l0", "dead_fraction", "dense_fraction", "lr")
+              "l0", "dead_fraction", "dead_window_tokens", "dense_fraction",
+              "dense_window_tokens", "lr")
 # Training-config keys shown on the overview.
 TRAIN_KEYS = ("architecture", "n_features", "k", "l1_coefficient", "lr", "batch_size", "steps",
-              "total_tokens", "ctx_len", "model", "hook", "store", "seed")
+              "total_tokens", "ctx_len", "model", "hook", "store", "seed", "dead_window_tokens")
 
 
 class UnknownFeature(LookupError):
@@ -58,7 +60,8 @@ def read_curves(path: Path) -> dict[str, list[dict[str, float]]]:
 
 
 def density_histogram(densities: list[float], lo: float = -8.0, width: float = 0.25) -> dict:
-    """Histogram of log10(density) of the features that fired; dead ones counted apart."""
+    """Histogram of log10(density) of the features that fired; those that never fired in
+    the analysed tokens counted apart."""
     alive = [d for d in densities if d > 0]
     lo = min([lo, *(math.floor(math.log10(d) / width) * width for d in alive)])
     n_bins = round(-lo / width)
@@ -66,7 +69,58 @@ def density_histogram(densities: list[float], lo: float = -8.0, width: float = 0
     counts = [0] * n_bins
     for d in alive:
         counts[min(int((math.log10(d) - lo) / width), n_bins - 1)] += 1
-    return {"log10_edges": edges, "counts": counts, "n_dead": len(densities) - len(alive)}
+    return {"log10_edges": edges, "counts": counts, "n_never_fired": len(densities) - len(alive)}
+
+
+def eval_metrics(evaluation: Any) -> dict[str, Any] | None:
+    """eval.json's metrics, every dead / silent / dense figure with its token count. An older
+    eval.json called the held-out figure `dead_fraction` (no window): it is shown as what it
+    is, silent on its `n_tokens` held-out tokens, or dropped when that count is unknown."""
+    metrics = evaluation.get("metrics") if isinstance(evaluation, dict) else None
+    if not isinstance(metrics, dict):
+        return None
+    m = dict(metrics)
+    n_tokens = m.get("n_tokens") if isinstance(m.get("n_tokens"), int) else None
+    if "dead_fraction" in m and "dead_window_tokens" not in m:
+        fraction, n = m.pop("dead_fraction"), m.pop("n_dead", None)
+        if n_tokens and "silent_fraction" not in m:
+            m.update(silent_fraction=fraction, silent_tokens=n_tokens)
+            if n is not None:
+                m["n_silent"] = n
+    if "dense_fraction" in m and "dense_tokens" not in m:
+        if n_tokens:
+            m["dense_tokens"] = n_tokens
+        else:
+            del m["dense_fraction"]
+    return m
+
+
+def never_fired_rows(metrics: dict[str, Any] | None, sae_meta: dict[str, Any],
+                     n_features: int, analysed_tokens: int | None,
+                     n_never_fired: int) -> list[dict[str, Any]]:
+    """The overview's counts of features that never fired, one row per window, each labelled
+    with its token count: dead over the trainer's window, dead in the analysis pass, and
+    (never called dead: a small sample) silent on the held-out tokens."""
+    rows = []
+    dead = trainer_dead(sae_meta.get("extra_metadata") or {}, n_features)
+    if not dead and metrics and "dead_window_tokens" in metrics:
+        dead = {k: metrics[k] for k in ("dead_fraction", "n_dead", "dead_window_tokens")
+                if k in metrics}
+    if dead:
+        tokens = int(dead["dead_window_tokens"])
+        rows.append({"key": "training", "dead": True, "tokens": tokens,
+                     "n": dead.get("n_dead"), "fraction": dead["dead_fraction"],
+                     "label": f"dead (no activation in the last {tokens:,} training tokens)"})
+    if analysed_tokens:
+        rows.append({"key": "analysis", "dead": True, "tokens": int(analysed_tokens),
+                     "n": n_never_fired, "fraction": n_never_fired / n_features,
+                     "label": f"never fired in the analysis ({int(analysed_tokens):,} tokens)"})
+    if metrics and "silent_fraction" in metrics and metrics.get("silent_tokens"):
+        tokens = int(metrics["silent_tokens"])
+        rows.append({"key": "held_out", "dead": False, "tokens": tokens,
+                     "n": metrics.get("n_silent"), "fraction": metrics["silent_fraction"],
+                     "label": f"silent on {tokens:,} held-out tokens"})
+    return rows
 
 
 def _cluster_labels(meta_value: Any) -> dict[int, str]:
@@ -157,6 +211,7 @@ class RunData:
             if isinstance(row.get("details"), str):
                 row["details"] = _read_json_text(row["details"])
         card["n_features"] = self.n_features
+        card["analysed_tokens"] = self.db.meta.get("n_tokens")
         return card
 
     def label(self, feature: int) -> str | None:
@@ -197,7 +252,11 @@ class RunData:
         train_cfg = _read_json(self.run / "cfg.json") or {}
         sae_cfg = _read_json(self.run / "sae" / "cfg.json") or {}
         evaluation = _read_json(self.run / "eval.json") or {}
+        sae_meta = _read_json(self.run / "sae" / "monosemantic.json") or {}
         n_explained = self._query("SELECT count(DISTINCT feature) FROM explanations")[0][0]
+        metrics = eval_metrics(evaluation)
+        histogram = density_histogram([s["density"] for s in self._stats])
+        histogram["n_tokens"] = meta.get("n_tokens")
         return {
             "run": self.run.name,
             "model": meta.get("model"),
@@ -208,10 +267,12 @@ class RunData:
             "k": sae_cfg.get("k") or train_cfg.get("k"),
             "analysed_tokens": meta.get("n_tokens"),
             "training": {k: train_cfg[k] for k in TRAIN_KEYS if k in train_cfg},
-            "eval": evaluation.get("metrics"),
+            "eval": metrics,
             "eval_formulas": evaluation.get("formulas"),
             "curves": read_curves(self.run / "metrics.jsonl"),
-            "density_histogram": density_histogram([s["density"] for s in self._stats]),
+            "density_histogram": histogram,
+            "never_fired": never_fired_rows(metrics, sae_meta, self.n_features,
+                                            meta.get("n_tokens"), histogram["n_never_fired"]),
             "n_explained": n_explained,
         }
 
@@ -289,6 +350,7 @@ class RunData:
         pts = dict(self._map)
         pts["label"] = [labels.get(i) for i in pts["id"]]
         pts["density"] = [self._stats[i]["density"] for i in pts["id"]]
+        pts["analysed_tokens"] = self.db.meta.get("n_tokens")
         return pts
 
     def _coords(self) -> dict[str, Any]:

@@ -48,6 +48,9 @@ MS.fmt = function (x, digits = 3) {
   return Number(x.toPrecision(digits)).toString();
 };
 
+// A count in full (token windows reach millions, where fmt switches to exponents).
+MS.count = function (x) { return Number.isInteger(x) ? x.toLocaleString("en") : MS.fmt(x); };
+
 MS.pct = function (x, digits = 2) {
   if (x === null || x === undefined) return "–";
   const p = 100 * x;

@@ -9,7 +9,7 @@
   function stats(card) {
     const items = [["max activation", fmt(card.max_act, 4)], ["density", pct(card.density, 3)],
       ["active tokens", fmt(card.count)], ["mean when active", fmt(card.mean_act, 4)]];
-    if (card.count === 0) items.push(["status", "dead (never fired)"]);
+    if (card.count === 0) items.push(["status", `never fired in the ${card.analysed_tokens ? MS.count(card.analysed_tokens) + " " : ""}analysed tokens`]);
     $("stats").append(...items.map(([k, v]) => el("div", {class: "card"}, el("div", {class: "k", text: k}), el("div", {class: "v", text: v}))));
   }
 

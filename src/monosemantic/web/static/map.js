@@ -143,6 +143,7 @@
     const xs = pts.x, ys = pts.y;
     bounds = {x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys), y1: Math.max(...ys)};
     if (!pts.cluster.some((c) => c !== null)) document.getElementById("colour").value = "density";
+    if (pts.analysed_tokens) document.getElementById("analysed-tokens").textContent = `${MS.count(pts.analysed_tokens)} analysed`;
     computeColours(); buildGrid(); draw();
     MS.setStatus(status, `${fmt(pts.id.length)} features · ${pts.method === "umap" ? "UMAP of decoder directions" :
       "first two principal components of decoder directions (no UMAP coordinates in the database)"}`);
