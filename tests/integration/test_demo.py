@@ -30,7 +30,8 @@ def _corpus(root: Path) -> Path:
     corpus = root / "corpus"
     corpus.mkdir()
     for i in range(40):
-        (corpus / f"doc{i}.txt").write_text(f"Document {i}: the quick brown fox {i * 7} jumps. " * 6)
+        text = f"Document {i}: the quick brown fox {i * 7} jumps. "
+        (corpus / f"doc{i}.txt").write_text(text * 6)
     return corpus
 
 
