@@ -85,9 +85,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
-    if out.exists():
-        RunDir.find(out)  # refuses the nested layout of older versions, with what to do
     run_dir = RunDir(out)
+    # Refused before any work: the nested layout of older versions (naming its run), and a
+    # folder that is neither a run nor what may become one.
+    if out.exists():
+        RunDir.find(out)
+    run_dir.check_trainable()
     save_config(cfg, run_dir.demo_cfg_path)
     timings: dict[str, float] = {}
 

@@ -162,6 +162,17 @@ class RunDir:
             return []
         return sorted(p.name for p in self.path.iterdir() if p.name not in self.BEFORE_TRAINING)
 
+    def check_trainable(self) -> None:
+        """UserError unless the folder is a run (to resume) or may become one: missing, or
+        holding only `BEFORE_TRAINING`."""
+        others = [] if self.cfg_path.exists() else self.not_before_training()
+        if others:
+            allowed = " and ".join(self.BEFORE_TRAINING)
+            listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise UserError(f"{self.path} is not a training run (no {self.CFG}) and holds "
+                            f"{listed}: choose a new output directory (a new run's folder may "
+                            f"hold only {allowed})")
+
     def read_json(self, path: Path) -> dict[str, Any]:
         """One of the run's JSON files as a dict; {} when missing or unreadable (a run still
         being written)."""

@@ -189,3 +189,10 @@ def test_an_older_nested_demo_folder_is_refused_before_any_work(tmp_path, capsys
     err = capsys.readouterr().err
     assert "older monosemantic" in err and f"serve {old / 'sae'}" in err
     assert not (old / "acts").exists() and not (old / "demo_cfg.json").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path), "--model", "nowhere", "--device", "cpu"]) == 2
+    assert "holds notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -125,9 +125,15 @@ def test_feature_db_path(tmp_path):
 def test_what_a_folder_may_hold_before_training(tmp_path):
     run = RunDir(tmp_path / "run")
     assert run.not_before_training() == []  # not there yet
+    run.check_trainable()
     run.path.mkdir()
     (run.path / "acts").mkdir()
     (run.path / "demo_cfg.json").write_text(json.dumps({}))
     assert run.not_before_training() == []
+    run.check_trainable()
     (run.path / "notes.txt").write_text("mine")
     assert run.not_before_training() == ["notes.txt"]
+    with pytest.raises(UserError, match="not a training run.*holds notes.txt.*acts and demo_cfg"):
+        run.check_trainable()
+    run.cfg_path.write_text("{}")  # a run (to resume) may hold anything
+    run.check_trainable()

@@ -40,11 +40,8 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
                     "would mix two runs. Pass the original options to resume it, or choose a "
                     "new output directory")
         truncate_metrics(run.metrics_path, resume[0] if resume else None)
-    elif others := run.not_before_training():
-        allowed = " and ".join(RunDir.BEFORE_TRAINING)
-        raise UserError(f"{run.path} is not a training run (no {RunDir.CFG}) and holds "
-                        f"{', '.join(others[:5])}{', ...' if len(others) > 5 else ''}: choose a "
-                        f"new output directory (a new run's folder may hold only {allowed})")
+    else:
+        run.check_trainable()
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.cfg_path)
     return resume
