@@ -28,7 +28,6 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -179,11 +178,10 @@ def _time_workers(encode, batches: list[RowBatch], rows: int, workers: int, cloc
 
 
 def bench_sae(cfg: AnalysisBenchConfig, n_features: int, first: RowBatch):
-    from monosemantic.evals.report import read_run
-    from monosemantic.sae import load_sae
+    from monosemantic.runs import RunDir
 
     for run in cfg.sae:
-        sae = load_sae(read_run(Path(run))[0])
+        sae = RunDir.open(run).load_sae()
         if int(sae.cfg.n_features) == n_features:
             return sae
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 """Autointerp on random SAE features vs random MLP neurons: throughput, tokens per feature, and
 the distributions of detection accuracy and of specificity-rubric scores.
 
-    .venv/bin/python benchmarks/autointerp.py --features-db runs/demo/sae \
-        --neurons-db runs/demo/sae/neurons --n 100           # the issue's ask
+    .venv/bin/python benchmarks/autointerp.py --features-db runs/demo \
+        --neurons-db runs/demo/neurons --n 100               # the issue's ask
     .venv/bin/python benchmarks/autointerp.py ... --n 6 --scorers rubric detection  # a 2-core CPU
     .venv/bin/python benchmarks/autointerp.py ... --llm anthropic --model claude-3-5-haiku-latest
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from monosemantic.interp.explain import ExplainConfig, explain
 from monosemantic.interp.score import ScoreConfig, score
-from monosemantic.featuredb.reader import db_path
+from monosemantic.runs import RunDir, feature_db_path
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,10 +56,11 @@ def parse_args() -> argparse.Namespace:
 def run_one(kind: str, src: str, args, lm) -> dict:
     work = Path(args.work) / kind
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / "features.sqlite").exists():
-        shutil.copyfile(db_path(src), work / "features.sqlite")
+    copy = RunDir(work).db_path
+    if not copy.exists():
+        shutil.copyfile(feature_db_path(src), copy)
     llm = {"llm": args.llm, "model": args.model, "base_url": args.base_url,
-           "cache": str(Path(args.work) / "llm_cache.sqlite")}
+           "cache": str(Path(args.work) / RunDir.LLM_CACHE)}
     ecfg = ExplainConfig(run=work, sample=args.n, seed=args.seed,
                          mark_fraction=args.mark_fraction, explain_top=args.explain_top,
                          explain_random=args.explain_random, parse_retries=args.parse_retries,

@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from monosemantic.steer import ablation_effects, attribute, load_steer_context, steering
+from monosemantic.runs import RunDir
+from monosemantic.steer import ablation_effects, attribute, steering
 from monosemantic.steer.attribution import first_token, metric_per_row
 from monosemantic.steer.compare import prompt_ids
 from monosemantic.steer.edits import FeatureEdit
@@ -106,7 +107,7 @@ def attribution_cost(lm, sae, hook, top: int, repeats: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/demo/sae", help="training run with sae/ and features.sqlite")
+    parser.add_argument("--run", default="runs/demo", help="run with sae/ and features.sqlite")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--feature", type=int, default=3982, help="feature steered (5x its max)")
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -116,7 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"cpu cores visible: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
           f"load average: {os.getloadavg()[0]:.1f}")
-    lm, sae, hook, max_act_F = load_steer_context(args.run, args.device)
+    run = RunDir.open(args.run)
+    lm, sae, hook = run.load(args.device)
+    max_act_F = run.max_act_F()
     print(f"model {lm.spec} on {lm.device}, SAE {sae.cfg.architecture} F={sae.cfg.n_features} "
           f"at {hook}")
     if args.skip != "steering":

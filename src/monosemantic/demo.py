@@ -4,6 +4,9 @@ Builds the offline corpus, harvests residual activations of Gemma 3 270M at laye
 SAE, evaluates it (reconstruction on held-out rows, the model's loss with the SAE spliced in),
 prints a summary and writes it as `eval.json` in the run folder. Each step reuses finished work,
 so re-running after an interruption picks up where it stopped.
+
+The output folder is one training run (`RunDir`) that also holds the store it was trained on,
+`OUT/acts/`, and the demo's options, `OUT/demo_cfg.json`: every command takes `OUT` as its run.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from monosemantic.config import save_config, to_dict
+from monosemantic.runs import RunDir
 
 
 @dataclass
@@ -21,7 +25,8 @@ class DemoConfig:
     """The end-to-end demo: corpus -> harvest -> train -> eval, small defaults for 2 CPU cores."""
 
     out: Path = Path("runs/demo")
-    """Folder for everything the demo writes: acts/ (the activation store) and sae/ (the run)."""
+    """The demo's run folder: the training run (cfg.json, sae/, eval.json, features.sqlite, ...)
+    with its activation store in acts/; commands take it as RUN."""
     model: str = "gemma-3-270m"
     """Model spec (the embedded default, a local HF directory, a .gguf file or a hub id)."""
     hook: str = "blocks.6.hook_resid_post"
@@ -80,19 +85,25 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
-    save_config(cfg, out / "demo_cfg.json")
+    run_dir = RunDir(out)
+    # Refused before any work: the nested layout of older versions (naming its run), and a
+    # folder that is neither a run nor what may become one.
+    if out.exists():
+        RunDir.find(out)
+    run_dir.check_trainable()
+    save_config(cfg, run_dir.demo_cfg_path)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
     store = harvest(HarvestConfig(
-        out=out / "acts", model=cfg.model, hooks=(cfg.hook,), tokens=cfg.tokens,
+        out=run_dir.store_dir, model=cfg.model, hooks=(cfg.hook,), tokens=cfg.tokens,
         corpus=CorpusConfig(source=cfg.corpus, seed=cfg.seed), device=cfg.device,
     ))
     timings["harvest_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     run = train(TrainConfig(
-        out=out / "sae", store=Path(store), architecture=cfg.architecture,
+        out=out, store=Path(store), architecture=cfg.architecture,
         n_features=cfg.n_features, k=cfg.k, l1_coefficient=cfg.l1_coefficient, lr=cfg.lr,
         steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
         eval_every=0, checkpoint_every=max(1, cfg.steps // 5), log_every=50,
@@ -122,19 +133,18 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                                            device=cfg.device, model=None), lm)
             if hits:
                 show_feature(FeatureCardConfig(run=Path(run), id=hits[0].feature))
-    result["training"] = training_summary(Path(run))
+    result["training"] = training_summary(RunDir.open(run))
     result["demo"] = {"timings_s": timings, "run": str(run), "store": str(store),
                       "config": to_dict(cfg)}
-    write_json(out / "eval.json", result)
-    print(summary(result, out, timings))
+    # The run's eval.json, with the training summary and the demo's timings added.
+    write_json(run_dir.eval_path, result)
+    print(summary(result, run_dir, timings))
     return result
 
 
-def training_summary(run: Path) -> dict[str, Any]:
+def training_summary(run: RunDir) -> dict[str, Any]:
     """The trainer's closing figures (its dead figure and window are also in the metrics)."""
-    from monosemantic.sae import read_metadata
-
-    return dict(read_metadata(run / "sae").get("extra_metadata", {}).get("training", {}))
+    return dict(run.training)
 
 
 def analysis_summary(db_path: Path) -> dict[str, Any]:
@@ -157,8 +167,8 @@ def interesting_features(db_path: Path, n: int, max_density: float = 0.01) -> li
     return [int(s["id"]) for s in stats[:n]]
 
 
-def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str:
-    """The closing lines: the headline metrics and where the files are."""
+def summary(result: dict[str, Any], run: RunDir, timings: dict[str, float]) -> str:
+    """The closing lines: the headline metrics, where the files are, the browser command."""
     m = result["metrics"]
     lines = [
         "",
@@ -169,10 +179,11 @@ def summary(result: dict[str, Any], out: Path, timings: dict[str, float]) -> str
         *dead_lines(result),
         f"  loss recovered     {_fmt(m.get('loss_recovered'))}",
         f"  KL (nats)          {_fmt(m.get('kl'))}",
-        f"  activations        {out / 'acts'}",
-        f"  SAE (SAELens dir)  {out / 'sae' / 'sae'}",
-        f"  summary            {out / 'eval.json'}",
-        f"  browse             monosemantic serve {out}   (then open http://127.0.0.1:8000)",
+        f"  run                {run.path}",
+        f"  activations        {run.store_dir}",
+        f"  SAE (SAELens dir)  {run.sae_dir}",
+        f"  summary            {run.eval_path}",
+        f"  browse             monosemantic serve {run.path}   (then open http://127.0.0.1:8000)",
     ]
     return "\n".join(lines)
 

@@ -254,20 +254,21 @@ def test_database_is_read_only(client, runs):
     for path in ("/api/features/3", "/api/search?q=bridge", "/api/map", "/api/overview"):
         assert client.get(path).status_code == 200
     data = client.app.state.data
-    for con in (data._con, data.db._con):
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            con.execute("UPDATE features SET max_act = 0")
+    assert not hasattr(data, "_con")  # one connection, FeatureDB's
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        data.db._con.execute("UPDATE features SET max_act = 0")
     assert _sha(db_file) == before
 
 
 def test_inspect_matches_text_features(client, runs):
-    from monosemantic.analysis.inspect import load_run_sae, text_features
+    from monosemantic.analysis.inspect import text_features
+    from monosemantic.runs import RunDir
 
     text = "the golden gate bridge"
     r = client.post("/api/inspect", json={"text": text, "top": 3})
     assert r.status_code == 200, r.text
     got = r.json()
-    lm, sae, hook = load_run_sae(runs[1], "cpu")
+    lm, sae, hook = RunDir.open(runs[1]).load("cpu")
     tf = text_features(lm, sae, hook, text)
     assert [t["token"] for t in got["tokens"]] == tf.tokens
     for t, f_F in zip(got["tokens"], tf.f_SF):
@@ -295,13 +296,14 @@ def test_steer_returns_both_continuations(client):
 
 
 def test_filter_by_prompts_matches_brute_force(client, runs):
-    from monosemantic.analysis.inspect import load_run_sae, text_features
+    from monosemantic.analysis.inspect import text_features
+    from monosemantic.runs import RunDir
 
     pos, neg = ["the golden gate bridge", "golden fox"], ["import numpy"]
     r = client.post("/api/filter", json={"positive": pos, "negative": neg, "threshold": 0.2,
                                          "top": 200})
     assert r.status_code == 200, r.text
-    lm, sae, hook = load_run_sae(runs[1], "cpu")
+    lm, sae, hook = RunDir.open(runs[1]).load("cpu")
     max_F = torch.tensor(client.app.state.data.max_act_F)
     thr_F = torch.where(max_F > 0, 0.2 * max_F, torch.full_like(max_F, 0.2))
     pos_PF = torch.stack([text_features(lm, sae, hook, t).f_SF.max(0).values for t in pos])
@@ -384,9 +386,27 @@ def test_serve_config_and_cli(tmp_path):
         create_app(ServeConfig(tmp_path / "nowhere"))
 
 
-def test_demo_output_folder_is_accepted(runs, tmp_path):
+def test_the_runs_sae_folder_serves_the_run(runs, tmp_path):
+    """`serve RUN/sae` is `serve RUN`: the pages and the model side both open RUN."""
+    from monosemantic.runs import RunDir
+
+    app = create_app(ServeConfig(runs[0] / "sae", device="cpu"))
+    assert app.state.data.run == RunDir(runs[0])
+    assert app.state.backend.run == RunDir(runs[0])
+    with TestClient(app) as c:
+        assert c.get("/inspect").status_code == 200
+        r = c.post("/api/inspect", json={"text": "the golden gate bridge", "top": 3})
+        assert r.status_code == 200, r.text
+
+
+def test_an_older_nested_demo_folder_gets_a_clear_error(runs, tmp_path):
     import shutil
 
-    shutil.copytree(runs[0], tmp_path / "demo" / "sae")
-    app = create_app(ServeConfig(tmp_path / "demo"))
-    assert app.state.data.run == tmp_path / "demo" / "sae"
+    from monosemantic.errors import UserError
+
+    shutil.copytree(runs[0], tmp_path / "demo" / "sae")  # the run was OUT/sae, its SAE OUT/sae/sae
+    (tmp_path / "demo" / "demo_cfg.json").write_text("{}")
+    with pytest.raises(UserError, match=r"older monosemantic.*serve .*demo/sae"):
+        create_app(ServeConfig(tmp_path / "demo"))
+    app = create_app(ServeConfig(tmp_path / "demo" / "sae"))  # its run, as the error says
+    assert app.state.data.run.path == tmp_path / "demo" / "sae"

@@ -155,7 +155,7 @@ class ClassifyConfig:
     """Find the features that carry a sparse logistic regression on labelled texts."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/)."""
+    """Training run directory (or its sae/ folder)."""
     data: Path
     """A .jsonl file, one {"text": ..., "label": 0 or 1} per line."""
     l1: float = 0.01
@@ -204,11 +204,11 @@ def read_labelled(path: Path) -> tuple[list[str], list[int]]:
 
 def run_classify(cfg: ClassifyConfig) -> ClassifierResult:
     """Read the data, fit, print the features and accuracies (and save JSON with --out)."""
-    from monosemantic.analysis.inspect import load_run_sae
     from monosemantic.fsutil import atomic_write_text
+    from monosemantic.runs import RunDir
 
     texts, labels = read_labelled(cfg.data)
-    lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model)
+    lm, sae, hook = RunDir.open(cfg.run).load(cfg.device, cfg.model)
     result = classifier_search(lm, sae, hook, texts, labels, l1=cfg.l1, top=cfg.top,
                                mean=cfg.mean, heldout=cfg.heldout, seed=cfg.seed)
     held = ("n/a" if result.heldout_accuracy is None else f"{result.heldout_accuracy:.1%}")

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from monosemantic.devices import resolve_device
+from monosemantic.runs import RunDir
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 
 @dataclass
@@ -30,7 +34,7 @@ class InspectConfig:
     """Show, for each token of a text, the SAE features that fire on it, strongest first."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/ with monosemantic.json)."""
+    """Training run directory (or its sae/ folder)."""
     text: str = field(metadata={"positional": True})
     """The text to inspect (quote it)."""
     top: int = 5
@@ -44,22 +48,8 @@ class InspectConfig:
         self.run = Path(self.run)
 
 
-def load_run_sae(run: Path, device: str = "auto", model: str | None = None, lm: Any = None):
-    """(LoadedModel, SAE, hook name) of a training run; `lm` is used instead of loading the
-    model when given."""
-    from monosemantic.evals.report import read_run
-    from monosemantic.models import load_model
-    from monosemantic.sae import load_sae
-
-    sae_dir, extra = read_run(run)
-    dev = str(resolve_device(device))
-    if lm is None:
-        lm = load_model(model or extra["model"], device=dev)
-    return lm, load_sae(sae_dir, device=dev), extra["hook"]
-
-
 @torch.no_grad()
-def text_features(lm: Any, sae: Any, hook: str, text: str) -> TextFeatures:
+def text_features(lm: LoadedModel, sae: SAE, hook: str, text: str) -> TextFeatures:
     """Codes [S, F] of the text's tokens (BOS and other special tokens left out)."""
     from monosemantic.data.packing import bos_token_id
     from monosemantic.models import capture
@@ -96,17 +86,12 @@ def format_inspection(tf: TextFeatures, top: int, max_act_F: Tensor | None = Non
 def inspect_text(cfg: InspectConfig) -> TextFeatures:
     """Print the features of every token of `cfg.text` and return the codes."""
     from monosemantic.errors import UserError
-    from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
 
-    lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model)
+    run = RunDir.open(cfg.run)
+    lm, sae, hook = run.load(cfg.device, cfg.model)
     tf = text_features(lm, sae, hook, cfg.text)
     if not tf.tokens:
         raise UserError("the text has no tokens besides special ones: give some text")
-    max_act_F = None
-    try:
-        with FeatureDB(cfg.run) as db:
-            max_act_F = torch.tensor([s["max_act"] for s in db.stats()])
-    except FeatureDBError:
-        pass  # no database yet: activations are shown without the share of the maximum
-    print(format_inspection(tf, cfg.top, max_act_F))
+    # Without a database the activations are shown without the share of the maximum.
+    print(format_inspection(tf, cfg.top, run.max_act_F()))
     return tf

@@ -8,7 +8,7 @@ import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -28,10 +28,12 @@ from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
+from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
-    from monosemantic.models import LoadedModel
     from monosemantic.featuredb.writer import FeatureDBWriter
+    from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 
 @dataclass(kw_only=True)
@@ -39,7 +41,7 @@ class AnalyzeConfig(PassOptions):
     """Analyse every feature of a trained SAE and write the feature database RUN/features.sqlite."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/ with monosemantic.json)."""
+    """Training run directory (or its sae/ folder); features.sqlite is written in the run."""
     rows: Literal["all", "holdout", "train"] = "all"
     """Store rows to analyse: all of them, the run's held-out rows, or its training rows."""
     n_tokens: int = 0
@@ -113,27 +115,23 @@ class AnalyzeConfig(PassOptions):
                                 f"{getattr(self, name)}")
 
 
-def _row_source(cfg: AnalyzeConfig, extra: dict[str, Any], d_in: int, device: torch.device,
+def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
                 lm: LoadedModel | None = None) -> tuple[RowSource, LoadedModel | None]:
     """The rows to analyse, and the model when they needed it (reused for the logit effects);
     `lm`, when given, is used instead of loading one."""
-    from monosemantic.models import load_model
-
-    store_path = cfg.store or extra.get("store")
     if cfg.text is None:
-        return store_rows(store_path, extra["hook"], d_in, cfg.rows, extra.get("holdout_rows"),
-                          cfg.n_tokens, cfg.batch_size), None
+        store = run.store(cfg.store, alternative="analyse fresh text with --text")
+        return store_rows(store, cfg.rows, run.holdout_rows, cfg.n_tokens, cfg.batch_size), None
     if cfg.rows != "all":
         raise UserError("--rows picks store rows; with --text the rows are the text's first "
                         "--n-tokens tokens")
-    settings = text_settings(extra, store_path)
+    settings = text_settings(run.extra, cfg.store or run.store_path)
     if lm is None:
-        lm = load_model(cfg.model or extra["model"], device=str(device),
-                        dtype=settings.torch_dtype)
+        lm = run.load_model(device, dtype=settings.torch_dtype, spec=cfg.model)
     print(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
           f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
           f"{settings.taken_from})")
-    return text_rows(lm, cfg.corpus, extra["hook"], d_in, settings, cfg.n_tokens,
+    return text_rows(lm, cfg.corpus, run.hook, run.d_in, settings, cfg.n_tokens,
                      cfg.batch_size, device), lm
 
 
@@ -142,24 +140,20 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
 
     `lm`: the run's model already loaded (for text rows and logit effects), else loaded when
     needed."""
-    from monosemantic.evals.report import read_run
-    from monosemantic.sae import load_sae
-    from monosemantic.featuredb.schema import DB_FILENAME
     from monosemantic.featuredb.writer import FeatureDBWriter
 
-    sae_dir, extra = read_run(cfg.run)
+    run = RunDir.open(cfg.run)
     cfg.validate(cfg.batch_size)
     device = resolve_device(cfg.device)
-    sae = load_sae(sae_dir, device=str(device))
-    source, lm = _row_source(cfg, extra, int(sae.cfg.d_in), device, lm)
+    sae = run.load_sae(device)
+    source, lm = _row_source(cfg, run, device, lm)
     # Published by `finish` only; an error on the way leaves no database.
-    with FeatureDBWriter(cfg.run / DB_FILENAME) as writer:
-        return _analyze_into(writer, cfg, sae, sae_dir, extra, source, lm, device)
+    with FeatureDBWriter(run.db_path) as writer:
+        return _analyze_into(writer, cfg, sae, run, source, lm, device)
 
 
-def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Path,
-                  extra: dict[str, Any], source: RowSource, lm: LoadedModel | None,
-                  device: torch.device) -> Path:
+def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: RunDir,
+                  source: RowSource, lm: LoadedModel | None, device: torch.device) -> Path:
     """The passes, slice by slice into `writer`, then the decoder analyses; publishes."""
     n_feat = int(sae.cfg.n_features)
     # An SAE whose codes depend on the whole batch (untrained batchtopk) is encoded per batch.
@@ -188,11 +182,9 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
     W_dec_FD = sae.W_dec_FD.detach()
     decode_token, logits = None, None
     if cfg.logit_tokens > 0:
-        from monosemantic.models import load_model
-
         if lm is None:
-            lm = load_model(cfg.model or extra["model"], device=str(device))
-        logits = model_logit_effects(lm, extra["hook"], W_dec_FD, cfg.logit_tokens)
+            lm = run.load_model(device, spec=cfg.model)
+        logits = model_logit_effects(lm, run.hook, W_dec_FD, cfg.logit_tokens)
         tokenizer = lm.tokenizer
         decode_token = lambda t: tokenizer.decode([t])
     neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
@@ -213,8 +205,8 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae, sae_dir: Pat
         coords, clusters = feature_map(W_dec_FD.cpu(), analysis, logits, decode_token,
                                        cfg.n_clusters, cfg.seed)
     # source.meta: "store" (its path) or "text" (the corpus description) and its settings.
-    meta = {"run": str(cfg.run), "sae": str(sae_dir), **source.meta,
-            "model": cfg.model or extra["model"], "hook": extra["hook"],
+    meta = {"run": str(run.path), "sae": str(run.sae_dir), **source.meta,
+            "model": cfg.model or run.model, "hook": run.hook,
             "architecture": sae.cfg.architecture,
             "rows": [source.first_row, source.first_row + analysis.n_tokens],
             "pass_seconds": seconds, "pass_state_bytes": analysis.state_bytes,

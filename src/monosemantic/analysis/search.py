@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from monosemantic.analysis.classify import ClassifierResult, classifier_search
-from monosemantic.analysis.inspect import load_run_sae, text_features
+from monosemantic.analysis.inspect import text_features
 from monosemantic.errors import UserError
+from monosemantic.runs import RunDir
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 __all__ = ["ClassifierResult", "FilterConfig", "FilterHit", "classifier_search",
            "filter_features", "prompt_max_acts", "run_filter"]
@@ -100,7 +104,7 @@ class FilterConfig:
     """Find the features active on all the positive prompts and on none of the negative ones."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/, and features.sqlite once analysed)."""
+    """Training run directory (or its sae/ folder); features.sqlite once analysed."""
     positive: list[str] = field(default_factory=list)
     """Prompts every hit must fire on (quote each)."""
     negative: list[str] = field(default_factory=list)
@@ -122,26 +126,17 @@ class FilterConfig:
         self.run = Path(self.run)
 
 
-def _db_max_acts(run: Path) -> Tensor | None:
-    from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
-
-    try:
-        with FeatureDB(run) as db:
-            return torch.tensor([s["max_act"] for s in db.stats()])
-    except FeatureDBError:
-        return None
-
-
-def run_filter(cfg: FilterConfig, lm: Any = None) -> list[FilterHit]:
+def run_filter(cfg: FilterConfig, lm: LoadedModel | None = None) -> list[FilterHit]:
     """Print the hits of `cfg`'s filter (with relative activations when the database exists);
     `lm`: the run's model already loaded, else loaded here."""
     if not cfg.positive:
         raise UserError("give at least one --positive prompt")
-    max_F = _db_max_acts(cfg.run) if cfg.relative else None
+    run = RunDir.open(cfg.run)
+    max_F = run.max_act_F() if cfg.relative else None
     if cfg.relative and max_F is None:
-        print(f"note: {cfg.run} has no feature database (run `monosemantic analyze`): "
+        print(f"note: {run.path} has no feature database (run `monosemantic analyze`): "
               f"the threshold {cfg.threshold} is a raw activation")
-    lm, sae, hook = load_run_sae(cfg.run, cfg.device, cfg.model, lm)
+    lm, sae, hook = run.load(cfg.device, cfg.model, lm)
     hits = filter_features(lm, sae, hook, cfg.positive, cfg.negative, threshold=cfg.threshold,
                            relative_to_max=max_F, top=cfg.top)
     print(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))

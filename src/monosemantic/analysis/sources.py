@@ -10,7 +10,7 @@ activations: the saved SAE has the store's normalisation scale folded in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,27 +47,20 @@ class RowSource:
 
 # ----- the activation store ---------------------------------------------------------------------
 
-def store_rows(store_path: str | Path | None, hook: str, d_in: int, which: str,
-               holdout_rows: Sequence[int] | None, n_tokens: int, batch_size: int) -> RowSource:
-    """Rows `which` (all / holdout / train) of the store at `store_path`, the first `n_tokens`
-    of them when > 0, after checking that the store holds the SAE's hook and width."""
-    if store_path is None or not Path(store_path).exists():
-        raise UserError(f"activation store {store_path} not found: give the store of the SAE's "
-                        "model and hook with --store, or analyse fresh text with --text")
-    store = ActivationStore(store_path)
-    if store.hook != hook or store.d != d_in:
-        raise UserError(f"store {store_path} holds {store.hook!r} (width {store.d}); the SAE reads "
-                        f"{hook!r} (width {d_in}): give its store with --store")
+def store_rows(store: ActivationStore, which: str, holdout_rows: range | None, n_tokens: int,
+               batch_size: int) -> RowSource:
+    """Rows `which` (all / holdout / train) of `store` (the run's, checked by
+    `RunDir.store`), the first `n_tokens` of them when > 0."""
     rows = row_range(which, holdout_rows, store.n_rows, n_tokens)
     # normalize=False: raw rows, as the folded SAE expects (module docstring).
     return RowSource(lambda: store.iter_rows(batch_size, rows=rows, normalize=False),
-                     first_row=rows.start, max_rows=len(rows), meta={"store": str(store_path)})
+                     first_row=rows.start, max_rows=len(rows), meta={"store": str(store.path)})
 
 
-def row_range(which: str, holdout_rows: Sequence[int] | None, n_rows: int,
-              n_tokens: int) -> range:
-    """The store rows to analyse; the run's held-out range is [start, stop) of its rows."""
-    start, stop = (int(v) for v in holdout_rows or (n_rows, n_rows))
+def row_range(which: str, holdout_rows: range | None, n_rows: int, n_tokens: int) -> range:
+    """The store rows to analyse; `holdout_rows` are the run's held-out rows (None: none)."""
+    start, stop = ((holdout_rows.start, holdout_rows.stop) if holdout_rows is not None
+                   else (n_rows, n_rows))
     if which == "holdout":
         rows = range(start, stop)
     elif which == "train":

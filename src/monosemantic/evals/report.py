@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
@@ -16,9 +16,10 @@ from monosemantic.evals.evaluate import evaluate_sae
 from monosemantic.evals.metrics import DEAD_FORMULA
 from monosemantic.evals.plots import plot_density_histogram
 from monosemantic.fsutil import atomic_write_text
+from monosemantic.runs import RunDir
 
-EVAL_FILENAME = "eval.json"
-PLOT_FILENAME = "density_histogram.png"
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 
 @dataclass
@@ -26,7 +27,7 @@ class EvalConfig:
     """Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/ with monosemantic.json); eval.json is written here."""
+    """Training run directory (or its sae/ folder); eval.json is written in the run."""
     n_tokens: int = 0
     """Held-out store rows (tokens) used for the reconstruction metrics; 0 = all held-out rows."""
     n_contexts: int = 32
@@ -54,35 +55,6 @@ class EvalConfig:
             self.store = Path(self.store)
 
 
-def read_run(run: Path) -> tuple[Path, dict[str, Any]]:
-    """The run's `sae/` folder and the metadata the trainer saved with it."""
-    from monosemantic.sae.io import METADATA_FILENAME, read_metadata
-
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"run directory {run} does not exist: give the folder `monosemantic "
-                        "train` wrote")
-    sae_dir = run / "sae"
-    if not sae_dir.is_dir():
-        raise UserError(f"{run} has no sae/ folder: the training run has not finished (resume it "
-                        "with the same `monosemantic train` command), or this is not a run folder")
-    meta = read_metadata(sae_dir)
-    extra = meta.get("extra_metadata") if meta else None
-    if not extra or not extra.get("model") or not extra.get("hook"):
-        raise UserError(f"{sae_dir} has no {METADATA_FILENAME} with the model and hook it was "
-                        "trained on (an SAE saved by another tool?): evaluate it from Python "
-                        "with monosemantic.evals.evaluate_sae")
-    return sae_dir, extra
-
-
-def _holdout_rows(extra: dict[str, Any], n_rows: int) -> range:
-    start, stop = (int(v) for v in extra.get("holdout_rows") or (0, 0))
-    if not 0 <= start <= stop <= n_rows:
-        raise UserError(f"held-out rows [{start}, {stop}) do not fit the store's {n_rows:,} rows: "
-                        "is --store the store this SAE was trained on?")
-    return range(start, stop)
-
-
 def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
     """The trainer's dead figure at the end of training, with its window: `dead_fraction`,
     `n_dead`, `dead_window_tokens` ({} when the SAE's metadata lacks them)."""
@@ -97,59 +69,46 @@ def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
             "dead_window_tokens": int(window)}
 
 
-def run_eval(cfg: EvalConfig, lm: Any = None) -> dict[str, Any]:
+def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json.
 
     Its metrics also carry the trainer's dead figure with its window (`trainer_dead`): the
     held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
-    from monosemantic.activations.reader import ActivationStore
-    from monosemantic.sae import load_sae
-
-    sae_dir, extra = read_run(cfg.run)
-    store_path = cfg.store or extra.get("store")
-    if store_path is None:
+    run = RunDir.open(cfg.run)
+    if cfg.store is None and run.store_path is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.
-        raise UserError(f"{cfg.run} was trained on streamed activations (no store): give an "
+        raise UserError(f"{run.path} was trained on streamed activations (no store): give an "
                         "activation store of the same model and hook with --store, harvested "
                         "from text the run did not train on (all its rows are evaluated)")
-    if not Path(store_path).exists():
-        raise UserError(f"activation store {store_path} does not exist: give its new path with "
-                        "--store")
+    store = run.store(cfg.store)
     device = str(resolve_device(cfg.device))
-    store = ActivationStore(store_path)
-    sae = load_sae(sae_dir, device=device)
-    if store.hook != extra["hook"] or store.d != int(sae.cfg.d_in):
-        raise UserError(f"store {store_path} holds {store.hook!r} (width {store.d}); the SAE was "
-                        f"trained on {extra['hook']!r} (width {sae.cfg.d_in}): give the store "
-                        "it was trained on with --store")
+    sae = run.load_sae(device)
     # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
-    rows = _holdout_rows(extra, store.n_rows) if extra.get("store") else range(store.n_rows)
+    rows = run.holdout_rows if run.holdout_rows is not None else range(store.n_rows)
     if cfg.n_contexts == 0:
         lm = None
     elif lm is None:
-        from monosemantic.models import load_model
-
         # The dtype the activations were harvested in, so the spliced run sees the same model.
-        lm = load_model(cfg.model or extra["model"], device=device, dtype=store.model_dtype)
-    result = evaluate_sae(lm, sae, extra["hook"], store, rows=rows, n_tokens=cfg.n_tokens,
+        lm = run.load_model(device, dtype=store.model_dtype, spec=cfg.model)
+    result = evaluate_sae(lm, sae, run.hook, store, rows=rows, n_tokens=cfg.n_tokens,
                           n_contexts=cfg.n_contexts, batch_size=cfg.batch_size,
                           row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold)
-    result.update(model=cfg.model or extra["model"], store=str(store_path), sae=str(sae_dir),
+    result.update(model=cfg.model or run.model, store=str(store.path), sae=str(run.sae_dir),
                   architecture=sae.cfg.architecture, n_features=int(sae.cfg.n_features),
                   config=to_dict(cfg))
-    dead = trainer_dead(extra, int(sae.cfg.n_features))
+    dead = trainer_dead(run.extra, int(sae.cfg.n_features))
     if dead:
         result["metrics"].update(dead)
         result["formulas"]["dead"] = DEAD_FORMULA
-    write_json(cfg.run / EVAL_FILENAME, result)
+    write_json(run.eval_path, result)
     print(format_table(result["metrics"]))
-    print(f"wrote {cfg.run / EVAL_FILENAME}")
+    print(f"wrote {run.eval_path}")
     if cfg.plot:
-        title = f"{sae.cfg.architecture} SAE, {sae.cfg.n_features:,} features, {extra['hook']}"
-        png = plot_density_histogram(result["density_histogram"], cfg.run / PLOT_FILENAME, title)
+        title = f"{sae.cfg.architecture} SAE, {sae.cfg.n_features:,} features, {run.hook}"
+        png = plot_density_histogram(result["density_histogram"], run.density_plot_path, title)
         if png is not None:
             print(f"wrote {png}")
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB
+from monosemantic.runs import feature_db_path
 
 # 256-colour backgrounds from faint to strong orange.
 _SHADES = (230, 223, 216, 209, 202)
@@ -24,7 +25,8 @@ class FeatureCardConfig:
     """Print one feature's card: statistics, top examples, intervals, logit effects, neighbours."""
 
     run: Path = field(metadata={"positional": True})
-    """Run directory holding features.sqlite (or the database file itself)."""
+    """Run directory holding features.sqlite, or its sae/ folder, or the database file
+    itself."""
     id: int = field(metadata={"positional": True})
     """Feature id."""
     examples: int = 5
@@ -107,7 +109,7 @@ def format_card(card: FeatureCard, examples: int = 5, interval_examples: int = 1
 
 def show_feature(cfg: FeatureCardConfig) -> FeatureCard:
     """Print the card of feature `cfg.id` of `cfg.run` and return it."""
-    with FeatureDB(cfg.run) as db:
+    with FeatureDB(feature_db_path(cfg.run)) as db:
         card = db.feature(cfg.id)
         n_tokens = db.meta.get("n_tokens")
     print(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),

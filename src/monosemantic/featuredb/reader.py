@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -116,10 +117,14 @@ class FeatureDB:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def token_text(self, token_id: int) -> str:
+    def vocab(self) -> dict[int, str]:
+        """token id -> its text, for the tokens the database stores."""
         if self._vocab is None:
             self._vocab = dict(self._con.execute("SELECT token_id, text FROM vocab"))
-        return self._vocab.get(token_id, f"<{token_id}>")
+        return self._vocab
+
+    def token_text(self, token_id: int) -> str:
+        return self.vocab().get(token_id, f"<{token_id}>")
 
     def stats(self) -> list[dict[str, Any]]:
         """Statistics of every feature (id, max_act, count, density, mean_act)."""
@@ -142,6 +147,54 @@ class FeatureDB:
         return list(self._con.execute("SELECT other, score FROM neighbours WHERE feature = ? "
                                       "AND kind = ? ORDER BY rank", (int(feature), kind)))
 
+    def top_peak_tokens(self) -> list[tuple[int, int, int, float]]:
+        """(feature, token id, top examples peaking on it, best activation) for every feature
+        and peak token of its top examples. SQLite cuts the peak token's 4 bytes out of each
+        window blob, so no window is decoded in Python."""
+        rows = self._con.execute(
+            "SELECT feature, substr(tokens, peak * 4 + 1, 4) AS t, count(*), max(activation) "
+            "FROM examples WHERE kind = 'top' GROUP BY feature, t")
+        return [(feature, int.from_bytes(blob, "little", signed=True), n, best)
+                for feature, blob, n, best in rows]
+
+    # ----- explanations (written by `explain` and `score`) --------------------------------------
+    def latest_explanations(self, features: Iterable[int] | None = None) -> dict[int, str]:
+        """The latest explanation text of each of `features` (of every feature when None) that
+        has one."""
+        if features is None:
+            return dict(self._con.execute(
+                "SELECT feature, text FROM explanations WHERE id IN "
+                "(SELECT max(id) FROM explanations GROUP BY feature)"))
+        wanted = tuple(int(f) for f in features)
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        return dict(self._con.execute(
+            f"SELECT feature, text FROM explanations WHERE id IN (SELECT max(id) FROM "
+            f"explanations WHERE feature IN ({marks}) GROUP BY feature)", wanted))
+
+    def n_explained(self) -> int:
+        """Features with at least one explanation."""
+        return int(self._con.execute(
+            "SELECT count(DISTINCT feature) FROM explanations").fetchone()[0])
+
+    def search_explanations(self, words: list[str]) -> list[dict[str, Any]]:
+        """Explanations containing every word (case-insensitive), newest first: feature, text,
+        explainer and the best score of the explanation (None when unscored)."""
+        words = [w for w in words if w]
+        if not words:
+            return []
+        where = " AND ".join(["e.text LIKE ? ESCAPE '\\'"] * len(words))
+        params = tuple("%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                       + "%" for w in words)
+        rows = self._con.execute(
+            "SELECT e.feature, e.text, e.explainer, (SELECT max(s.score) FROM scores s "
+            f"WHERE s.explanation = e.id) FROM explanations e WHERE {where} "
+            "ORDER BY e.id DESC", params)
+        return [{"feature": f, "text": t, "explainer": who, "score": score}
+                for f, t, who, score in rows]
+
+    # ----- one feature ----------------------------------------------------------------------
     def examples(self, feature: int, kind: str = "top") -> list[Example]:
         rows = self._con.execute(
             "SELECT kind, rank, row, activation, peak, tokens, acts, interval FROM examples "

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from monosemantic.errors import UserError
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.interp.backends import LLMOptions, make_backend
 from monosemantic.interp.cache import CallCache, LLMClient
 from monosemantic.progress import progress
-from monosemantic.featuredb.reader import FeatureCard, FeatureDB, db_path
+from monosemantic.runs import RunDir
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,13 +40,13 @@ def select_features(db: FeatureDB, features: Iterable[int], all_: bool, sample: 
     return sorted(random.Random(seed).sample(alive, min(sample, len(alive))))
 
 
-def open_client(opts: LLMOptions, run: Path, lm=None) -> LLMClient:
+def open_client(opts: LLMOptions, db: Path, lm=None) -> LLMClient:
     """The configured backend behind the call cache (default: beside the feature database)."""
     backend = make_backend(opts, lm=lm)
     cache = None
     if opts.cache != "off":
         cache = CallCache(Path(opts.cache) if opts.cache else
-                          db_path(run).parent / "llm_cache.sqlite")
+                          Path(db).parent / RunDir.LLM_CACHE)
     return LLMClient(backend, cache, concurrency=opts.concurrency)
 
 

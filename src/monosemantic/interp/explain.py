@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.interp.backends import LLMOptions
 from monosemantic.interp.common import (
     CardReader,
@@ -28,7 +29,7 @@ from monosemantic.interp.structured import (
     complete_json,
     require,
 )
-from monosemantic.featuredb.reader import FeatureCard, FeatureDB
+from monosemantic.runs import feature_db_path
 
 
 @dataclass(kw_only=True)
@@ -36,7 +37,8 @@ class ExplainConfig(LLMOptions, SplitOptions, PromptOptions):
     """Explain features with an LLM and store the explanations in RUN/features.sqlite."""
 
     run: Path = field(metadata={"positional": True})
-    """Run directory holding features.sqlite (or the database file itself)."""
+    """Run directory holding features.sqlite, or its sae/ folder, or the database file
+    itself."""
     features: tuple[int, ...] = ()
     """Feature ids to explain."""
     all: bool = False
@@ -92,9 +94,10 @@ def explain_card(client, card: FeatureCard, cfg: ExplainConfig) -> dict[str, Any
 
 def explain(cfg: ExplainConfig, lm=None) -> dict[str, Any]:
     """Explain the chosen features; returns a summary (counts, time, usage)."""
-    with FeatureDB(cfg.run) as db, ResultsDB(cfg.run) as out:
+    path = feature_db_path(cfg.run)
+    with FeatureDB(path) as db, ResultsDB(path) as out:
         features = select_features(db, cfg.features, cfg.all, cfg.sample, cfg.seed)
-        client = open_client(cfg, cfg.run, lm=lm)
+        client = open_client(cfg, path, lm=lm)
         who = explainer_id(client.backend.name, client.backend.model)
         if not cfg.redo:
             done = set(out.explanations(who))

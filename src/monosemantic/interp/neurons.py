@@ -31,7 +31,8 @@ class NeuronsConfig(PassOptions):
     """Build a feature database of MLP neurons (the autointerp baseline)."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory of the SAE to compare with (its model, layer and corpus)."""
+    """Training run directory (or its sae/ folder) of the SAE to compare with (its model, layer
+    and corpus)."""
     hook: str | None = None
     """Neuron hook point (default: blocks.L.mlp.hook_post at the SAE's layer L)."""
     tokens: int = 50_000
@@ -53,7 +54,8 @@ class NeuronsConfig(PassOptions):
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
-        self.out = Path(self.out) if self.out is not None else self.run / "neurons"
+        if self.out is not None:
+            self.out = Path(self.out)
 
 
 def neuron_directions(lm, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -81,26 +83,26 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
         norm_gain,
     )
     from monosemantic.data import CorpusConfig
-    from monosemantic.evals.report import read_run
-    from monosemantic.models import load_model
     from monosemantic.featuredb.schema import DB_FILENAME
     from monosemantic.featuredb.writer import write_feature_db
+    from monosemantic.runs import RunDir
 
-    _, extra = read_run(cfg.run)
+    run = RunDir.open(cfg.run)
+    out = cfg.out if cfg.out is not None else run.neurons_dir
     device = resolve_device(cfg.device)
-    lm = load_model(extra["model"], device=str(device))
-    layer = lm.hook_point(extra["hook"]).layer
+    lm = run.load_model(device)
+    layer = lm.hook_point(run.hook).layer
     hook = cfg.hook or f"blocks.{layer}.mlp.hook_post"
     point = lm.hook_point(hook)
     if point.kind != "mlp_post":
         raise UserError(f"{hook} is not an MLP neuron hook (blocks.L.mlp.hook_post)")
-    sae_store = ActivationStore(extra["store"]) if extra.get("store") and \
-        Path(extra["store"]).exists() else None
+    sae_store = (ActivationStore(run.store_path) if run.store_path is not None
+                 and run.store_path.exists() else None)
     corpus_cfg = dict(sae_store.manifest["corpus"]["config"]) if sae_store else {}
     corpus = from_dict(CorpusConfig, {**corpus_cfg, "seed": cfg.corpus_seed})
     ctx_len = int(sae_store.manifest["ctx_len"]) if sae_store else 256
-    store_dir = cfg.out / "acts"
-    harvest_with(lm, HarvestConfig(out=store_dir, model=extra["model"], hooks=(point.name,),
+    store_dir = out / "acts"
+    harvest_with(lm, HarvestConfig(out=store_dir, model=run.model, hooks=(point.name,),
                                    tokens=cfg.tokens, corpus=corpus, ctx_len=ctx_len,
                                    dtype="float32", device=str(device)))
     store = ActivationStore(store_dir)
@@ -121,11 +123,11 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
         logits = logit_effects(dirs_ND, lm.model.get_output_embeddings().weight.detach(),
                                final_gain_D, centre, cfg.logit_tokens)
     neighbours = nearest_by_cosine(W_out_ND, cfg.neighbours) if cfg.neighbours > 0 else None
-    meta = {"run": str(cfg.run), "kind": "neurons", "model": extra["model"], "hook": point.name,
-            "sae_hook": extra["hook"], "store": str(store_dir), "rows": [0, store.n_rows],
+    meta = {"run": str(run.path), "kind": "neurons", "model": run.model, "hook": point.name,
+            "sae_hook": run.hook, "store": str(store_dir), "rows": [0, store.n_rows],
             "pass_seconds": seconds, "encoder": "relu(identity)", "config": to_dict(cfg)}
     tokenizer = lm.tokenizer
-    path = write_feature_db(cfg.out / DB_FILENAME, analysis, meta,
+    path = write_feature_db(out / DB_FILENAME, analysis, meta,
                             lambda t: tokenizer.decode([t]), logits, neighbours, None)
     if not cfg.keep_store:
         shutil.rmtree(store_dir)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.errors import UserError
+from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.interp.backends import LLMOptions
 from monosemantic.interp.common import CardReader, open_client, run_parallel
@@ -21,7 +22,7 @@ from monosemantic.interp.prompts import PROMPT_VERSION, PromptOptions
 from monosemantic.interp.results import ResultsDB
 from monosemantic.interp.scorers import SCORER_NAMES, SCORERS, Judge, ScorerOptions
 from monosemantic.interp.structured import StructuredError
-from monosemantic.featuredb.reader import FeatureDB
+from monosemantic.runs import feature_db_path
 
 
 @dataclass(kw_only=True)
@@ -29,7 +30,8 @@ class ScoreConfig(LLMOptions, ScorerOptions):
     """Score stored explanations with an LLM judge; scores go to RUN/features.sqlite."""
 
     run: Path = field(metadata={"positional": True})
-    """Run directory holding features.sqlite (or the database file itself)."""
+    """Run directory holding features.sqlite, or its sae/ folder, or the database file
+    itself."""
     scorers: tuple[str, ...] = ("rubric", "detection", "fuzzing", "simulation")
     """Scorers to run: rubric (the 0-3 specificity rubric), detection, fuzzing, simulation."""
     features: tuple[int, ...] = ()
@@ -127,7 +129,8 @@ def _interval_means(rows: list[dict[str, Any]]) -> list[float | None]:
 
 def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
     """Score the chosen explanations; returns the summary."""
-    with FeatureDB(cfg.run) as db, ResultsDB(cfg.run) as out:
+    path = feature_db_path(cfg.run)
+    with FeatureDB(path) as db, ResultsDB(path) as out:
         explanations = out.explanations(cfg.explainer)
         features = list(cfg.features) or sorted(explanations)
         missing = [f for f in features if f not in explanations]
@@ -135,7 +138,7 @@ def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
             raise UserError(f"no explanation to score for feature(s) {missing[:10]}: run "
                             "`monosemantic explain RUN` first" if missing else
                             "no explanations in the database: run `monosemantic explain` first")
-        client = open_client(cfg, cfg.run, lm=lm)
+        client = open_client(cfg, path, lm=lm)
         judge = f"{client.backend.name}/{client.backend.model}"
         skip = {name: set() if cfg.redo else out.scored(SCORER_NAMES[name], judge)
                 for name in cfg.scorers}

@@ -1,6 +1,8 @@
 """Interventions with a trained SAE: steering (clamp / add) and attribution checked by ablation.
 
-    lm, sae, hook, max_act_F = load_steer_context("runs/demo/sae")
+    run = RunDir.open("runs/demo")                  # monosemantic.runs.RunDir
+    lm, sae, hook = run.load()
+    max_act_F = run.max_act_F()                     # from features.sqlite (None without it)
     with steering(lm, sae, hook, [parse_edit("123=10x")], max_act_F=max_act_F):
         lm.model.generate(...)
     steer_compare(lm, sae, hook, "def f(x):", [parse_edit("123=10x")], max_act_F=max_act_F)
@@ -14,7 +16,6 @@ from monosemantic.steer.attribution import (
     attribute,
 )
 from monosemantic.steer.compare import NEUTRAL_TEXT, SteerResult, steer_compare
-from monosemantic.steer.context import load_steer_context
 from monosemantic.steer.edits import FeatureEdit, format_edit, parse_edit, resolve_edits
 from monosemantic.steer.steering import steering
 
@@ -27,7 +28,6 @@ __all__ = [
     "ablation_effects",
     "attribute",
     "format_edit",
-    "load_steer_context",
     "parse_edit",
     "resolve_edits",
     "steer_compare",

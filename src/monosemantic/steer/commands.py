@@ -11,9 +11,9 @@ from typing import Literal
 
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
+from monosemantic.runs import RunDir
 from monosemantic.steer.attribution import AttributionResult, attribute
 from monosemantic.steer.compare import SteerResult, steer_compare
-from monosemantic.steer.context import load_steer_context
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, parse_edit
 
 
@@ -22,7 +22,7 @@ class SteerConfig:
     """Continue a prompt with and without feature steering, side by side, with side effects."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (sae/ and, for `x` multipliers, features.sqlite)."""
+    """Training run directory or its sae/ folder (features.sqlite for `x` multipliers)."""
     feature: list[str]
     """Edits FEATURE=VALUEx (multiples of the feature's max activation, e.g. 123=10x 7=-3x) or
     FEATURE=VALUE (raw code units); several after one --feature."""
@@ -62,7 +62,7 @@ class AttributeConfig:
     """Attribute a next-token metric to SAE features and check the top ones by ablation."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (holds sae/)."""
+    """Training run directory (or its sae/ folder)."""
     prompt: str
     """The prompt whose next token is scored."""
     target: str
@@ -161,7 +161,9 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     """CLI entry of `monosemantic steer`."""
     edits = [parse_edit(text) for text in cfg.feature]
     span = parse_span(cfg.positions)
-    lm, sae, hook, max_act_F = load_steer_context(cfg.run, cfg.device, cfg.model)
+    run = RunDir.open(cfg.run)
+    lm, sae, hook = run.load(cfg.device, cfg.model)
+    max_act_F = run.max_act_F()
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
@@ -173,7 +175,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
 
 def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
-    lm, sae, hook, _ = load_steer_context(cfg.run, cfg.device, cfg.model)
+    lm, sae, hook = RunDir.open(cfg.run).load(cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size)
     print(format_attribution(result))

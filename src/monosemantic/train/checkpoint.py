@@ -16,17 +16,18 @@ import numpy as np
 import torch
 
 from monosemantic.fsutil import atomic_write_stream
+from monosemantic.runs import RunDir
 
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:09d}.pt"
+    return RunDir(run_dir).checkpoints_dir / f"step_{step:09d}.pt"
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the complete checkpoints in `run_dir`, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = RunDir(run_dir).checkpoints_dir
     if not folder.is_dir():
         return []
     found = []

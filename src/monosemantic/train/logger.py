@@ -10,6 +10,7 @@ from typing import Any
 
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
+from monosemantic.runs import RunDir
 
 
 def truncate_metrics(path: Path, last_step: int | None) -> None:
@@ -55,7 +56,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, wandb_project: str | None = None,
                  tensorboard: bool = False, config: dict[str, Any] | None = None):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = RunDir(run_dir).metrics_path
         self._fh = open(self.path, "a")
         self._wandb = None
         self._tb = None

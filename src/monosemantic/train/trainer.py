@@ -20,6 +20,7 @@ from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
+from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import latest_checkpoint
 from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
@@ -87,7 +88,7 @@ def _autocast(device: torch.device, choice: str) -> Callable[[], contextlib.Abst
 
 
 def _checkpoint_norm_scale(run_dir: Path) -> float | None:
-    found = latest_checkpoint(run_dir) if (Path(run_dir) / "cfg.json").exists() else None
+    found = latest_checkpoint(run_dir) if RunDir(run_dir).cfg_path.exists() else None
     if found is None:
         return None
     from monosemantic.train.checkpoint import load_checkpoint
@@ -147,7 +148,7 @@ class Loop:
                     self._checkpoint()
             self._check_finite_loss()
             summary = self._summary()
-            state.save_final_sae(self.run_dir / "sae", self.data, summary)
+            state.save_final_sae(RunDir(self.run_dir).sae_dir, self.data, summary)
         finally:
             _close(batches)
             bar.close()

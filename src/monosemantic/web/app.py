@@ -164,7 +164,8 @@ def create_app(cfg: Any, backend: Any | None = None) -> FastAPI:
                   version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.data = data
     app.state.jobs = JobQueue(cfg.queue)
-    app.state.backend = backend or ModelBackend(cfg.run, data.max_act_F, cfg.device, cfg.model)
+    # The model side opens the run the pages read (e.g. RUN when given RUN/sae).
+    app.state.backend = backend or ModelBackend(data.run, data.max_act_F, cfg.device, cfg.model)
     app.state.limits = {"max_prompt_chars": cfg.max_prompt_chars, "max_edits": cfg.max_edits,
                         "max_multiplier": cfg.max_multiplier,
                         "max_new_tokens": cfg.max_new_tokens, "max_filter_prompts": 16}

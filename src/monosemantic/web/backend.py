@@ -7,13 +7,13 @@ the model sees one job at a time. Pages and the feature API never reach this mod
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from monosemantic.errors import UserError
+from monosemantic.runs import RunDir, RunModel
 
 
 class ModelUnavailable(RuntimeError):
@@ -21,31 +21,29 @@ class ModelUnavailable(RuntimeError):
 
 
 class ModelBackend:
-    """LM + SAE of a run, loaded on first use (`load_run_sae`)."""
+    """LM + SAE of a run, loaded on first use (`RunDir.load`)."""
 
-    def __init__(self, run: Path, max_act_F: np.ndarray, device: str = "auto",
+    def __init__(self, run: RunDir, max_act_F: np.ndarray, device: str = "auto",
                  model: str | None = None):
-        self.run = Path(run)
+        self.run = run
         self.device = device
         self.model = model
         self.max_act_F = torch.from_numpy(np.asarray(max_act_F, dtype=np.float32))
-        self._loaded: tuple[Any, Any, str] | None = None
+        self._loaded: RunModel | None = None
         self._lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
         return self._loaded is not None
 
-    def load(self) -> tuple[Any, Any, str]:
+    def load(self) -> RunModel:
         with self._lock:
             if self._loaded is None:
-                from monosemantic.analysis.inspect import load_run_sae
-
                 try:
-                    self._loaded = load_run_sae(self.run, self.device, self.model)
+                    self._loaded = self.run.load(self.device, self.model)
                 except (OSError, ValueError, RuntimeError, ImportError, UserError) as err:
                     # Not cached: a later request tries again (e.g. after the model is fixed).
-                    raise ModelUnavailable(f"could not load the model of {self.run}: {err} "
+                    raise ModelUnavailable(f"could not load the model of {self.run.path}: {err} "
                                            "(pages and the feature API still work)") from err
             return self._loaded
 

@@ -20,6 +20,7 @@ from monosemantic.errors import UserError
 from monosemantic.evals.report import trainer_dead
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB, FeatureDBError
 from monosemantic.featuredb.schema import DB_FILENAME
+from monosemantic.runs import RunDir
 
 # Keys of metrics.jsonl records plotted on the overview (others stay in the file).
 CURVE_KEYS = ("step", "tokens", "loss", "loss_mse", "loss_aux", "nmse", "variance_explained",
@@ -32,13 +33,6 @@ TRAIN_KEYS = ("architecture", "n_features", "k", "l1_coefficient", "lr", "batch_
 
 class UnknownFeature(LookupError):
     """A feature id outside the run's dictionary."""
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def read_curves(path: Path) -> dict[str, list[dict[str, float]]]:
@@ -149,21 +143,15 @@ class RunData:
     """What the pages and the JSON API read, from RUN/features.sqlite and the run's files."""
 
     def __init__(self, run: str | Path):
-        self.run = Path(run)
-        if not self.run.is_dir():
-            raise UserError(f"run directory {self.run} does not exist")
-        if not (self.run / DB_FILENAME).is_file() and (self.run / "sae" / DB_FILENAME).is_file():
-            self.run = self.run / "sae"  # the demo's output folder: its training run is sae/
-        if not (self.run / DB_FILENAME).is_file():
-            raise UserError(f"{self.run} has no {DB_FILENAME}: run `monosemantic analyze "
-                            f"{self.run}` first")
+        self.run = RunDir.find(run)
+        if not self.run.db_path.is_file():
+            raise UserError(f"{self.run.path} has no {DB_FILENAME}: run `monosemantic analyze "
+                            f"{self.run.path}` first")
         try:
-            self.db = FeatureDB(self.run)
+            self.db = FeatureDB(self.run.db_path)
         except FeatureDBError as err:
             raise UserError(str(err)) from err
-        # Queries FeatureDB has no method for go through a second read-only connection.
-        self._con = sqlite3.connect(f"file:{self.db.path}?mode=ro", uri=True,
-                                    check_same_thread=False)
+        # FeatureDB's one connection is shared by the server's threads, one query at a time.
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()
         self.n_features = self.db.n_features
@@ -185,11 +173,6 @@ class RunData:
 
     def close(self) -> None:
         self.db.close()
-        self._con.close()
-
-    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._con.execute(sql, params).fetchall()
 
     # ----- features -------------------------------------------------------------------------
     def check_feature(self, feature: int) -> int:
@@ -215,24 +198,19 @@ class RunData:
         return card
 
     def label(self, feature: int) -> str | None:
-        rows = self._query("SELECT text FROM explanations WHERE feature = ? ORDER BY id DESC "
-                           "LIMIT 1", (feature,))
-        return rows[0][0] if rows else None
+        return self.labels_of({feature}).get(feature)
 
     def labels_of(self, features: set[int]) -> dict[int, str]:
         """Latest explanation of each of `features` that has one (one query)."""
         if not features:
             return {}
-        marks = ",".join("?" * len(features))
-        return dict(self._query(
-            f"SELECT feature, text FROM explanations WHERE id IN (SELECT max(id) FROM "
-            f"explanations WHERE feature IN ({marks}) GROUP BY feature)", tuple(features)))
+        with self._lock:
+            return self.db.latest_explanations(features)
 
     def labels(self) -> dict[int, str]:
         """Latest explanation of every explained feature."""
-        return dict(self._query(
-            "SELECT feature, text FROM explanations WHERE id IN "
-            "(SELECT max(id) FROM explanations GROUP BY feature)"))
+        with self._lock:
+            return self.db.latest_explanations()
 
     def stats(self) -> list[dict[str, Any]]:
         return self._stats
@@ -249,11 +227,15 @@ class RunData:
     # ----- overview -------------------------------------------------------------------------
     def overview(self) -> dict[str, Any]:
         meta = self.db.meta
-        train_cfg = _read_json(self.run / "cfg.json") or {}
-        sae_cfg = _read_json(self.run / "sae" / "cfg.json") or {}
-        evaluation = _read_json(self.run / "eval.json") or {}
-        sae_meta = _read_json(self.run / "sae" / "monosemantic.json") or {}
-        n_explained = self._query("SELECT count(DISTINCT feature) FROM explanations")[0][0]
+        train_cfg = self.run.read_json(self.run.cfg_path)
+        sae_cfg = self.run.read_json(self.run.sae_cfg_path)
+        evaluation = self.run.read_json(self.run.eval_path)
+        try:
+            sae_meta = self.run.metadata
+        except UserError:  # an SAE saved by another tool: no training record to show
+            sae_meta = {}
+        with self._lock:
+            n_explained = self.db.n_explained()
         metrics = eval_metrics(evaluation)
         histogram = density_histogram([s["density"] for s in self._stats])
         histogram["n_tokens"] = meta.get("n_tokens")
@@ -269,7 +251,7 @@ class RunData:
             "training": {k: train_cfg[k] for k in TRAIN_KEYS if k in train_cfg},
             "eval": metrics,
             "eval_formulas": evaluation.get("formulas"),
-            "curves": read_curves(self.run / "metrics.jsonl"),
+            "curves": read_curves(self.run.metrics_path),
             "density_histogram": histogram,
             "never_fired": never_fired_rows(metrics, sae_meta, self.n_features,
                                             meta.get("n_tokens"), histogram["n_never_fired"]),
@@ -279,32 +261,21 @@ class RunData:
     # ----- search ---------------------------------------------------------------------------
     def search_explanations(self, words: list[str], limit: int) -> list[dict[str, Any]]:
         """Features whose explanation contains every word (case-insensitive)."""
-        words = [w for w in words if w]
-        if not words:
-            return []
-        where = " AND ".join(["e.text LIKE ? ESCAPE '\\'"] * len(words))
-        params = tuple("%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                       + "%" for w in words)
-        rows = self._query(
-            "SELECT e.feature, e.text, e.explainer, (SELECT max(s.score) FROM scores s "
-            f"WHERE s.explanation = e.id) FROM explanations e WHERE {where} "
-            "ORDER BY e.id DESC", params)
+        with self._lock:
+            rows = self.db.search_explanations(words)
         seen: dict[int, dict[str, Any]] = {}
-        for feature, text, explainer, score in rows:
-            if feature not in seen:
-                seen[feature] = {"feature": feature, "match": "explanation", "text": text,
-                                 "explainer": explainer, "score": score}
+        for row in rows:  # newest first: a feature's latest matching explanation
+            if row["feature"] not in seen:
+                seen[row["feature"]] = {**row, "match": "explanation"}
         hits = sorted(seen.values(), key=lambda h: (-(h["score"] or 0), h["feature"]))
         return [self.with_stats(h) for h in hits[:limit]]
 
     def _build_token_index(self) -> dict[int, list[tuple[int, int, float]]]:
-        """token id -> [(feature, top examples peaking on it, best activation)]. SQLite cuts
-        the peak token's 4 bytes out of each window blob, so no window is decoded in Python."""
+        """token id -> [(feature, top examples peaking on it, best activation)]."""
+        with self._lock:
+            peaks = self.db.top_peak_tokens()
         index: dict[int, list[tuple[int, int, float]]] = {}
-        for feature, blob, n, best in self._query(
-                "SELECT feature, substr(tokens, peak * 4 + 1, 4) AS t, count(*), max(activation) "
-                "FROM examples WHERE kind = 'top' GROUP BY feature, t"):
-            tok = int.from_bytes(blob, "little", signed=True)
+        for feature, tok, n, best in peaks:
             index.setdefault(tok, []).append((feature, n, best))
         return index
 
@@ -321,8 +292,9 @@ class RunData:
         wanted = token.strip().lower()
         if not wanted:
             return []
-        vocab = self._query("SELECT token_id, text FROM vocab")
-        ids = {tid: text for tid, text in vocab if text.strip().lower() == wanted}
+        with self._lock:
+            vocab = self.db.vocab()
+        ids = {tid: text for tid, text in vocab.items() if text.strip().lower() == wanted}
         per_feature: dict[int, dict[str, Any]] = {}
         for tid, text in ids.items():
             for feature, n, best in index.get(tid, []):
@@ -354,7 +326,8 @@ class RunData:
         return pts
 
     def _coords(self) -> dict[str, Any]:
-        rows = self._query("SELECT feature, x, y, cluster FROM map_coords ORDER BY feature")
+        with self._lock:
+            rows = self.db.map_coords()
         clusters = _cluster_labels(self.db.meta.get("clusters"))
         if rows:
             ids, xs, ys, cl = (list(c) for c in zip(*rows))
@@ -371,7 +344,7 @@ class RunData:
         database has no UMAP coordinates (umap-learn was not installed at analysis time)."""
         from safetensors import safe_open
 
-        path = self.run / "sae" / "sae_weights.safetensors"
+        path = self.run.sae_weights_path
         if not path.is_file():
             return [], [], []
         with safe_open(str(path), "np") as f:

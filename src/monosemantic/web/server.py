@@ -15,8 +15,8 @@ class ServeConfig:
     steering playground, feature map, and the JSON API under /api (OpenAPI at /openapi.json)."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory holding features.sqlite (`monosemantic analyze RUN` writes it);
-    the demo's output folder works too (its run is OUT/sae)."""
+    """Training run directory holding features.sqlite (`monosemantic analyze RUN` writes it),
+    or its sae/ folder; the demo's output folder is a run."""
     host: str = "127.0.0.1"
     """Address to bind; the default answers this machine only. 0.0.0.0 opens it to the network."""
     port: int = 8000
@@ -59,7 +59,7 @@ def serve(cfg: ServeConfig) -> None:
         raise UserError(f"the browser needs the web extra ({err.name} is missing): "
                         "pip install 'monosemantic[web]'") from err
     app = create_app(cfg)
-    cfg.run = app.state.data.run
+    cfg.run = app.state.data.run.path
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     print(f"monosemantic browser for {cfg.run} at http://{shown}:{cfg.port}/", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)

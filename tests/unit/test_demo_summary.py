@@ -1,8 +1,7 @@
 """The demo's closing summary: every dead figure names the tokens it covers."""
 
-from pathlib import Path
-
 from monosemantic.demo import summary
+from monosemantic.runs import RunDir
 
 RESULT = {
     "metrics": {"l0": 32.0, "variance_explained": 0.97, "dead_fraction": 0.043,
@@ -13,7 +12,7 @@ RESULT = {
 
 
 def test_summary_gives_each_dead_figure_its_window():
-    lines = summary(RESULT, Path("runs/demo"), {"train_s": 60.0}).splitlines()
+    lines = summary(RESULT, RunDir("runs/demo"), {"train_s": 60.0}).splitlines()
     dead = [i for i, line in enumerate(lines) if line.startswith("  dead features")]
     assert len(dead) == 1
     assert lines[dead[0]].endswith("4.3% (no activation in the last 122,880 training tokens)")
@@ -25,6 +24,6 @@ def test_summary_gives_each_dead_figure_its_window():
 def test_summary_without_analysis_or_trainer_window():
     result = {"metrics": {k: v for k, v in RESULT["metrics"].items()
                           if not k.startswith("dead")}}
-    text = summary(result, Path("runs/demo"), {"train_s": 60.0})
+    text = summary(result, RunDir("runs/demo"), {"train_s": 60.0})
     assert "dead" not in text.replace("not dead", "")
     assert "29.4% on the 6,000 held-out tokens" in text

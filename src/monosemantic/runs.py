@@ -1,0 +1,334 @@
+"""`RunDir`: one training run's folder, where each of its files lives, and how it is opened.
+
+```
+RUN/cfg.json               TrainConfig as resolved (`train`)
+RUN/metrics.jsonl          one JSON object per log step
+RUN/checkpoints/           latest checkpoint(s)
+RUN/sae/                   the final SAE: SAELens layout + monosemantic.json (our metadata)
+RUN/eval.json              `eval` (and RUN/density_histogram.png)
+RUN/features.sqlite        `analyze`; `explain` / `score` add to it (RUN/llm_cache.sqlite)
+RUN/neurons/               `neurons` (its default output)
+RUN/acts/                  the run's own activation store, when harvested into it (the demo)
+RUN/demo_cfg.json          the demo's options (the demo's folder is one run and its store)
+```
+Commands take the run folder or its sae/ folder. The heavy parts (torch, the model, the
+store) are imported only by the methods that need them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from monosemantic.errors import UserError
+from monosemantic.featuredb.schema import DB_FILENAME
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from monosemantic.activations.reader import ActivationStore
+    from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
+
+
+class RunModel(NamedTuple):
+    """The model and SAE of a run, and the hook the SAE reads."""
+
+    lm: LoadedModel
+    sae: SAE
+    hook: str
+
+
+class RunDir:
+    """The folder of one training run. `RunDir(path)` only names its files (a run being
+    created); `RunDir.find` checks a folder, `RunDir.open` a finished run."""
+
+    CFG = "cfg.json"
+    METRICS = "metrics.jsonl"
+    CHECKPOINTS = "checkpoints"
+    SAE = "sae"
+    EVAL = "eval.json"
+    DENSITY_PLOT = "density_histogram.png"
+    LLM_CACHE = "llm_cache.sqlite"
+    NEURONS = "neurons"
+    STORE = "acts"
+    DEMO_CFG = "demo_cfg.json"
+    # What a folder may already hold when `train` starts a run in it: the run's own store,
+    # harvested into it, and the demo's options. Anything else is someone else's.
+    BEFORE_TRAINING = (STORE, DEMO_CFG)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # ----- opening --------------------------------------------------------------------------
+    @classmethod
+    def find(cls, path: str | Path) -> RunDir:
+        """The run at `path`, or the run whose sae/ folder `path` is. The run need not be
+        finished (the browser serves a folder that holds only a feature database)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"run directory {path} does not exist: give the folder "
+                            "`monosemantic train` wrote")
+        if path.name == cls.SAE and _is_saved_sae(path):
+            return cls(path.parent)
+        if _is_older_demo(path):
+            raise UserError(
+                f"{path} is a demo folder written by an older monosemantic, whose run is "
+                f"{path / cls.SAE} (give that path, e.g. `monosemantic serve {path / cls.SAE}`); "
+                f"or delete {path} and run the demo again to get the current layout")
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """A finished run (or its sae/ folder), with the metadata its SAE was saved with."""
+        run = cls.find(path)
+        _ = run.metadata  # the UserError of an unfinished run or of another tool's SAE
+        return run
+
+    # ----- layout ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.path / self.CFG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def sae_dir(self) -> Path:
+        return self.path / self.SAE
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / self.EVAL
+
+    @property
+    def density_plot_path(self) -> Path:
+        return self.path / self.DENSITY_PLOT
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_FILENAME
+
+    @property
+    def neurons_dir(self) -> Path:
+        return self.path / self.NEURONS
+
+    @property
+    def store_dir(self) -> Path:
+        """Where the run's own store goes when it is harvested into the run (the demo's)."""
+        return self.path / self.STORE
+
+    @property
+    def demo_cfg_path(self) -> Path:
+        return self.path / self.DEMO_CFG
+
+    @property
+    def sae_cfg_path(self) -> Path:
+        """The SAE's SAELens cfg.json (architecture, d_in, d_sae, k, ...)."""
+        from monosemantic.sae.io import CFG_FILENAME
+
+        return self.sae_dir / CFG_FILENAME
+
+    @property
+    def sae_weights_path(self) -> Path:
+        from monosemantic.sae.io import WEIGHTS_FILENAME
+
+        return self.sae_dir / WEIGHTS_FILENAME
+
+    def not_before_training(self) -> list[str]:
+        """Entries of the folder a run may not hold before `train` starts it (sorted)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if p.name not in self.BEFORE_TRAINING)
+
+    def check_trainable(self) -> None:
+        """UserError unless the folder is a run (to resume) or may become one: missing, or
+        holding only `BEFORE_TRAINING`."""
+        others = [] if self.cfg_path.exists() else self.not_before_training()
+        if others:
+            allowed = " and ".join(self.BEFORE_TRAINING)
+            listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise UserError(f"{self.path} is not a training run (no {self.CFG}) and holds "
+                            f"{listed}: choose a new output directory (a new run's folder may "
+                            f"hold only {allowed})")
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        """One of the run's JSON files as a dict; {} when missing or unreadable (a run still
+        being written)."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # ----- what the run was trained on --------------------------------------------------------
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """monosemantic.json of the run's SAE; UserError when the run has no SAE yet or its SAE
+        was saved by another tool."""
+        from monosemantic.sae.io import METADATA_FILENAME, read_metadata
+
+        if not self.sae_dir.is_dir():
+            raise UserError(f"{self.path} has no sae/ folder: the training run has not finished "
+                            "(resume it with the same `monosemantic train` command), or this is "
+                            "not a run folder")
+        meta = read_metadata(self.sae_dir)
+        extra = meta.get("extra_metadata") or {}
+        if not extra.get("model") or not extra.get("hook"):
+            raise UserError(f"{self.sae_dir} has no {METADATA_FILENAME} with the model and hook "
+                            "it was trained on (an SAE saved by another tool?): load it with "
+                            "monosemantic.sae.load_sae and use the Python API")
+        return meta
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What the trainer recorded: model, hook, store, holdout_rows, training,
+        train_config."""
+        return self.metadata["extra_metadata"]
+
+    @property
+    def model(self) -> str:
+        return str(self.extra["model"])
+
+    @property
+    def hook(self) -> str:
+        return str(self.extra["hook"])
+
+    @property
+    def store_path(self) -> Path | None:
+        """The activation store the SAE was trained on; None for streamed training."""
+        store = self.extra.get("store")
+        return None if store is None else Path(store)
+
+    @property
+    def holdout_rows(self) -> range | None:
+        """The store rows held out from training; None for streamed training."""
+        rows = self.extra.get("holdout_rows")
+        return None if rows is None else range(int(rows[0]), int(rows[1]))
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The trainer's closing figures (final train metrics, dead fraction, ...)."""
+        return dict(self.extra.get("training") or {})
+
+    @property
+    def d_in(self) -> int:
+        return int(self.metadata["sae_config"]["d_in"])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.metadata["sae_config"]["n_features"])
+
+    # ----- loading --------------------------------------------------------------------------
+    def load_sae(self, device: str | torch.device = "cpu") -> SAE:
+        from monosemantic.sae import load_sae
+
+        _ = self.metadata  # a clearer error than load_sae's for an unfinished run
+        return load_sae(self.sae_dir, device=device)
+
+    def load_model(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                   spec: str | None = None) -> LoadedModel:
+        """The run's model (or `spec` instead, e.g. when the model moved), in `dtype`
+        (default float32)."""
+        import torch
+
+        from monosemantic.models import load_model
+
+        return load_model(spec or self.model, device=str(device),
+                          dtype=torch.float32 if dtype is None else dtype)
+
+    def load(self, device: str = "auto", model: str | None = None,
+             lm: LoadedModel | None = None) -> RunModel:
+        """Model, SAE (frozen) and hook, on one device; `lm` is used instead of loading the
+        model when given, `model` is a spec to load instead of the recorded one."""
+        from monosemantic.devices import resolve_device
+
+        dev = str(resolve_device(device))
+        sae = self.load_sae(dev)
+        sae.requires_grad_(False)
+        return RunModel(lm if lm is not None else self.load_model(dev, spec=model), sae,
+                        self.hook)
+
+    def store(self, override: str | Path | None = None,
+              alternative: str | None = None) -> ActivationStore:
+        """The activation store the SAE was trained on (or `override`, the CLI's --store),
+        checked to hold the SAE's hook and width and its held-out rows. `alternative` ends the
+        message of a missing store (what else the command can do without one)."""
+        from monosemantic.activations.reader import ActivationStore
+
+        path = Path(override) if override is not None else self.store_path
+        other = f", or {alternative}" if alternative else ""
+        if path is None:
+            raise UserError(f"{self.path} was trained on streamed activations (no store): give "
+                            f"an activation store of its model and hook with --store{other}")
+        if not path.exists():
+            raise UserError(f"activation store {path} does not exist (moved?): give its new "
+                            f"path with --store{other}")
+        store = ActivationStore(path)
+        if store.hook != self.hook or store.d != self.d_in:
+            raise UserError(f"store {path} holds {store.hook!r} (width {store.d}); the SAE was "
+                            f"trained on {self.hook!r} (width {self.d_in}): give the store it "
+                            "was trained on with --store")
+        rows = self.holdout_rows
+        if rows is not None and self.store_path is not None and rows.stop > store.n_rows:
+            raise UserError(f"held-out rows [{rows.start}, {rows.stop}) do not fit the store's "
+                            f"{store.n_rows:,} rows: is --store the store this SAE was trained "
+                            "on?")
+        return store
+
+    def max_act_F(self) -> Tensor | None:
+        """Each feature's largest activation [F] from the run's feature database; None without
+        one (then only raw-unit edits and thresholds work)."""
+        import torch
+
+        from monosemantic.featuredb.reader import FeatureDB, FeatureDBError
+
+        try:
+            with FeatureDB(self.db_path) as db:
+                stats = db.stats()
+        except FeatureDBError:
+            return None
+        if len(stats) != self.n_features:
+            raise UserError(f"the feature database of {self.path} has {len(stats)} features but "
+                            f"the SAE has {self.n_features}: run `monosemantic analyze "
+                            f"{self.path}` again")
+        return torch.tensor([s["max_act"] for s in stats], dtype=torch.float32)
+
+
+def feature_db_path(run_or_db: str | Path) -> Path:
+    """The feature database of a run folder (or its sae/ folder); a database file as is."""
+    path = Path(run_or_db)
+    return path if path.is_file() else RunDir.find(path).db_path
+
+
+def _is_saved_sae(path: Path) -> bool:
+    from monosemantic.sae.io import WEIGHTS_FILENAME
+
+    return (path / WEIGHTS_FILENAME).is_file()
+
+
+def _is_older_demo(path: Path) -> bool:
+    """The demo folder of earlier versions: OUT/acts and the run OUT/sae, its SAE OUT/sae/sae."""
+    return (not (path / RunDir.CFG).exists() and (path / RunDir.SAE / RunDir.CFG).is_file()
+            and (path / RunDir.SAE / RunDir.SAE).is_dir())
