@@ -180,3 +180,10 @@ def test_load_foreign_jumprelu_and_rejections(tmp_path):
                    _tensors())
     with pytest.raises(UserError, match="gated"):
         load_sae(tmp_path / "g")
+
+
+def test_load_refuses_a_jumprelu_without_its_threshold(tmp_path):
+    _write_foreign(tmp_path / "j", {"architecture": "jumprelu", "d_in": 6, "d_sae": 10},
+                   _tensors())
+    with pytest.raises(UserError, match=r"lacks tensors \['threshold'\]"):
+        load_sae(tmp_path / "j")
