@@ -188,7 +188,7 @@ def _from_saelens(raw: dict[str, Any], weights: dict[str, torch.Tensor],
     if "log_threshold" in weights:
         weights["threshold"] = torch.exp(weights.pop("log_threshold"))
     arch = _FROM_SAELENS_ARCH[arch_raw]
-    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or 1
+    k = _saelens_k(raw, where) if sae_class(arch).uses_k else None
     if arch_raw == "topk" and raw.get("rescale_acts_by_decoder_norm"):
         # TopK on z·‖W_dec‖ and decode with f/‖W_dec‖ is the same SAE with norms folded in.
         norms_F = weights["W_dec"].norm(dim=1).clamp_min(1e-8)
@@ -196,10 +196,25 @@ def _from_saelens(raw: dict[str, Any], weights: dict[str, torch.Tensor],
         weights["W_enc"] = weights["W_enc"] * norms_F[None, :]
         weights["b_enc"] = weights["b_enc"] * norms_F
     apply_b_dec = raw.get("apply_b_dec_to_input")
+    options: dict[str, Any] = {} if k is None else {"k": k}
     cfg = SAEConfig(architecture=arch, d_in=int(raw["d_in"]), n_features=int(raw["d_sae"]),
-                    k=int(k), apply_b_dec_to_input=True if apply_b_dec is None else
-                    bool(apply_b_dec))
+                    apply_b_dec_to_input=True if apply_b_dec is None else bool(apply_b_dec),
+                    **options)
     return cfg, weights
+
+
+def _saelens_k(raw: dict[str, Any], where: Path) -> int:
+    """TopK's k from a SAELens cfg.json: top-level `k` (SAELens >= 6) or
+    `activation_fn_kwargs.k` (earlier versions); a folder with neither is refused rather than
+    loaded with a guessed k."""
+    k = raw.get("k")
+    if k is None:
+        k = (raw.get("activation_fn_kwargs") or {}).get("k")
+    if k is None:
+        raise UserError(f"{where}: its {CFG_FILENAME} describes a topk SAE but gives no k "
+                        "(neither a top-level `k` nor `activation_fn_kwargs.k`): add the k the "
+                        "SAE was trained with to that file")
+    return int(k)
 
 
 def _check_replaceable(out_dir: Path) -> None:
