@@ -85,6 +85,24 @@ def test_the_registry_classes_declare_their_behaviour():
     assert create_sae(SAEConfig("topk", d_in=8, n_features=16, k=2)).sparsity_coefficient() == 0
 
 
+def test_a_new_architecture_is_one_class_and_one_registry_entry(monkeypatch):
+    from monosemantic.sae.relu import ReluSAE
+    from monosemantic.train.config import TrainConfig, resolve
+
+    class WideReluSAE(ReluSAE):
+        unit_norm_decoder = True
+
+        @classmethod
+        def default_lr(cls, cfg):
+            return 1e-3
+
+    monkeypatch.setitem(SAE_CLASSES, "wide", WideReluSAE)
+    cfg = SAEConfig("wide", d_in=8, n_features=16)
+    assert cfg.decoder_init_norm == 1.0 and isinstance(create_sae(cfg), WideReluSAE)
+    train_cfg = resolve(TrainConfig(out="r", store="s", sae=SAEConfig("wide"), steps=1), None)
+    assert train_cfg.lr == 1e-3
+
+
 def test_d_in_may_wait_for_the_data_but_an_sae_needs_it():
     cfg = SAEConfig("topk", n_features=64, k=4)  # as the trainer's config holds it
     assert cfg.d_in is None

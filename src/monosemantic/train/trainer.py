@@ -52,7 +52,7 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
         data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale)
     elif data is None:
         data = open_data(cfg, device)
-    resolve(cfg, data.n_train_rows)
+    resolve(cfg, data.n_train_rows, data.d)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     resume = prepare_run_dir(cfg)
 
@@ -220,7 +220,7 @@ class Loop:
         record["dense_fraction"] = float(state.tracker.dense_fraction(cfg.dense_threshold))
         record["lr"] = self.schedule.lr_at(last)
         record["l1_scale"] = self.schedule.l1_scale(last)
-        record["sparsity_coefficient"] = state.sparsity_coefficient() * record["l1_scale"]
+        record["sparsity_coefficient"] = state.sae.sparsity_coefficient() * record["l1_scale"]
         record["tokens_per_s"] = tokens / seconds
         record["elapsed_s"] = self._wall_time()
         logger.log(record)

@@ -195,6 +195,8 @@ class RunData:
     def overview(self) -> dict[str, Any]:
         meta = self.db.meta
         train_cfg = _read_json(self.run / "cfg.json") or {}
+        # The SAE's options are nested under "sae" (flat in runs of earlier versions).
+        train_cfg = {**train_cfg, **(train_cfg.get("sae") or {})}
         sae_cfg = _read_json(self.run / "sae" / "cfg.json") or {}
         evaluation = _read_json(self.run / "eval.json") or {}
         n_explained = self._query("SELECT count(DISTINCT feature) FROM explanations")[0][0]
