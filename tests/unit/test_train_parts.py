@@ -92,6 +92,48 @@ def test_tracker_state_round_trip():
     assert b.window_tokens == 7
     assert torch.equal(b.tokens_since_fire_F, a.tokens_since_fire_F)
     assert b.tokens_in_window == 3
+    assert b.max_silence_bound == 3  # the restored counters' maximum
+
+
+def test_tracker_bound_proves_no_feature_is_dead_without_reading_the_device():
+    tracker = FeatureTracker(3, window_tokens=10, device="cpu")
+    tracker.update(torch.ones(4, 3))
+    tracker.update(torch.ones(4, 3))
+    assert not tracker.may_have_dead()  # at most 8 tokens of silence
+    tracker.update(torch.ones(4, 3))
+    assert tracker.may_have_dead()  # 12 >= 10 as far as the host knows
+    tracker.refresh_bound()
+    assert tracker.max_silence_bound == 0 and not tracker.may_have_dead()
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_dead_mask_reaches_the_sae_on_the_step_after_a_feature_dies(tmp_path, arch):
+    """No log step in sight: a feature silent for the dead window is in the mask at once."""
+    from monosemantic.train.state import TrainState
+    from monosemantic.train.trainer import Loop
+
+    cfg = resolve(_cfg({"architecture": arch, "n_features": 8, "k": 2}, out=tmp_path, steps=10,
+                       batch_size=4, log_every=1000, dead_window_tokens=8, device="cpu"), None)
+    cpu = torch.device("cpu")
+    state = TrainState.create(cfg, d_in=4, device=cpu)
+    with torch.no_grad():
+        state.sae.b_enc[3] = -1e6  # feature 3 never fires
+    loop = Loop(cfg, data=None, state=state, device=cpu)
+    masks, forward = [], loop.forward
+
+    def spy(x_BD, dead_mask_F=None, l1_scale=1.0):
+        masks.append(None if dead_mask_F is None else dead_mask_F.clone())
+        return forward(x_BD, dead_mask_F=dead_mask_F, l1_scale=l1_scale)
+
+    loop.forward = spy
+    x_BD = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    for _ in range(4):
+        loop.step(x_BD)
+    if arch == "relu":  # no AuxK: no mask to build
+        assert masks == [None] * 4
+        return
+    assert masks[:2] == [None, None]  # 0 and 4 tokens seen: nothing can be dead yet
+    assert masks[2][3] and masks[3][3]  # silent for 8 tokens before step 2
 
 
 # ---------------------------------------------------------------- metrics

@@ -125,7 +125,9 @@ class TopKSAE(SAE):
 
         `z_BF` are the pre-activations without grad; the picked dead latents get their gradient
         through the sampled encoder."""
-        n_dead = int(dead_mask_F.sum())  # one host sync; the trainer passes the mask rarely
+        # A host read: free on CPU; on a GPU one sync per step once the trainer passes the mask
+        # (only while some feature may be dead).
+        n_dead = int(dead_mask_F.sum())
         if n_dead == 0:
             return x_hat_BD.new_zeros((), dtype=torch.float32)
         k_aux = min(self.cfg.resolved_aux_k, n_dead)
