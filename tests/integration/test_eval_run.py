@@ -39,7 +39,8 @@ def run_dir(tmp_path_factory, tiny_model_dir):
                           device="cpu"))
     return train(TrainConfig(out=root / "run", store=root / "store",
                              sae=SAEConfig(n_features=64), batch_size=128, steps=40, lr=1e-3,
-                             holdout_fraction=0.2, eval_every=0, checkpoint_every=0, log_every=20, device="cpu"))
+                             holdout_fraction=0.2, eval_every=0, checkpoint_every=0,
+                             log_every=20, device="cpu"))
 
 
 def test_cli_eval_writes_report(run_dir, capsys):
