@@ -64,15 +64,16 @@ def train_weights(spec: WeightsSpec, log=print) -> dict[str, object]:
     """Train, save to `spec.path()` and return the metadata written beside the tensors."""
     from safetensors.torch import save_file
 
+    from monosemantic.sae import SAEConfig
     from monosemantic.train.config import TrainConfig, resolve
     from monosemantic.train.state import TrainState
     from monosemantic.train.trainer import Loop
 
     with tempfile.TemporaryDirectory(prefix="monosemantic-weights-") as run_dir:
-        cfg = TrainConfig(out=Path(run_dir), architecture="relu", n_features=spec.n_features,
+        cfg = TrainConfig(out=Path(run_dir), sae=SAEConfig("relu", n_features=spec.n_features),
                           batch_size=spec.batch_size, steps=spec.steps, lr=spec.lr,
                           seed=spec.seed, device="cpu")
-        resolve(cfg, None)
+        resolve(cfg, None, spec.d_in)
         state = TrainState.create(cfg, spec.d_in, torch.device("cpu"))
         loop = Loop(cfg, data=None, state=state, device=torch.device("cpu"))
         # Training rows and timing rows share the directions (dict_seed), not the draws.

@@ -17,6 +17,7 @@ from pathlib import Path
 import harness
 import torch
 
+from monosemantic.sae import SAEConfig
 from monosemantic.train.config import TrainConfig, resolve
 from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import Loop
@@ -30,10 +31,10 @@ class TrainerStep:
             raise ValueError(f"monosemantic step: unsupported arch {spec.arch!r}")
         # `Loop` only looks for checkpoints in the run directory; `step` never writes to it.
         self.run_dir = tempfile.TemporaryDirectory(prefix="monosemantic-bench-")
-        cfg = TrainConfig(out=Path(self.run_dir.name), architecture=spec.arch,
-                          n_features=spec.n_features, k=spec.k, batch_size=spec.batch_size,
+        sae = SAEConfig(architecture=spec.arch, n_features=spec.n_features, k=spec.k)
+        cfg = TrainConfig(out=Path(self.run_dir.name), sae=sae, batch_size=spec.batch_size,
                           steps=spec.warmup + spec.steps, seed=spec.seed, device="cpu")
-        resolve(cfg, None)
+        resolve(cfg, None, spec.d_in)
         device = torch.device("cpu")
         state = TrainState.create(cfg, spec.d_in, device)
         if spec.weights:  # the shared starting point (see benchmarks/sparse_weights.py)

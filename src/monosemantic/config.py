@@ -2,8 +2,15 @@
 
 Each config is a plain `@dataclass` whose fields carry *attribute docstrings* (a string literal on
 the line after the field). Those docstrings become the CLI's `--help` text, so a field is
-documented once. Nested dataclass fields become dotted options (`--corpus.source`).
-A field with `metadata={"positional": True}` becomes a positional CLI argument.
+documented once. Nested dataclass fields become dotted options (`--corpus.source`), grouped
+under the nested field's docstring in `--help`.
+
+Field metadata tunes the CLI:
+- `{"positional": True}`: a positional argument;
+- `{"cli": False}`: not an option (filled in by the program, still in `cfg.json`);
+- `{"choices": (...)}`: the values a `str` field accepts (a `Literal` type says the same);
+- `{"short_flags": True}` on a nested dataclass field: each of its options is also accepted
+  without the prefix (`--k` for `--sae.k`); both spellings set the same field.
 """
 
 from __future__ import annotations
@@ -108,18 +115,27 @@ def _scalar_parser(tp: Any):
     raise TypeError(f"unsupported config field type {tp!r}")
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add one option per field of `cls` (recursively for nested dataclasses)."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
+                            short_prefix: str | None = None, title: str | None = None,
+                            description: str | None = None) -> None:
+    """Add one option per field of `cls` (recursively for nested dataclasses).
+
+    `short_prefix`, when not None, adds each option's alias `--{short_prefix}{name}`."""
     hints = _resolved_types(cls)
     docs = field_docs(cls)
-    group = parser.add_argument_group(cls.__name__) if not prefix else parser
+    # argparse groups do not nest: every dataclass gets its own group on the parser.
+    group = parser.add_argument_group(title or cls.__name__, description)
     for f in dataclasses.fields(cls):
-        if not f.init:
+        if not f.init or f.metadata.get("cli") is False:
             continue
         tp, optional = _unwrap_optional(hints[f.name])
         dest = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(tp):
-            add_dataclass_arguments(parser, tp, prefix=f"{dest}.")
+            sub_short = prefix if f.metadata.get("short_flags") else (
+                None if short_prefix is None else f"{short_prefix}{f.name}.")
+            add_dataclass_arguments(parser, tp, prefix=f"{dest}.", short_prefix=sub_short,
+                                    title=f"{dest} ({tp.__name__})",
+                                    description=docs.get(f.name))
             continue
         default = _field_default(f)
         help_text = docs.get(f.name, "")
@@ -138,6 +154,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
             kwargs["type"] = _scalar_parser(tp)
             if origin is typing.Literal:
                 kwargs["choices"] = list(typing.get_args(tp))
+            elif "choices" in f.metadata:
+                kwargs["choices"] = list(f.metadata["choices"])
         if f.metadata.get("positional"):
             kwargs.pop("dest")
             if default is not dataclasses.MISSING:
@@ -149,8 +167,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
             kwargs["required"] = True
         else:
             kwargs["default"] = argparse.SUPPRESS
-        flag = "--" + dest.replace("_", "-")
-        group.add_argument(flag, **kwargs)
+        flags = ["--" + dest.replace("_", "-")]
+        if short_prefix is not None:
+            flags.append("--" + f"{short_prefix}{f.name}".replace("_", "-"))
+            if "choices" not in kwargs:
+                kwargs["metavar"] = f.name.upper()
+        group.add_argument(*flags, **kwargs)
 
 
 def _field_default(f: dataclasses.Field) -> Any:

@@ -82,6 +82,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
     from monosemantic.models import load_model
     from monosemantic.featuredb.card import FeatureCardConfig, show_feature
+    from monosemantic.sae import SAEConfig
     from monosemantic.train.trainer import TrainConfig, train
 
     out = Path(cfg.out)
@@ -103,8 +104,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     run = train(TrainConfig(
-        out=out, store=Path(store), architecture=cfg.architecture,
-        n_features=cfg.n_features, k=cfg.k, l1_coefficient=cfg.l1_coefficient, lr=cfg.lr,
+        out=out, store=Path(store), sae=SAEConfig(
+            architecture=cfg.architecture, n_features=cfg.n_features, k=cfg.k,
+            l1_coefficient=cfg.l1_coefficient), lr=cfg.lr,
         steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
         eval_every=0, checkpoint_every=max(1, cfg.steps // 5), log_every=50,
     ))

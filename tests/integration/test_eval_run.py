@@ -15,7 +15,7 @@ from monosemantic.evals import EvalConfig, evaluate_sae, reconstruction_metrics,
 from monosemantic.evals.evaluate import fresh_contexts, harvested_doc_limit
 from monosemantic.evals.plots import have_matplotlib
 from monosemantic.models import load_model
-from monosemantic.sae import load_sae
+from monosemantic.sae import SAEConfig, load_sae
 from monosemantic.sae.io import read_metadata
 from monosemantic.train.trainer import TrainConfig, train
 
@@ -37,9 +37,10 @@ def run_dir(tmp_path_factory, tiny_model_dir):
                           tokens=2000, corpus=CorpusConfig(source=str(corpus), txt_unit="line"),
                           ctx_len=32, batch_size=8, dtype="float32", shard_rows=512,
                           device="cpu"))
-    return train(TrainConfig(out=root / "run", store=root / "store", n_features=64,
-                             batch_size=128, steps=40, lr=1e-3, holdout_fraction=0.2,
-                             eval_every=0, checkpoint_every=0, log_every=20, device="cpu"))
+    return train(TrainConfig(out=root / "run", store=root / "store",
+                             sae=SAEConfig(n_features=64), batch_size=128, steps=40, lr=1e-3,
+                             holdout_fraction=0.2, eval_every=0, checkpoint_every=0,
+                             log_every=20, device="cpu"))
 
 
 def test_cli_eval_writes_report(run_dir, capsys):

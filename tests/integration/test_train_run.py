@@ -8,16 +8,19 @@ import torch
 from helpers.train_data import MemoryData, sparse_activations
 
 from monosemantic.errors import UserError
+from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint
 from monosemantic.train.trainer import NonFiniteLossError, TrainConfig, train
 
 D, BATCH = 16, 256
 
 
-def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(out=out, store=Path("unused"), n_features=64, batch_size=BATCH, steps=300,
-                lr=3e-3, l1_coefficient=1.0, log_every=25, eval_every=100,
-                checkpoint_every=100, device="cpu", dead_window_tokens=20 * BATCH)
+def _cfg(out: Path, architecture: str = "relu", k: int = 32, l1_coefficient: float = 1.0,
+         **kw) -> TrainConfig:
+    sae = SAEConfig(architecture=architecture, n_features=64, k=k, l1_coefficient=l1_coefficient)
+    base = dict(out=out, store=Path("unused"), sae=sae, batch_size=BATCH, steps=300, lr=3e-3,
+                log_every=25, eval_every=100, checkpoint_every=100, device="cpu",
+                dead_window_tokens=20 * BATCH)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -75,7 +78,8 @@ def test_training_learns_sparse_data(tmp_path, sparse_x, arch, extra):
     assert train_recs[-1]["lr"] == pytest.approx(extra.get("lr", 3e-3) / 60)  # last decay step
     assert train_recs[-1]["tokens"] == 300 * BATCH
     saved = json.loads((run / "cfg.json").read_text())
-    assert saved["steps"] == 300 and saved["architecture"] == arch
+    assert saved["steps"] == 300 and saved["sae"]["architecture"] == arch
+    assert saved["sae"]["d_in"] == D and saved["sae"]["n_features"] == 64
 
 
 def test_final_sae_and_metadata(tmp_path, sparse_x):
@@ -153,6 +157,8 @@ def test_resume_refuses_changed_config_and_dimension(tmp_path, sparse_x):
     train(_cfg(run, steps=20, eval_every=0), data=data)
     with pytest.raises(UserError, match=r"different config \(lr: 0\.003 -> 0\.001\)"):
         train(_cfg(run, steps=20, eval_every=0, lr=1e-3), data=data)
+    with pytest.raises(UserError, match=r"different config \(sae\.k: 32 -> 8\)"):
+        train(_cfg(run, steps=20, eval_every=0, k=8), data=data)
     with pytest.raises(UserError, match="width 16, but the data has width 8"):
         train(_cfg(run, steps=20, eval_every=0), data=MemoryData(sparse_x[:, :8], BATCH))
     # Same config, run complete: nothing retrained, metrics not duplicated.

@@ -6,6 +6,7 @@ import shutil
 import torch
 
 from monosemantic.data import CorpusConfig
+from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import checkpoint_path, load_checkpoint
 from monosemantic.train.trainer import TrainConfig, train
 
@@ -20,7 +21,7 @@ def _cfg(tmp_path, tiny_model_dir, out):
         out=out, model=str(tiny_model_dir), hook="blocks.1.hook_resid_post",
         corpus=CorpusConfig(source=str(corpus_file), txt_unit="paragraph", dedupe=False),
         ctx_len=32, stream_batch_size=4, stream_buffer_rows=256, batch_size=64, steps=20,
-        n_features=64, lr=1e-3, holdout_fraction=0.1, norm_estimate_batches=2,
+        sae=SAEConfig(n_features=64), lr=1e-3, holdout_fraction=0.1, norm_estimate_batches=2,
         checkpoint_every=10, eval_every=10, log_every=5, device="cpu", keep_checkpoints=5)
 
 

@@ -64,6 +64,9 @@ def test_feature_json_equals_the_database(client, runs):
 def test_overview(client, runs):
     o = client.get("/api/overview").json()
     assert o["n_features"] == N_FEATURES and o["architecture"] == "topk" and o["k"] == 4
+    # RUN/cfg.json nests the SAE's options under "sae"; the overview shows them flat.
+    assert o["training"]["architecture"] == "topk" and o["training"]["k"] == 4
+    assert o["training"]["n_features"] == N_FEATURES and o["training"]["steps"] == 40
     assert o["hook"] == "blocks.1.hook_resid_post"
     assert [r["step"] for r in o["curves"]["train"]] == [10, 20, 30, 40]
     assert [r["step"] for r in o["curves"]["eval"]] == [20, 40]

@@ -111,3 +111,59 @@ def test_parse_count(text, value):
 def test_parse_count_rejects_fractions():
     with pytest.raises(argparse.ArgumentTypeError):
         parse_count("1.0005k")
+
+
+@dataclass
+class Model:
+    name: str = field(default="a", metadata={"choices": ("a", "b")})
+    """Which model."""
+    width: int | None = field(default=None, metadata={"cli": False})
+    """Filled in by the program."""
+    size: int = 4
+    """How big."""
+
+
+@dataclass
+class Job:
+    model: Model = field(default_factory=Model, metadata={"short_flags": True})
+    """The model's options."""
+    other: Model = field(default_factory=Model)
+    """A second model, prefixed only."""
+    steps: int = 1
+    """Steps."""
+
+
+def _job_parser():
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Job)
+    return parser
+
+
+def test_short_flags_alias_a_nested_dataclass_options():
+    parser = _job_parser()
+    short = dataclass_from_namespace(Job, parser.parse_args(["--name", "b", "--size", "2K"]))
+    long = dataclass_from_namespace(Job, parser.parse_args(["--model.name", "b",
+                                                            "--model.size", "2000"]))
+    assert short == long == Job(model=Model(name="b", size=2000))
+    with pytest.raises(SystemExit):  # only the field marked short_flags has short spellings
+        parser.parse_args(["--other.name", "a", "--width", "3"])
+
+
+def test_cli_false_fields_and_metadata_choices():
+    parser = _job_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model.width", "3"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model.name", "c"])
+    # Not on the command line, still in the config's JSON.
+    cfg = from_dict(Job, {"model": {"width": 3}})
+    assert cfg.model.width == 3 and to_dict(cfg)["model"]["width"] == 3
+
+
+def test_nested_group_help_shows_both_spellings_and_the_docstrings(capsys):
+    with pytest.raises(SystemExit):
+        _job_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "model (Model):" in out and "The model's options." in out
+    assert "--model.size SIZE, --size SIZE" in out and "How big." in out
+    assert "--model.name {a,b}, --name {a,b}" in out and "--other.name {a,b}    Which" in out

@@ -5,6 +5,7 @@ import torch
 
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, create_sae
+from monosemantic.sae.factory import SAE_CLASSES
 
 
 @pytest.mark.parametrize(
@@ -65,3 +66,45 @@ def test_unit_norm_init(arch):
 def test_jumprelu_init_threshold():
     sae = create_sae(SAEConfig("jumprelu", d_in=4, n_features=8, jumprelu_init_threshold=0.3))
     assert torch.allclose(sae.threshold, torch.full((8,), 0.3))
+
+
+def test_the_registry_classes_declare_their_behaviour():
+    for name, cls in SAE_CLASSES.items():
+        cfg = SAEConfig(name, d_in=8, n_features=64, k=4)
+        sae = create_sae(cfg)
+        assert type(sae) is cls and cls.default_lr(cfg) > 0
+        assert cfg.apply_b_dec_to_input is cls.default_apply_b_dec_to_input
+        assert cfg.decoder_init_norm == (1.0 if cls.unit_norm_decoder else 0.1)
+    uses = {name: (c.uses_k, c.needs_dead_mask, c.unit_norm_decoder, c.sparsity_coefficient_field)
+            for name, c in SAE_CLASSES.items()}
+    assert uses == {"relu": (False, False, False, "l1_coefficient"),
+                    "topk": (True, True, True, None), "batchtopk": (True, True, True, None),
+                    "jumprelu": (False, False, True, "l0_coefficient")}
+    relu = create_sae(SAEConfig("relu", d_in=8, n_features=16, l1_coefficient=2.5))
+    assert relu.sparsity_coefficient() == 2.5
+    assert create_sae(SAEConfig("topk", d_in=8, n_features=16, k=2)).sparsity_coefficient() == 0
+
+
+def test_a_new_architecture_is_one_class_and_one_registry_entry(monkeypatch):
+    from monosemantic.sae.relu import ReluSAE
+    from monosemantic.train.config import TrainConfig, resolve
+
+    class WideReluSAE(ReluSAE):
+        unit_norm_decoder = True
+
+        @classmethod
+        def default_lr(cls, cfg):
+            return 1e-3
+
+    monkeypatch.setitem(SAE_CLASSES, "wide", WideReluSAE)
+    cfg = SAEConfig("wide", d_in=8, n_features=16)
+    assert cfg.decoder_init_norm == 1.0 and isinstance(create_sae(cfg), WideReluSAE)
+    train_cfg = resolve(TrainConfig(out="r", store="s", sae=SAEConfig("wide"), steps=1), None)
+    assert train_cfg.lr == 1e-3
+
+
+def test_d_in_may_wait_for_the_data_but_an_sae_needs_it():
+    cfg = SAEConfig("topk", n_features=64, k=4)  # as the trainer's config holds it
+    assert cfg.d_in is None
+    with pytest.raises(UserError, match="d_in is not set"):
+        create_sae(cfg)

@@ -180,3 +180,31 @@ def test_load_foreign_jumprelu_and_rejections(tmp_path):
                    _tensors())
     with pytest.raises(UserError, match="gated"):
         load_sae(tmp_path / "g")
+
+
+def test_load_foreign_topk_reads_k_from_either_saelens_layout(tmp_path):
+    new = {"architecture": "topk", "d_in": 6, "d_sae": 10, "k": 3}
+    old = {"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 4}, "d_in": 6,
+           "d_sae": 10}  # before SAELens 6
+    _write_foreign(tmp_path / "new", new, _tensors())
+    _write_foreign(tmp_path / "old", old, _tensors())
+    assert load_sae(tmp_path / "new").cfg.k == 3
+    assert load_sae(tmp_path / "old").cfg.k == 4
+
+
+@pytest.mark.parametrize("cfg", [
+    {"architecture": "topk", "d_in": 6, "d_sae": 10},
+    {"activation_fn_str": "topk", "activation_fn_kwargs": {}, "d_in": 6, "d_sae": 10},
+])
+def test_load_foreign_topk_without_k_is_refused(tmp_path, cfg):
+    _write_foreign(tmp_path / "nok", cfg, _tensors())
+    with pytest.raises(UserError, match=r"nok: its cfg.json describes a topk SAE but gives no "
+                                        r"k .*activation_fn_kwargs.k"):
+        load_sae(tmp_path / "nok")
+
+
+def test_load_refuses_a_jumprelu_without_its_threshold(tmp_path):
+    _write_foreign(tmp_path / "j", {"architecture": "jumprelu", "d_in": 6, "d_sae": 10},
+                   _tensors())
+    with pytest.raises(UserError, match=r"lacks tensors \['threshold'\]"):
+        load_sae(tmp_path / "j")

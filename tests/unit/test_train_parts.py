@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from monosemantic.config import ConfigError, from_dict, to_dict
+from monosemantic.sae import SAEConfig, sae_class
 from monosemantic.train.checkpoint import (
     atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint,
 )
-from monosemantic.train.config import TrainConfig, changed_fields, default_lr, resolve, validate
+from monosemantic.train.config import TrainConfig, changed_fields, resolve, validate
 from monosemantic.train.dead import FeatureTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 from monosemantic.train.schedules import Schedule
@@ -91,6 +92,48 @@ def test_tracker_state_round_trip():
     assert b.window_tokens == 7
     assert torch.equal(b.tokens_since_fire_F, a.tokens_since_fire_F)
     assert b.tokens_in_window == 3
+    assert b.max_silence_bound == 3  # the restored counters' maximum
+
+
+def test_tracker_bound_proves_no_feature_is_dead_without_reading_the_device():
+    tracker = FeatureTracker(3, window_tokens=10, device="cpu")
+    tracker.update(torch.ones(4, 3))
+    tracker.update(torch.ones(4, 3))
+    assert not tracker.may_have_dead()  # at most 8 tokens of silence
+    tracker.update(torch.ones(4, 3))
+    assert tracker.may_have_dead()  # 12 >= 10 as far as the host knows
+    tracker.refresh_bound()
+    assert tracker.max_silence_bound == 0 and not tracker.may_have_dead()
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_dead_mask_reaches_the_sae_on_the_step_after_a_feature_dies(tmp_path, arch):
+    """No log step in sight: a feature silent for the dead window is in the mask at once."""
+    from monosemantic.train.state import TrainState
+    from monosemantic.train.trainer import Loop
+
+    cfg = resolve(_cfg({"architecture": arch, "n_features": 8, "k": 2}, out=tmp_path, steps=10,
+                       batch_size=4, log_every=1000, dead_window_tokens=8, device="cpu"), None)
+    cpu = torch.device("cpu")
+    state = TrainState.create(cfg, d_in=4, device=cpu)
+    with torch.no_grad():
+        state.sae.b_enc[3] = -1e6  # feature 3 never fires
+    loop = Loop(cfg, data=None, state=state, device=cpu)
+    masks, forward = [], loop.forward
+
+    def spy(x_BD, dead_mask_F=None, l1_scale=1.0):
+        masks.append(None if dead_mask_F is None else dead_mask_F.clone())
+        return forward(x_BD, dead_mask_F=dead_mask_F, l1_scale=l1_scale)
+
+    loop.forward = spy
+    x_BD = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    for _ in range(4):
+        loop.step(x_BD)
+    if arch == "relu":  # no AuxK: no mask to build
+        assert masks == [None] * 4
+        return
+    assert masks[:2] == [None, None]  # 0 and 4 tokens seen: nothing can be dead yet
+    assert masks[2][3] and masks[3][3]  # silent for 8 tokens before step 2
 
 
 # ---------------------------------------------------------------- metrics
@@ -140,15 +183,29 @@ def test_atomic_save_and_keep_latest(tmp_path: Path):
 # ---------------------------------------------------------------- config
 
 
-def _cfg(**kw) -> TrainConfig:
-    base = {"out": Path("run"), "store": Path("store")}
+def _cfg(sae: dict | None = None, **kw) -> TrainConfig:
+    base = {"out": Path("run"), "store": Path("store"), "sae": SAEConfig(**(sae or {}))}
     base.update(kw)
     return TrainConfig(**base)
 
 
+@pytest.mark.parametrize("sae, message", [
+    ({"architecture": "topk", "k": 100, "n_features": 64}, "k = 100 must be between 1 and "
+                                                           "n_features = 64"),
+    ({"l1_coefficient": -1.0}, "l1_coefficient must be a finite number >= 0"),
+    ({"n_features": 0}, "n_features must be a positive integer"),
+])
+def test_sae_options_are_checked_by_the_sae_config(sae, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(sae)
+    cfg = _cfg({"architecture": sae.get("architecture", "relu")})
+    for name, value in sae.items():  # set after construction: `validate` still sees them
+        setattr(cfg.sae, name, value)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
 @pytest.mark.parametrize("kw, message", [
-    ({"architecture": "topk", "k": 100, "n_features": 64}, "exceeds --n-features"),
-    ({"l1_coefficient": -1.0}, "--l1-coefficient must be >= 0"),
     ({"steps": 0}, "--steps must be >= 1"),
     ({"total_tokens": 0}, "--total-tokens must be >= 1"),
     ({"steps": 10, "total_tokens": 100}, "not both"),
@@ -166,21 +223,39 @@ def test_validation_names_the_option_to_change(kw, message):
 
 
 def test_resolve_defaults_from_data():
-    cfg = resolve(_cfg(batch_size=100), n_train_rows=1050)
-    assert cfg.steps == 10 and cfg.lr == 5e-5
+    cfg = resolve(_cfg(batch_size=100), n_train_rows=1050, d_in=16)
+    assert cfg.steps == 10 and cfg.lr == 5e-5 and cfg.sae.d_in == 16
     assert cfg.dead_window_tokens == 200  # a fifth of the 1000-token run
-    cfg = resolve(_cfg(total_tokens=1001, batch_size=100, architecture="topk",
-                       n_features=2**16), None)
-    assert cfg.steps == 11 and cfg.total_tokens is None
+    cfg = resolve(_cfg({"architecture": "topk", "n_features": 2**16}, total_tokens=1001,
+                       batch_size=100), None)
+    assert cfg.steps == 11 and cfg.total_tokens is None and cfg.sae.d_in is None
     assert cfg.lr == pytest.approx(1e-4)  # 2e-4 / sqrt(4)
-    assert default_lr("jumprelu", 10) == 7e-5
+    assert sae_class("jumprelu").default_lr(SAEConfig("jumprelu", n_features=10)) == 7e-5
     with pytest.raises(ConfigError, match="fewer than one batch"):
         resolve(_cfg(batch_size=100), n_train_rows=99)
+    with pytest.raises(ConfigError, match="sae.d_in = 8 but the data has width 16"):
+        resolve(_cfg({"d_in": 8}, steps=1), None, d_in=16)
 
 
 def test_config_round_trip_and_changed_fields():
-    cfg = _cfg(steps=5, adam_betas=(0.8, 0.99))
-    again = from_dict(TrainConfig, to_dict(cfg))
+    cfg = _cfg({"architecture": "topk", "k": 8}, steps=5, adam_betas=(0.8, 0.99))
+    saved = to_dict(cfg)
+    assert saved["sae"]["k"] == 8 and "k" not in saved  # the SAE's options are nested
+    again = from_dict(TrainConfig, saved)
     assert again == cfg and again.adam_betas == (0.8, 0.99)
-    other = _cfg(steps=5, adam_betas=(0.8, 0.99), lr=1e-3, log_every=1, device="cpu")
-    assert list(changed_fields(to_dict(cfg), to_dict(other))) == ["lr"]
+    other = _cfg({"architecture": "topk", "k": 16}, steps=5, adam_betas=(0.8, 0.99), lr=1e-3,
+                 log_every=1, device="cpu")
+    assert changed_fields(saved, to_dict(other)) == {"lr": (None, 1e-3), "sae.k": (8, 16)}
+
+
+def test_changed_fields_reads_the_flat_layout_of_earlier_versions():
+    new = to_dict(resolve(_cfg({"architecture": "topk", "n_features": 64, "k": 4}), 10**5,
+                          d_in=16))
+    old = {k: v for k, v in new.items() if k != "sae"}
+    # Earlier versions: the SAE's options at the top level, None for the SAE's default, no d_in.
+    old.update(architecture="topk", n_features=64, k=4, l1_coefficient=None, aux_k=None,
+               l0_coefficient=None, jumprelu_init_threshold=None, jumprelu_bandwidth=None,
+               aux_coefficient=None, decoder_init_norm=None)
+    assert changed_fields(old, new) == {}
+    old["k"] = 8
+    assert changed_fields(old, new) == {"sae.k": (8, 4)}

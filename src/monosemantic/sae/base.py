@@ -1,16 +1,19 @@
-"""`SAEConfig`, `SAEOutput` and the `SAE` base class shared by every architecture.
+"""`SAEOutput` and the `SAE` base class shared by every architecture.
 
 Shapes: `W_enc [d, F]`, `b_enc [F]`, `W_dec [F, d]`, `b_dec [d]` (the parameter names SAELens
 uses). The encoder computes pre-activations `z = (x - b_dec·a) @ W_enc + b_enc` where `a` is
 `apply_b_dec_to_input` (False for relu/jumprelu as in their papers, True for topk/batchtopk as
 in Gao et al.); the decoder computes `x̂ = f @ W_dec + b_dec`.
+
+An architecture is one subclass plus its entry in `factory.SAE_CLASSES`: the class attributes
+and classmethods under "what the architecture is" are everything `SAEConfig`, the trainer and
+save/load need to know about it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,93 +21,30 @@ from torch import nn
 from monosemantic.config import ConfigError
 from monosemantic.sae.kernels import SparseCodes, sampled_pre_acts
 
-Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
-ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
-
-# Papers' choice of subtracting b_dec before encoding (relu: Anthropic April 2024; topk:
-# Gao et al. 2024; jumprelu: Rajamanoharan et al. 2024).
-_DEFAULT_APPLY_B_DEC = {"relu": False, "topk": True, "batchtopk": True, "jumprelu": False}
-# Architectures whose decoder rows are kept at unit norm during training.
-UNIT_NORM_DECODER = frozenset({"topk", "batchtopk", "jumprelu"})
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
 
 
-@dataclass
-class SAEConfig:
-    """Architecture and sparsity recipe of a sparse autoencoder."""
+def check_positive_int(cfg: Any, name: str) -> None:
+    """Raise `ConfigError` unless the field `name` of `cfg` is an integer >= 1."""
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"SAE {name} must be a positive integer, got {value!r}")
 
-    architecture: Architecture
-    """relu (the Scaling Monosemanticity recipe), topk, batchtopk or jumprelu."""
-    d_in: int
-    """Width d of the activations the SAE reads."""
-    n_features: int
-    """Dictionary size F."""
-    k: int = 32
-    """Active features per token (topk; batchtopk's average over the batch). Ignored otherwise."""
-    l1_coefficient: float = 5.0
-    """relu's lambda in lambda * sum_i f_i ||W_dec[i]||; 5 assumes inputs scaled so E||x||^2 = d."""
-    l0_coefficient: float = 1.0
-    """jumprelu's L0 penalty weight (on inputs scaled so E||x||^2 = d); not tuned per model."""
-    jumprelu_init_threshold: float = 0.01
-    """jumprelu's initial threshold theta (same for every feature)."""
-    jumprelu_bandwidth: float = 0.05
-    """Width of the rectangle kernel of jumprelu's straight-through pseudo-gradients."""
-    aux_k: int = 0
-    """AuxK's k_aux: dead latents used to reconstruct the residual (topk, batchtopk);
-    0 = d_in // 2 (Gao et al.)."""
-    aux_coefficient: float = 1 / 32
-    """Weight of the AuxK loss (topk, batchtopk)."""
-    decoder_init_norm: float | None = None
-    """Norm of the initial decoder rows. None = 0.1 for relu; topk, batchtopk and jumprelu keep
-    unit-norm rows and accept only 1.0."""
-    apply_b_dec_to_input: bool | None = None
-    """Subtract b_dec from the input before encoding. None = the architecture's paper
-    (False for relu and jumprelu, True for topk and batchtopk)."""
-    batchtopk_threshold_rate: float = 0.01
-    """batchtopk: rate of the running mean of the smallest kept activation (inference threshold)."""
 
-    def __post_init__(self) -> None:
-        if self.apply_b_dec_to_input is None:
-            self.apply_b_dec_to_input = _DEFAULT_APPLY_B_DEC.get(self.architecture, False)
-        if self.decoder_init_norm is None:
-            self.decoder_init_norm = 1.0 if self.architecture in UNIT_NORM_DECODER else 0.1
-        self.validate()
+def check_non_negative(cfg: Any, *names: str) -> None:
+    """Raise `ConfigError` unless each named field of `cfg` is a finite number >= 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
-    def validate(self) -> None:
-        """Raise `ConfigError` (a `UserError`) for values that cannot work."""
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"unknown SAE architecture {self.architecture!r}: choose one of "
-                              f"{', '.join(ARCHITECTURES)}")
-        for name in ("d_in", "n_features"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ConfigError(f"SAE {name} must be a positive integer, got "
-                                  f"{getattr(self, name)!r}")
-        if self.architecture in ("topk", "batchtopk"):
-            if self.k < 1 or self.k > self.n_features:
-                raise ConfigError(f"k = {self.k} must be between 1 and n_features = "
-                                  f"{self.n_features}: lower k or raise n_features")
-            if self.aux_k < 0:
-                raise ConfigError(f"aux_k must be >= 0 (0 = d_in // 2), got {self.aux_k}")
-        for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        for name in ("jumprelu_init_threshold", "jumprelu_bandwidth"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.decoder_init_norm > 0:
-            raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
-        if self.architecture in UNIT_NORM_DECODER and self.decoder_init_norm != 1.0:
-            raise ConfigError(f"{self.architecture} keeps unit-norm decoder rows: leave "
-                              f"decoder_init_norm unset (got {self.decoder_init_norm})")
-        if not 0 < self.batchtopk_threshold_rate <= 1:
-            raise ConfigError("batchtopk_threshold_rate must be in (0, 1], got "
-                              f"{self.batchtopk_threshold_rate}")
 
-    @property
-    def resolved_aux_k(self) -> int:
-        """AuxK's k_aux with 0 resolved to d_in // 2 (at least 1, at most n_features)."""
-        aux_k = self.aux_k if self.aux_k > 0 else self.d_in // 2
-        return max(1, min(aux_k, self.n_features))
+def check_positive(cfg: Any, *names: str) -> None:
+    """Raise `ConfigError` unless each named field of `cfg` is > 0."""
+    for name in names:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
 
 
 class SAEOutput:
@@ -149,8 +89,46 @@ class SAE(nn.Module):
     blocks are wide GEMMs, which MKL rounds as the full one (measured; GEMMs a few columns wide
     can round differently in the last bit)."""
 
+    # ---- what the architecture is (read by SAEConfig, the trainer and save/load) ----
+    default_apply_b_dec_to_input: ClassVar[bool] = False
+    """`apply_b_dec_to_input` when the config leaves it None (the architecture's paper)."""
+    unit_norm_decoder: ClassVar[bool] = False
+    """Decoder rows are kept at unit norm in training (the optimizer-step hooks below); they
+    then start at norm 1 and `decoder_init_norm` must be 1."""
+    default_decoder_init_norm: ClassVar[float] = 0.1
+    """Initial decoder row norm of an architecture with free norms (Anthropic's 0.1)."""
+    uses_k: ClassVar[bool] = False
+    """Whether `k` (active features per token) is part of the recipe."""
+    sparsity_coefficient_field: ClassVar[str | None] = None
+    """The `SAEConfig` field weighting the sparsity penalty that the trainer's `l1_scale` warms
+    up (relu: l1_coefficient, jumprelu: l0_coefficient); None: no penalty to warm up."""
+    needs_dead_mask: ClassVar[bool] = False
+    """Whether `forward` uses `dead_mask_F` (AuxK); the trainer builds the mask only then."""
+    saelens_architecture: ClassVar[str] = "standard"
+    """The `architecture` written to SAELens' cfg.json."""
+
+    @classmethod
+    def default_lr(cls, cfg: SAEConfig) -> float:
+        """Adam learning rate when the trainer's --lr is not given."""
+        raise NotImplementedError(f"{cls.__name__} declares no default learning rate")
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        """Raise `ConfigError` for values of the architecture's own options that cannot work
+        (`SAEConfig.validate` checks the shared ones first)."""
+        if cls.unit_norm_decoder and cfg.decoder_init_norm != 1.0:
+            raise ConfigError(f"{cfg.architecture} keeps unit-norm decoder rows: leave "
+                              f"decoder_init_norm unset (got {cfg.decoder_init_norm})")
+
+    @classmethod
+    def saelens_fields(cls, cfg: SAEConfig) -> dict[str, Any]:
+        """Architecture-specific keys of SAELens' cfg.json."""
+        return {}
+
     def __init__(self, cfg: SAEConfig):
         super().__init__()
+        if cfg.d_in is None:
+            raise ConfigError("the SAE's d_in is not set: give the width of its activations")
         self.cfg = cfg
         d, n_feat = cfg.d_in, cfg.n_features
         self.W_enc = nn.Parameter(torch.empty(d, n_feat))
@@ -310,10 +288,16 @@ class SAE(nn.Module):
     def init_from_data(self, x_ND: torch.Tensor) -> None:
         """Data-dependent initialisation (no-op unless an architecture overrides it)."""
 
+    def sparsity_coefficient(self) -> float:
+        """The full weight of the sparsity penalty (before the warm-up's `l1_scale`); 0 without
+        one."""
+        name = self.sparsity_coefficient_field
+        return 0.0 if name is None else float(getattr(self.cfg, name))
+
     @torch.no_grad()
     def before_optimizer_step(self) -> None:
         """Unit-norm architectures: drop the gradient component parallel to each decoder row."""
-        if self.cfg.architecture not in UNIT_NORM_DECODER or self.W_dec.grad is None:
+        if not self.unit_norm_decoder or self.W_dec.grad is None:
             return
         W_dec_FD, grad_FD = self.W_dec, self.W_dec.grad
         unit_FD = W_dec_FD / W_dec_FD.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -323,7 +307,7 @@ class SAE(nn.Module):
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
         """Unit-norm architectures: renormalise decoder rows (relu leaves them free)."""
-        if self.cfg.architecture in UNIT_NORM_DECODER:
+        if self.unit_norm_decoder:
             self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     # ---- save-time folding ----

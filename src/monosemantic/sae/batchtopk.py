@@ -10,11 +10,17 @@ while training) so that folding decoder norms at save time stays exact.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
-from monosemantic.sae.base import SAE, SAEConfig
+from monosemantic.config import ConfigError
+from monosemantic.sae.base import SAE
 from monosemantic.sae.kernels import SparseCodes
 from monosemantic.sae.topk import TopKSAE
+
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
 
 
 class BatchTopKSAE(TopKSAE):
@@ -22,6 +28,20 @@ class BatchTopKSAE(TopKSAE):
 
     threshold: torch.Tensor
     threshold_count: torch.Tensor
+
+    # Saved with its threshold as a JumpReLU, as SAELens itself does.
+    saelens_architecture = "jumprelu"
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        super().check_config(cfg)
+        if not 0 < cfg.batchtopk_threshold_rate <= 1:
+            raise ConfigError("batchtopk_threshold_rate must be in (0, 1], got "
+                              f"{cfg.batchtopk_threshold_rate}")
+
+    @classmethod
+    def saelens_fields(cls, cfg: SAEConfig) -> dict[str, Any]:
+        return {}
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)

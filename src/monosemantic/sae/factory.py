@@ -1,19 +1,39 @@
-"""`create_sae`: the architecture name in `SAEConfig` → the module class."""
+"""The architecture registry: architecture name -> SAE class, and `create_sae`.
+
+Adding an architecture is one module with its `SAE` subclass (declaring what the architecture is
+through `SAE`'s class attributes and classmethods) and one entry here.
+"""
 
 from __future__ import annotations
 
-from monosemantic.sae.base import SAE, SAEConfig
+from typing import TYPE_CHECKING
+
+from monosemantic.config import ConfigError
+from monosemantic.sae.base import SAE
 from monosemantic.sae.batchtopk import BatchTopKSAE
 from monosemantic.sae.jumprelu import JumpReLUSAE
 from monosemantic.sae.relu import ReluSAE
 from monosemantic.sae.topk import TopKSAE
 
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
+
 SAE_CLASSES: dict[str, type[SAE]] = {
     "relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE, "jumprelu": JumpReLUSAE,
 }
+ARCHITECTURES: tuple[str, ...] = tuple(SAE_CLASSES)
+
+
+def sae_class(architecture: str) -> type[SAE]:
+    """The class of an architecture name; `ConfigError` naming the choices for an unknown one."""
+    try:
+        return SAE_CLASSES[architecture]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown SAE architecture {architecture!r}: choose one of "
+                          f"{', '.join(ARCHITECTURES)}") from None
 
 
 def create_sae(cfg: SAEConfig) -> SAE:
     """A freshly initialised SAE (float32, CPU; move it with `.to(device)`)."""
     cfg.validate()
-    return SAE_CLASSES[cfg.architecture](cfg)
+    return sae_class(cfg.architecture)(cfg)

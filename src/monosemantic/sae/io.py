@@ -34,8 +34,9 @@ from safetensors.torch import load_file, save_file
 from monosemantic.config import from_dict, to_dict
 from monosemantic.errors import UserError
 from monosemantic.fsutil import fsync_path
-from monosemantic.sae.base import SAE, SAEConfig
-from monosemantic.sae.factory import create_sae
+from monosemantic.sae.base import SAE
+from monosemantic.sae.config import SAEConfig
+from monosemantic.sae.factory import create_sae, sae_class
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -44,8 +45,6 @@ FORMAT_VERSION = 1
 # SAELens reads `metadata.sae_lens_version` to pick its config parser; >= 6.0.0 selects the
 # current format, which is the one written here.
 SAELENS_CFG_FORMAT = "6.0.0"
-_TO_SAELENS_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu",
-                    "jumprelu": "jumprelu"}
 _FROM_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 # extra_metadata keys (first present wins) copied into SAELens' metadata.
 _SAELENS_METADATA_SOURCES = {
@@ -124,16 +123,16 @@ def saelens_cfg(cfg: SAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
     for key, sources in _SAELENS_METADATA_SOURCES.items():
         value = next((extra[s] for s in sources if extra.get(s) is not None), None)
         metadata[key] = str(value) if isinstance(value, Path) else value
+    cls = sae_class(cfg.architecture)
     out: dict[str, Any] = {
-        "architecture": _TO_SAELENS_ARCH[cfg.architecture], "d_in": cfg.d_in,
+        "architecture": cls.saelens_architecture, "d_in": cfg.d_in,
         "d_sae": cfg.n_features, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input), "normalize_activations": "none",
         "reshape_activations": "none", "metadata": metadata,
         # Top-level copies for readers of the pre-6 format.
         "model_name": metadata["model_name"], "hook_name": metadata["hook_name"],
     }
-    if cfg.architecture == "topk":
-        out.update(k=cfg.k, rescale_acts_by_decoder_norm=False)
+    out.update(cls.saelens_fields(cfg))
     return out
 
 
@@ -159,12 +158,10 @@ def load_sae(sae_dir: str | Path, device: str | torch.device = "cpu") -> SAE:
         cfg = from_dict(SAEConfig, ours["sae_config"])
     else:
         cfg, weights = _from_saelens(json.loads(cfg_path.read_text()), weights, sae_dir)
-    missing = {"W_enc", "b_enc", "W_dec", "b_dec"} - set(weights)
-    if cfg.architecture in ("jumprelu", "batchtopk"):
-        missing |= {"threshold"} - set(weights)
+    sae = create_sae(cfg)
+    missing = set(sae.inference_state()) - set(weights)
     if missing:
         raise UserError(f"{weights_path} lacks tensors {sorted(missing)}")
-    sae = create_sae(cfg)
     sae.load_inference_state(weights)
     return sae.to(device).eval()
 
@@ -191,20 +188,33 @@ def _from_saelens(raw: dict[str, Any], weights: dict[str, torch.Tensor],
     if "log_threshold" in weights:
         weights["threshold"] = torch.exp(weights.pop("log_threshold"))
     arch = _FROM_SAELENS_ARCH[arch_raw]
-    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or 1
-    if arch == "topk" and raw.get("rescale_acts_by_decoder_norm"):
+    k = _saelens_k(raw, where) if sae_class(arch).uses_k else None
+    if arch_raw == "topk" and raw.get("rescale_acts_by_decoder_norm"):
         # TopK on z·‖W_dec‖ and decode with f/‖W_dec‖ is the same SAE with norms folded in.
         norms_F = weights["W_dec"].norm(dim=1).clamp_min(1e-8)
         weights["W_dec"] = weights["W_dec"] / norms_F[:, None]
         weights["W_enc"] = weights["W_enc"] * norms_F[None, :]
         weights["b_enc"] = weights["b_enc"] * norms_F
-    if arch in ("jumprelu",) and "threshold" not in weights:
-        raise UserError(f"{where}: a jumprelu SAE needs a threshold tensor")
     apply_b_dec = raw.get("apply_b_dec_to_input")
+    options: dict[str, Any] = {} if k is None else {"k": k}
     cfg = SAEConfig(architecture=arch, d_in=int(raw["d_in"]), n_features=int(raw["d_sae"]),
-                    k=int(k), apply_b_dec_to_input=True if apply_b_dec is None else
-                    bool(apply_b_dec))
+                    apply_b_dec_to_input=True if apply_b_dec is None else bool(apply_b_dec),
+                    **options)
     return cfg, weights
+
+
+def _saelens_k(raw: dict[str, Any], where: Path) -> int:
+    """TopK's k from a SAELens cfg.json: top-level `k` (SAELens >= 6) or
+    `activation_fn_kwargs.k` (earlier versions); a folder with neither is refused rather than
+    loaded with a guessed k."""
+    k = raw.get("k")
+    if k is None:
+        k = (raw.get("activation_fn_kwargs") or {}).get("k")
+    if k is None:
+        raise UserError(f"{where}: its {CFG_FILENAME} describes a topk SAE but gives no k "
+                        "(neither a top-level `k` nor `activation_fn_kwargs.k`): add the k the "
+                        "SAE was trained with to that file")
+    return int(k)
 
 
 def _check_replaceable(out_dir: Path) -> None:

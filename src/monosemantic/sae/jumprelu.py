@@ -16,11 +16,14 @@ Decoder rows are kept at unit norm (as in the paper).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from monosemantic.sae.base import SAE, SAEConfig, SAEOutput
+from monosemantic.sae.base import SAE, SAEOutput, check_non_negative, check_positive
+
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
 
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:
@@ -69,6 +72,20 @@ class HeavisideFunction(torch.autograd.Function):
 
 class JumpReLUSAE(SAE):
     """JumpReLU SAE with a learned per-feature threshold and an L0 penalty."""
+
+    unit_norm_decoder = True
+    sparsity_coefficient_field = "l0_coefficient"
+    saelens_architecture = "jumprelu"
+
+    @classmethod
+    def default_lr(cls, cfg: SAEConfig) -> float:
+        return 7e-5
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        super().check_config(cfg)
+        check_non_negative(cfg, "l0_coefficient")
+        check_positive(cfg, "jumprelu_init_threshold", "jumprelu_bandwidth")
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)

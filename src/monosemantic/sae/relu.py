@@ -14,10 +14,15 @@ encoder's forward matmul as the one B×d×F product of the step.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from monosemantic.sae.base import SAE, SAEConfig, SAEOutput
+from monosemantic.sae.base import SAE, SAEOutput, check_non_negative
 from monosemantic.sae.kernels import SparseCodes
+
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
 
 SPARSE_MAX_DENSITY = 0.07
 """Largest fraction of active codes for which the sparse path runs (CPU only): measured on CPU
@@ -27,6 +32,18 @@ near 9% active (3.6× faster at 0.5%, 2.7× at 2%, 1.6× at 5%)."""
 
 class ReluSAE(SAE):
     """ReLU SAE with the decoder-norm-weighted L1 penalty."""
+
+    sparsity_coefficient_field = "l1_coefficient"
+
+    @classmethod
+    def default_lr(cls, cfg: SAEConfig) -> float:
+        """5e-5, the paper's."""
+        return 5e-5
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        super().check_config(cfg)
+        check_non_negative(cfg, "l1_coefficient")
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)

@@ -18,10 +18,17 @@ k_aux = min(aux_k, number of dead latents).
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import torch
 
-from monosemantic.sae.base import SAE, SAEOutput
+from monosemantic.config import ConfigError
+from monosemantic.sae.base import SAE, SAEOutput, check_non_negative
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
+
+if TYPE_CHECKING:
+    from monosemantic.sae.config import SAEConfig
 
 TOPK_CHUNK_FLOATS = 1 << 26
 """`encode_sparse` and `encode_slice` compute full pre-activations for this many floats' worth
@@ -31,6 +38,31 @@ differently)."""
 
 class TopKSAE(SAE):
     """TopK SAE with unit-norm decoder rows and the AuxK loss."""
+
+    default_apply_b_dec_to_input = True
+    unit_norm_decoder = True
+    uses_k = True
+    needs_dead_mask = True
+    saelens_architecture = "topk"
+
+    @classmethod
+    def default_lr(cls, cfg: SAEConfig) -> float:
+        """Gao et al. (2024): 2e-4 at 2^14 latents, scaled as 1/sqrt(n_features)."""
+        return 2e-4 / math.sqrt(cfg.n_features / 2**14)
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        super().check_config(cfg)
+        if cfg.k < 1 or cfg.k > cfg.n_features:
+            raise ConfigError(f"k = {cfg.k} must be between 1 and n_features = "
+                              f"{cfg.n_features}: lower k or raise n_features")
+        if cfg.aux_k < 0:
+            raise ConfigError(f"aux_k must be >= 0 (0 = d_in // 2), got {cfg.aux_k}")
+        check_non_negative(cfg, "aux_coefficient")
+
+    @classmethod
+    def saelens_fields(cls, cfg: SAEConfig) -> dict[str, Any]:
+        return {"k": cfg.k, "rescale_acts_by_decoder_norm": False}
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         vals_BK, idx_BK = torch.topk(self.pre_acts(x_BD), self.cfg.k, dim=-1, sorted=False)
@@ -93,7 +125,9 @@ class TopKSAE(SAE):
 
         `z_BF` are the pre-activations without grad; the picked dead latents get their gradient
         through the sampled encoder."""
-        n_dead = int(dead_mask_F.sum())  # one host sync; the trainer passes the mask rarely
+        # A host read: free on CPU; on a GPU one sync per step once the trainer passes the mask
+        # (only while some feature may be dead).
+        n_dead = int(dead_mask_F.sum())
         if n_dead == 0:
             return x_hat_BD.new_zeros((), dtype=torch.float32)
         k_aux = min(self.cfg.resolved_aux_k, n_dead)

@@ -1,26 +1,21 @@
 """`TrainConfig`: every option of `monosemantic train`, its defaults and its validation.
 
-Fields left at `None` are resolved from the data and the architecture once the data source is
-known (`resolve_schedule`, `default_lr`); the resolved values are what `RUN/cfg.json` records.
+The SAE's own options are one nested `SAEConfig` (`--sae.k`, also spelled `--k`). Fields left at
+`None` are resolved from the data and the architecture once the data source is known
+(`resolve`); the resolved values are what `RUN/cfg.json` records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from monosemantic.config import ConfigError
+from monosemantic.config import ConfigError, to_dict
 from monosemantic.data.documents import CorpusConfig
-
-Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
-
-# SAEConfig fields the trainer forwards when the user sets them; `None` keeps the SAE's default.
-SAE_OPTIONAL_FIELDS = (
-    "l1_coefficient", "l0_coefficient", "jumprelu_init_threshold", "jumprelu_bandwidth",
-    "aux_k", "aux_coefficient", "decoder_init_norm",
-)
+from monosemantic.sae import SAEConfig, sae_class
 
 # Options that may change between a crash and its resume without changing the run's result.
 RESUME_SAFE_FIELDS = frozenset({
@@ -64,32 +59,15 @@ class TrainConfig:
     (streaming: the first rows streamed)."""
 
     # ---- architecture ----
-    architecture: Architecture = "relu"
-    """SAE architecture: relu (the Scaling Monosemanticity recipe), topk, batchtopk, jumprelu."""
-    n_features: int = 16384
-    """Dictionary size F."""
-    k: int = 32
-    """Active features per token (topk, batchtopk)."""
-    l1_coefficient: float | None = None
-    """relu's sparsity penalty lambda (SAE default 5.0; assumes normalized inputs)."""
-    l0_coefficient: float | None = None
-    """jumprelu's L0 penalty (SAE default when unset)."""
-    jumprelu_init_threshold: float | None = None
-    """jumprelu's initial threshold theta (SAE default when unset)."""
-    jumprelu_bandwidth: float | None = None
-    """jumprelu's straight-through kernel width (SAE default when unset)."""
-    aux_k: int | None = None
-    """AuxK's number of dead latents used (topk, batchtopk; 0 = d_in // 2; SAE default when
-    unset)."""
-    aux_coefficient: float | None = None
-    """AuxK loss weight (SAE default 1/32 when unset)."""
-    decoder_init_norm: float | None = None
-    """Norm of the initial decoder rows (SAE default, 0.1 for relu, when unset)."""
+    sae: SAEConfig = field(default_factory=SAEConfig, metadata={"short_flags": True})
+    """The SAE: architecture, dictionary size and sparsity recipe. Each option is also accepted
+    without the `sae.` prefix (--architecture, --n-features, --k, ...); d_in is taken from the
+    data."""
 
     # ---- optimisation ----
     lr: float | None = None
-    """Adam learning rate. Default per architecture: relu 5e-5 (the paper), jumprelu 7e-5,
-    topk/batchtopk 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
+    """Adam learning rate. Default per architecture (`SAE.default_lr`): relu 5e-5 (the paper),
+    jumprelu 7e-5, topk/batchtopk 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam (beta1, beta2). No weight decay is applied."""
     batch_size: int = 4096
@@ -155,23 +133,14 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.store is not None and cfg.model is not None:
         raise ConfigError("give either --store or --model/--hook, not both (a store already "
                           "records its model and hook)")
-    _positive(cfg, "n_features", "batch_size")
+    cfg.sae.validate()
+    _positive(cfg, "batch_size")
     if cfg.steps is not None and cfg.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {cfg.steps}")
     if cfg.total_tokens is not None and cfg.total_tokens < 1:
         raise ConfigError(f"--total-tokens must be >= 1, got {cfg.total_tokens}")
     if cfg.steps is not None and cfg.total_tokens is not None:
         raise ConfigError("give --steps or --total-tokens, not both")
-    if cfg.architecture in ("topk", "batchtopk"):
-        if cfg.k < 1:
-            raise ConfigError(f"--k must be >= 1, got {cfg.k}")
-        if cfg.k > cfg.n_features:
-            raise ConfigError(f"--k {cfg.k} exceeds --n-features {cfg.n_features}: lower k or "
-                              "raise n_features")
-    for name in ("l1_coefficient", "l0_coefficient", "aux_coefficient"):
-        value = getattr(cfg, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{_flag(name)} must be >= 0, got {value}")
     if cfg.lr is not None and not cfg.lr > 0:
         raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
     if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
@@ -209,18 +178,9 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def default_lr(architecture: str, n_features: int) -> float:
-    """Per-architecture learning rate when --lr is not given."""
-    if architecture == "relu":
-        return 5e-5
-    if architecture == "jumprelu":
-        return 7e-5
-    # Gao et al. (2024) scale the TopK learning rate as 1/sqrt(n_latents) from 2e-4 at 2^14.
-    return 2e-4 / math.sqrt(n_features / 2**14)
-
-
-def resolve(cfg: TrainConfig, n_train_rows: int | None) -> TrainConfig:
-    """Fill the `None` fields that depend on the data (steps, lr, dead window) in place."""
+def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None) -> TrainConfig:
+    """Fill the fields that depend on the data (steps, lr, dead window, the SAE's d_in) in
+    place; `d_in` is the data's width (None: not known yet)."""
     if cfg.total_tokens is not None:
         cfg.steps = math.ceil(cfg.total_tokens / cfg.batch_size)
         cfg.total_tokens = None
@@ -231,26 +191,47 @@ def resolve(cfg: TrainConfig, n_train_rows: int | None) -> TrainConfig:
             raise ConfigError(f"only {n_train_rows} training rows, fewer than one batch of "
                               f"{cfg.batch_size}: lower --batch-size or harvest more tokens")
         cfg.steps = n_train_rows // cfg.batch_size
+    if d_in is not None:
+        if cfg.sae.d_in is not None and cfg.sae.d_in != d_in:
+            raise ConfigError(f"sae.d_in = {cfg.sae.d_in} but the data has width {d_in}: leave "
+                              "sae.d_in unset (the trainer takes it from the data)")
+        cfg.sae.d_in = d_in
     if cfg.lr is None:
-        cfg.lr = default_lr(cfg.architecture, cfg.n_features)
+        cfg.lr = sae_class(cfg.sae.architecture).default_lr(cfg.sae)
     if cfg.dead_window_tokens is None:
         run_tokens = cfg.steps * cfg.batch_size
         cfg.dead_window_tokens = max(cfg.batch_size, min(10_000_000, run_tokens // 5))
     return cfg
 
 
-def sae_config_kwargs(cfg: TrainConfig, d_in: int) -> dict[str, Any]:
-    """Keyword arguments for `SAEConfig` built from the trainer's options and the data width."""
-    kwargs: dict[str, Any] = {
-        "architecture": cfg.architecture, "d_in": d_in, "n_features": cfg.n_features, "k": cfg.k,
-    }
-    for name in SAE_OPTIONAL_FIELDS:
-        if getattr(cfg, name) is not None:
-            kwargs[name] = getattr(cfg, name)
-    return kwargs
-
-
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Fields (of two `to_dict` configs) that differ in a way that changes the run's result."""
-    keys = (set(old) | set(new)) - RESUME_SAFE_FIELDS - {"out"}
+    """Fields (of two `to_dict` configs) that differ in a way that changes the run's result,
+    nested ones by dotted name (`sae.k`). `old` may have the layout of earlier versions.
+
+    `sae.d_in` is left out: it comes from the data, whose width the checkpoint checks with a
+    message that names the store to use."""
+    old, new = _dotted(current_layout(old)), _dotted(new)
+    keys = {k for k in set(old) | set(new) if k.split(".")[0] not in RESUME_SAFE_FIELDS}
+    keys -= {"out", "sae.d_in"}
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def current_layout(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved TrainConfig dict in the current layout: earlier versions kept the SAE's options
+    at the top level, with None for "the SAE's default"."""
+    if "sae" in saved:
+        return saved
+    names = {f.name for f in dataclasses.fields(SAEConfig)}
+    rest = {k: v for k, v in saved.items() if k not in names}
+    options = {k: v for k, v in saved.items() if k in names and v is not None}
+    return {**rest, "sae": to_dict(SAEConfig(**options))}

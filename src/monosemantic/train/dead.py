@@ -4,6 +4,10 @@ Dead: a feature that did not fire in the last `window_tokens` tokens. Each featu
 counter of tokens seen since it last fired; a batch adds its size to every counter and resets the
 counters of the features that fired in it. Dense: a feature whose firing rate over the current
 logging window exceeds `dense_threshold`.
+
+The host also keeps an upper bound on the largest counter (grown by every batch's size, reset
+to the true maximum whenever the trainer reads the device anyway) so that the trainer can skip
+the dead mask while no feature can be dead, without reading the counters every step.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ class FeatureTracker:
         self.tokens_since_fire_F = torch.zeros(n_features, dtype=torch.int64, device=device)
         self.fires_in_window_F = torch.zeros(n_features, dtype=torch.int64, device=device)
         self.tokens_in_window = 0
+        self.max_silence_bound = 0
+        """Upper bound on `tokens_since_fire_F.max()` known on the host (no device read)."""
 
     def update(self, f_BF: Tensor) -> Tensor:
         """Record a batch of feature activations; returns the per-feature fire counts [F]."""
@@ -31,7 +37,17 @@ class FeatureTracker:
         self.tokens_since_fire_F.add_(n_tokens).masked_fill_(fires_F > 0, 0)
         self.fires_in_window_F.add_(fires_F)
         self.tokens_in_window += n_tokens
+        self.max_silence_bound += n_tokens
         return fires_F
+
+    def may_have_dead(self) -> bool:
+        """Whether a feature may be dead; False proves none is (host only, no device read)."""
+        return self.max_silence_bound >= self.window_tokens
+
+    def refresh_bound(self) -> None:
+        """Tighten `max_silence_bound` to the counters' true maximum (one device read)."""
+        self.max_silence_bound = int(self.tokens_since_fire_F.max()) \
+            if self.tokens_since_fire_F.numel() else 0
 
     def dead_mask(self) -> Tensor:
         """Bool [F]: features silent for at least `window_tokens` tokens (no host sync)."""
@@ -68,3 +84,4 @@ class FeatureTracker:
         self.tokens_since_fire_F.copy_(state["tokens_since_fire_F"])
         self.fires_in_window_F.copy_(state["fires_in_window_F"])
         self.tokens_in_window = int(state["tokens_in_window"])
+        self.refresh_bound()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,11 @@ import torch
 
 from monosemantic.config import to_dict
 from monosemantic.errors import UserError
+from monosemantic.sae import SAE, create_sae
 from monosemantic.train.checkpoint import (
     load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
-from monosemantic.train.config import TrainConfig, sae_config_kwargs
+from monosemantic.train.config import TrainConfig
 from monosemantic.train.dead import FeatureTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 
@@ -25,7 +27,7 @@ class TrainState:
     """SAE, optimizer, counters and metric accumulators of one run."""
 
     cfg: TrainConfig
-    sae: torch.nn.Module
+    sae: SAE
     optimizer: torch.optim.Optimizer
     tracker: FeatureTracker
     recon: ReconstructionSums
@@ -40,15 +42,11 @@ class TrainState:
 
     @classmethod
     def create(cls, cfg: TrainConfig, d_in: int, device: torch.device) -> TrainState:
-        """A fresh SAE (seeded by `cfg.seed`) with its Adam optimizer, on `device`."""
-        from monosemantic.sae import SAEConfig, create_sae
-
+        """A fresh SAE (`cfg.sae` on activations of width `d_in`, seeded by `cfg.seed`) with its
+        Adam optimizer, on `device`."""
         torch.manual_seed(cfg.seed)
-        try:
-            sae_cfg = SAEConfig(**sae_config_kwargs(cfg, d_in))
-        except (TypeError, ValueError) as err:
-            raise UserError(f"invalid SAE options: {err}") from err
-        sae = create_sae(sae_cfg).to(device)
+        # A copy: the SAE keeps its config, which must not change with `cfg`.
+        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in)).to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
         optimizer = torch.optim.Adam(
@@ -56,17 +54,8 @@ class TrainState:
             # The fused CUDA kernel updates all parameters in one launch.
             fused=device.type == "cuda")
         return cls(cfg=cfg, sae=sae, optimizer=optimizer,
-                   tracker=FeatureTracker(cfg.n_features, cfg.dead_window_tokens, device),
+                   tracker=FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device),
                    recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device)
-
-    def sparsity_coefficient(self) -> float:
-        """The architecture's full sparsity coefficient (before the warm-up scale)."""
-        sae_cfg = self.sae.cfg
-        if sae_cfg.architecture == "relu":
-            return float(sae_cfg.l1_coefficient)
-        if sae_cfg.architecture == "jumprelu":
-            return float(sae_cfg.l0_coefficient)
-        return 0.0
 
     def save(self, run_dir: Path, keep: int, wall_time: float,
              norm_scale: float) -> tuple[int, Path]:

@@ -53,7 +53,7 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
         data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale)
     elif data is None:
         data = open_data(cfg, device)
-    resolve(cfg, data.n_train_rows)
+    resolve(cfg, data.n_train_rows, data.d)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     resume = prepare_run_dir(cfg)
 
@@ -112,8 +112,6 @@ class Loop:
         self.run_dir = Path(cfg.out)
         self.last_good: tuple[int, Path] | None = latest_checkpoint(self.run_dir)
         self.overhead_seconds = 0.0
-        # Part of the resumed state: derived from the checkpointed last train record.
-        self.dead_seen = state.last_records.get("train", {}).get("dead_fraction", 0.0) > 0
 
     def run(self) -> None:
         cfg, state = self.cfg, self.state
@@ -158,7 +156,7 @@ class Loop:
         """One optimizer step on the batch `x_BD` (already normalised, on the device).
 
         Everything `run` does per batch: lr schedule, forward with the sparsity warm-up scale
-        (plus the dead mask once dead features were seen), backward, the SAE's decoder-norm
+        (plus the dead mask for AuxK once a feature may be dead), backward, the SAE's decoder-norm
         hooks, gradient clipping, Adam, the dead-feature tracker and the metric sums; no
         logging, evaluation or checkpoint. Advances `state.step`; never syncs a GPU.
         """
@@ -167,9 +165,10 @@ class Loop:
         lr = self.schedule.lr_at(step)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        # The mask goes to the SAE only once the last log saw dead features: with none dead,
-        # AuxK has nothing to do, and checking the mask every step would sync the device.
-        dead_mask_F = state.tracker.dead_mask() if self.dead_seen else None
+        # The mask is fresh every step (one comparison on the device). It is left out while the
+        # tracker's host-side bound proves that no feature is dead: AuxK would find nothing.
+        dead_mask_F = (state.tracker.dead_mask() if state.sae.needs_dead_mask
+                       and state.tracker.may_have_dead() else None)
         with self.autocast():
             out = self.forward(x_BD, dead_mask_F=dead_mask_F,
                                l1_scale=self.schedule.l1_scale(step))
@@ -225,7 +224,7 @@ class Loop:
         record["dense_window_tokens"] = state.tracker.tokens_in_window
         record["lr"] = self.schedule.lr_at(last)
         record["l1_scale"] = self.schedule.l1_scale(last)
-        record["sparsity_coefficient"] = state.sparsity_coefficient() * record["l1_scale"]
+        record["sparsity_coefficient"] = state.sae.sparsity_coefficient() * record["l1_scale"]
         record["tokens_per_s"] = tokens / seconds
         record["elapsed_s"] = self._wall_time()
         logger.log(record)
@@ -234,8 +233,8 @@ class Loop:
         state.losses.reset()
         state.recon.reset()
         state.tracker.reset_window()
+        state.tracker.refresh_bound()  # the device was just read anyway
         state.last_records["train"] = record
-        self.dead_seen = record["dead_fraction"] > 0
         self.t_log, self.step_log, self.overhead_seconds = now, state.step, 0.0
 
     def _eval(self, logger: MetricsLogger) -> None:

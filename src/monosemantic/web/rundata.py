@@ -228,6 +228,8 @@ class RunData:
     def overview(self) -> dict[str, Any]:
         meta = self.db.meta
         train_cfg = self.run.read_json(self.run.cfg_path)
+        # The SAE's options are nested under "sae" (flat in runs of earlier versions).
+        train_cfg = {**train_cfg, **(train_cfg.get("sae") or {})}
         sae_cfg = self.run.read_json(self.run.sae_cfg_path)
         evaluation = self.run.read_json(self.run.eval_path)
         try:

@@ -1,0 +1,77 @@
+"""`SAEConfig`: architecture and sparsity recipe of a sparse autoencoder.
+
+What differs between architectures (defaults, which options apply, their checks) is declared on
+the SAE classes (`SAE`'s class attributes and classmethods) and found through the registry
+`factory.SAE_CLASSES`; this config only resolves and validates through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monosemantic.config import ConfigError
+from monosemantic.sae.base import check_positive_int
+from monosemantic.sae.factory import ARCHITECTURES, sae_class
+
+
+@dataclass
+class SAEConfig:
+    """Architecture and sparsity recipe of a sparse autoencoder."""
+
+    architecture: str = field(default="relu", metadata={"choices": ARCHITECTURES})
+    """relu (the Scaling Monosemanticity recipe), topk, batchtopk or jumprelu."""
+    d_in: int | None = field(default=None, metadata={"cli": False})
+    """Width d of the activations the SAE reads (training fills it in from the data)."""
+    n_features: int = 16384
+    """Dictionary size F."""
+    k: int = 32
+    """Active features per token (topk; batchtopk's average over the batch). Ignored otherwise."""
+    l1_coefficient: float = 5.0
+    """relu's lambda in lambda * sum_i f_i ||W_dec[i]||; 5 assumes inputs scaled so E||x||^2 = d."""
+    l0_coefficient: float = 1.0
+    """jumprelu's L0 penalty weight (on inputs scaled so E||x||^2 = d); not tuned per model."""
+    jumprelu_init_threshold: float = 0.01
+    """jumprelu's initial threshold theta (same for every feature)."""
+    jumprelu_bandwidth: float = 0.05
+    """Width of the rectangle kernel of jumprelu's straight-through pseudo-gradients."""
+    aux_k: int = 0
+    """AuxK's k_aux: dead latents used to reconstruct the residual (topk, batchtopk);
+    0 = d_in // 2 (Gao et al.)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (topk, batchtopk)."""
+    decoder_init_norm: float | None = None
+    """Norm of the initial decoder rows. None = 0.1 for relu; topk, batchtopk and jumprelu keep
+    unit-norm rows and accept only 1.0."""
+    apply_b_dec_to_input: bool | None = None
+    """Subtract b_dec from the input before encoding. None = the architecture's paper
+    (False for relu and jumprelu, True for topk and batchtopk)."""
+    batchtopk_threshold_rate: float = 0.01
+    """batchtopk: rate of the running mean of the smallest kept activation (inference threshold)."""
+
+    def __post_init__(self) -> None:
+        cls = sae_class(self.architecture)
+        if self.apply_b_dec_to_input is None:
+            self.apply_b_dec_to_input = cls.default_apply_b_dec_to_input
+        if self.decoder_init_norm is None:
+            self.decoder_init_norm = 1.0 if cls.unit_norm_decoder else cls.default_decoder_init_norm
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` (a `UserError`) for values that cannot work.
+
+        `d_in` may still be None (not known before the data is); `create_sae` needs it."""
+        cls = sae_class(self.architecture)
+        if self.d_in is not None:
+            check_positive_int(self, "d_in")
+        check_positive_int(self, "n_features")
+        if not self.decoder_init_norm > 0:  # type: ignore[operator]
+            raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
+        cls.check_config(self)
+
+    @property
+    def resolved_aux_k(self) -> int:
+        """AuxK's k_aux with 0 resolved to d_in // 2 (at least 1, at most n_features)."""
+        assert self.d_in is not None, "d_in is not set"
+        aux_k = self.aux_k if self.aux_k > 0 else self.d_in // 2
+        return max(1, min(aux_k, self.n_features))
+
