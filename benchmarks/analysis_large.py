@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from analysis import synthetic_rows  # benchmarks/analysis.py: the script's folder is on sys.path
 
+from analysis import synthetic_rows  # benchmarks/analysis.py: the script's folder is on sys.path
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
 from monosemantic.analysis.decoder import decoder_neighbours
 from monosemantic.analysis.onepass import PassOptions
 from monosemantic.analysis.slices import analyze_sliced, choose_slice, slice_bytes
 from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
-from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.featuredb.writer import FeatureDBWriter
+from monosemantic.sae import SAEConfig, create_sae
 
 
 @dataclass

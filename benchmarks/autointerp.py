@@ -105,7 +105,8 @@ def report(rows: list[dict], args) -> str:
             f"{fmt(r['tokens_per_feature'], 0)} | {fmt(det and det['mean'])} | "
             f"{fmt(det and det['median'])} | "
             f"{'–' if not det else ', '.join(fmt(q) for q in det['quartiles'])} | "
-            f"{fmt(rub and rub['mean'])} | {'–' if not rub else '/'.join(map(str, rub['counts']))} |")
+            f"{fmt(rub and rub['mean'])} | "
+            f"{'–' if not rub else '/'.join(map(str, rub['counts']))} |")
     for r in rows:
         got = ", ".join(f"{k} {v['n']}" for k, v in r["scores"].items()) or "none"
         lines.append(f"\n{r['kind']}: {r['calls']} LLM calls; explanations that parsed "

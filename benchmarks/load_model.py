@@ -50,7 +50,8 @@ def main() -> None:
         for label in ("first load (empty cache)", "second load (cached)"):
             r = timed_load(args.spec, cache_dir)
             print(f"{label}: load_model {r['load_s']:.1f} s, whole process {r['process_s']:.1f} s "
-                  f"(imports {r['import_s']:.1f} s) -- {r['n_layers']} layers, d_model {r['d_model']}")
+                  f"(imports {r['import_s']:.1f} s) -- {r['n_layers']} layers, "
+                  f"d_model {r['d_model']}")
 
 
 if __name__ == "__main__":

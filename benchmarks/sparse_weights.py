@@ -27,7 +27,7 @@ import torch
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR / "peers"))
-import harness  # (benchmarks/peers is not a package, hence the path insert above)
+import harness  # noqa: E402 (benchmarks/peers is not a package: the path insert comes first)
 
 CACHE_DIR = BENCH_DIR / ".cache"
 

@@ -26,7 +26,8 @@ from monosemantic.steer.compare import prompt_ids
 from monosemantic.steer.edits import FeatureEdit
 
 PROMPT = "def read_config(path):\n    \"\"\"Read the configuration file and return a dict.\"\"\"\n"
-ATTR_PROMPT = "import numpy as np\nimport pandas as pd\n\narr = np.zeros(3)\ndf = pd.DataFrame(arr)\nimport numpy as"
+ATTR_PROMPT = ("import numpy as np\nimport pandas as pd\n\narr = np.zeros(3)\n"
+               "df = pd.DataFrame(arr)\nimport numpy as")
 
 
 @torch.no_grad()
@@ -61,7 +62,8 @@ def steering_overhead(lm, sae, hook, max_act_F, feature: int, new_tokens: int, r
     for name, ts in times.items():
         wall = statistics.median(t[0] for t in ts)
         cpu = statistics.median(t[1] for t in ts)
-        print(f"  {name:<10} {new_tokens / wall:7.2f} tokens/s wall ({100 * (wall / base_wall - 1):+.1f}%)"
+        print(f"  {name:<10} {new_tokens / wall:7.2f} tokens/s wall "
+              f"({100 * (wall / base_wall - 1):+.1f}%)"
               f"  {new_tokens / cpu:7.2f} tokens/CPU-s ({100 * (cpu / base_cpu - 1):+.1f}%)"
               f"  [wall runs {', '.join(f'{t[0]:.2f}' for t in ts)}]")
 

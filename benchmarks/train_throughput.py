@@ -9,8 +9,9 @@ Every measurement is a fresh process that does `warmup` untimed and `steps` time
 steps on the same synthetic float32 data (`--data`, scaled so E||x||^2 = d, fixed seed) with
 one library's own training step; relu runs twice: from the same trained-to-sparsity weights
 (`start = trained`, the reported regime, see sparse_weights.py) and from each library's own
-initialisation (`start = init`, the dense regime of a run's first steps); peer libraries run from their own venvs under
-benchmarks/.venvs/ (created here on first use: torch pinned to the project's version first, then
+initialisation (`start = init`, the dense regime of a run's first steps); peer libraries run
+from their own venvs under benchmarks/.venvs/ (created here on first use: torch pinned to the
+project's version first, then
 `sae-lens` / `eai-sparsify`). Rounds interleave the libraries so that a change in machine load
 hits all of them alike; tokens/s is the median over rounds, peak RSS the largest `ru_maxrss`.
 """
@@ -29,11 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peer_envs import PEERS, PeerEnv, ensure_env
-from sparse_weights import WeightsSpec, ensure_weights
-
 from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
 from monosemantic.errors import UserError
+from peer_envs import PEERS, PeerEnv, ensure_env
+from sparse_weights import WeightsSpec, ensure_weights
 
 BENCH_DIR = Path(__file__).resolve().parent
 DOCS_FILE = BENCH_DIR.parent / "docs" / "benchmarks.md"

@@ -3,8 +3,8 @@
 import re
 
 import pytest
-from helpers.web_run import EXPLAINED, N_FEATURES
 
+from helpers.web_run import EXPLAINED, N_FEATURES
 from monosemantic.featuredb.reader import FeatureDB
 
 

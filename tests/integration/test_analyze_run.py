@@ -11,21 +11,23 @@ import sqlite3
 
 import pytest
 import torch
+
 from helpers.feature_db import db_rows
 from helpers.word_store import harvest_word_store
-
 from monosemantic.cli import main
 from monosemantic.errors import UserError
-from monosemantic.models import load_model
-from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
 from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.featuredb.schema import DB_FILENAME
+from monosemantic.models import load_model
+from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
 
 HOOK = "blocks.0.hook_resid_pre"
 N_FEATURES = 24
 ANALYZE_ARGS = ["--batch-size", "256", "--top-k", "6", "--logit-tokens", "4", "--neighbours", "3",
                 "--feature-map", "false", "--device", "cpu"]
-WORDS = ["golden", "gate", "bridge", "san", "francisco", "sparse", "autoencoder", "feature", "token", "model", "layer", "import", "numpy", "array", "return", "value", "def", "class", "function", "the", "quick", "brown", "fox"]
+WORDS = ["golden", "gate", "bridge", "san", "francisco", "sparse", "autoencoder", "feature",
+         "token", "model", "layer", "import", "numpy", "array", "return", "value", "def", "class",
+         "function", "the", "quick", "brown", "fox"]
 
 
 def planted_sae(lm, store):

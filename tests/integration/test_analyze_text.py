@@ -10,14 +10,14 @@ import shutil
 
 import pytest
 import torch
-from helpers.word_store import harvest_word_store
 
+from helpers.word_store import harvest_word_store
 from monosemantic.analysis.sources import TextSettings, text_rows, text_settings
 from monosemantic.cli import main
 from monosemantic.data import CorpusConfig
+from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.featuredb.reader import FeatureDB
 
 HOOK = "blocks.1.hook_resid_post"
 N_FEATURES = 16

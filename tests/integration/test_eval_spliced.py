@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-from helpers.tiny import tiny_model
 
+from helpers.tiny import tiny_model
 from monosemantic.evals.spliced import spliced_loss
 from monosemantic.models import LoadedModel
 

@@ -12,15 +12,15 @@ import sqlite3
 
 import pytest
 import torch
+
 from helpers.fake_llm import FakeLLMServer
 from helpers.word_store import harvest_word_store
-
 from monosemantic.activations import ActivationStore
 from monosemantic.cli import main
+from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.interp.prompts import clean, format_excerpt, marked_positions
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.featuredb.reader import FeatureDB
 
 HOOK = "blocks.0.hook_resid_pre"
 WORDS = ["golden", "gate", "bridge", "sparse", "feature", "token", "model", "import", "numpy",
@@ -36,7 +36,8 @@ def planted_sae(lm, store, n_features=4):
     emb_VD = lm.model.get_input_embeddings().weight.detach()
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(architecture="relu", d_in=lm.d_model, n_features=n_features))
-    for j, target in enumerate(ids[counts.argsort(descending=True)][len(ids) // 3:][:n_features].tolist()):
+    frequent = ids[counts.argsort(descending=True)][len(ids) // 3:][:n_features]
+    for j, target in enumerate(frequent.tolist()):
         unit_D = emb_VD[target] / emb_VD[target].norm()
         scores = emb_VD[ids] @ unit_D
         others = scores[ids != target]
@@ -147,7 +148,7 @@ def test_explain_and_score_end_to_end(run, monkeypatch, capsys):
     scores = con.execute("SELECT feature, scorer, score, details FROM scores").fetchall()
     con.close()
     by = {}
-    for feature, scorer, value, det in scores:
+    for _feature, scorer, value, det in scores:
         by.setdefault(scorer, []).append(value)
         assert json.loads(det)["judge"] == "openai/oracle"
     assert by["detection"] and all(v == 1.0 for v in by["detection"])

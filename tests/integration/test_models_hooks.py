@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.tiny import FAMILIES, tiny_model
 
+from helpers.tiny import FAMILIES, tiny_model
 from monosemantic.errors import UserError
 from monosemantic.models import LoadedModel, activation_gradients, capture, edit
 
@@ -14,7 +14,9 @@ TEXT = ["The Golden Gate Bridge is in San Francisco.", "def add(a, b):\n    retu
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def lm(request, tiny_tok):
-    return LoadedModel.from_hf(tiny_model(request.param, len(tiny_tok)), tiny_tok, spec=request.param)
+    return LoadedModel.from_hf(
+        tiny_model(request.param, len(tiny_tok)), tiny_tok, spec=request.param
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +32,24 @@ def _hook_count(model: torch.nn.Module) -> int:
 def test_resid_matches_hf_hidden_states(lm, batch):
     ids_BS, mask_BS = batch
     with torch.no_grad():
-        hidden = lm.model(input_ids=ids_BS, attention_mask=mask_BS, output_hidden_states=True).hidden_states
+        hidden = lm.model(
+            input_ids=ids_BS, attention_mask=mask_BS, output_hidden_states=True
+        ).hidden_states
     assert len(hidden) == lm.n_layers + 1
     names = [f"blocks.{L}.hook_resid_{w}" for L in range(lm.n_layers) for w in ("pre", "post")]
     acts = capture(lm, ids_BS, names, attention_mask_BS=mask_BS)
     for L in range(lm.n_layers):
         torch.testing.assert_close(acts[f"blocks.{L}.hook_resid_pre"], hidden[L], rtol=0, atol=0)
         if L < lm.n_layers - 1:
-            torch.testing.assert_close(acts[f"blocks.{L}.hook_resid_post"], hidden[L + 1], rtol=0, atol=0)
+            torch.testing.assert_close(
+                acts[f"blocks.{L}.hook_resid_post"], hidden[L + 1], rtol=0, atol=0
+            )
     # HF replaces the last hidden state by the final-normed one; our resid_post is pre-norm.
     last = acts[f"blocks.{lm.n_layers - 1}.hook_resid_post"]
     assert not torch.allclose(last, hidden[-1])
-    final_norm = {"gpt2": "transformer.ln_f", "gpt_neox": "gpt_neox.final_layer_norm"}.get(lm.family, "model.norm")
+    final_norm = {"gpt2": "transformer.ln_f", "gpt_neox": "gpt_neox.final_layer_norm"}.get(
+        lm.family, "model.norm"
+    )
     with torch.no_grad():
         torch.testing.assert_close(lm.model.get_submodule(final_norm)(last), hidden[-1])
 
@@ -51,9 +59,14 @@ def test_attn_and_mlp_out_are_what_the_block_adds(lm, batch):
     names = [p.name for p in lm.hook_points()]
     acts = capture(lm, ids_BS, names)
     for L in range(lm.n_layers):
-        summed = (acts[f"blocks.{L}.hook_resid_pre"] + acts[f"blocks.{L}.hook_attn_out"]
-                  + acts[f"blocks.{L}.hook_mlp_out"])
-        torch.testing.assert_close(summed, acts[f"blocks.{L}.hook_resid_post"], rtol=1e-5, atol=1e-5)
+        summed = (
+            acts[f"blocks.{L}.hook_resid_pre"]
+            + acts[f"blocks.{L}.hook_attn_out"]
+            + acts[f"blocks.{L}.hook_mlp_out"]
+        )
+        torch.testing.assert_close(
+            summed, acts[f"blocks.{L}.hook_resid_post"], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_widths(lm, batch):
@@ -80,9 +93,14 @@ def test_early_stop_skips_later_layers_and_unembedding(lm, batch):
     ids_BS, _ = batch
     calls = {"last_block": 0, "unembed": 0}
     last_block = lm.model.get_submodule(f"{lm.blocks_path}.{lm.n_layers - 1}")
-    handles = [last_block.register_forward_hook(lambda *a: calls.__setitem__("last_block", calls["last_block"] + 1)),
-               lm.model.get_output_embeddings().register_forward_hook(
-                   lambda *a: calls.__setitem__("unembed", calls["unembed"] + 1))]
+    handles = [
+        last_block.register_forward_hook(
+            lambda *a: calls.__setitem__("last_block", calls["last_block"] + 1)
+        ),
+        lm.model.get_output_embeddings().register_forward_hook(
+            lambda *a: calls.__setitem__("unembed", calls["unembed"] + 1)
+        ),
+    ]
     try:
         before = _hook_count(lm.model)
         capture(lm, ids_BS, ["blocks.0.hook_resid_post"])
@@ -116,7 +134,10 @@ def test_identity_edit_keeps_logits_zeroing_changes_them(lm, batch):
     ids_BS, _ = batch
     with torch.no_grad():
         clean = lm.model(ids_BS).logits
-        with edit(lm, {"blocks.1.hook_resid_pre": lambda a: a, "blocks.1.mlp.hook_post": lambda a: a.clone()}):
+        with edit(
+            lm,
+            {"blocks.1.hook_resid_pre": lambda a: a, "blocks.1.mlp.hook_post": lambda a: a.clone()},
+        ):
             same = lm.model(ids_BS).logits
         with edit(lm, {"blocks.1.hook_mlp_out": torch.zeros_like}):
             zeroed = lm.model(ids_BS).logits

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.tiny import save_tiny_model_dir
 
+from helpers.tiny import save_tiny_model_dir
 from monosemantic.cli import main
 from monosemantic.errors import UserError
-from monosemantic.models import DEFAULT_MODEL, capture, load_model
-from monosemantic.models import gguf_cache
+from monosemantic.models import DEFAULT_MODEL, capture, gguf_cache, load_model
 
 
 def test_load_local_dir(tiny_model_dir):
@@ -22,7 +21,10 @@ def test_load_local_dir(tiny_model_dir):
     assert lm.device == torch.device("cpu")
     assert lm.hook_point("blocks.2.hook_resid_post").module_path == "model.layers.2"
     ids_BS = lm.tokenizer(["The Golden Gate"], return_tensors="pt").input_ids
-    assert capture(lm, ids_BS, ["blocks.0.hook_resid_post"])["blocks.0.hook_resid_post"].shape[-1] == 32
+    assert (
+        capture(lm, ids_BS, ["blocks.0.hook_resid_post"])["blocks.0.hook_resid_post"].shape[-1]
+        == 32
+    )
 
 
 def test_bad_paths(tmp_path):
@@ -131,9 +133,13 @@ def test_default_model_layer6():
     lm = load_model(DEFAULT_MODEL)
     assert (lm.family, lm.n_layers, lm.d_model, lm.d_mlp) == ("gemma3", 18, 640, 2048)
     assert lm.model.config.vocab_size == 262_144
-    assert lm.model.get_output_embeddings().weight.data_ptr() == lm.model.get_input_embeddings().weight.data_ptr()
-    ids_BS = lm.tokenizer(["The Golden Gate Bridge is in San Francisco, California."],
-                          return_tensors="pt").input_ids
+    assert (
+        lm.model.get_output_embeddings().weight.data_ptr()
+        == lm.model.get_input_embeddings().weight.data_ptr()
+    )
+    ids_BS = lm.tokenizer(
+        ["The Golden Gate Bridge is in San Francisco, California."], return_tensors="pt"
+    ).input_ids
     acts = capture(lm, ids_BS, ["blocks.6.hook_resid_post"])
     resid_BSD = acts["blocks.6.hook_resid_post"]
     assert resid_BSD.shape == (1, ids_BS.shape[1], 640)
@@ -142,4 +148,3 @@ def test_default_model_layer6():
     torch.testing.assert_close(resid_BSD, hidden[7], rtol=0, atol=0)
     norms_S = resid_BSD[0, 1:].norm(dim=-1)  # BOS excluded: its norm dwarfs the rest
     assert norms_S.median() > 1000, norms_S  # measured: ~2,700-4,900 at layer 6
-

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.train_data import sparse_activations
 
+from helpers.train_data import sparse_activations
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint
 
 TRAIN_ARGS = ["--steps", "120", "--batch-size", "128", "--n-features", "32", "--lr", "3e-3",

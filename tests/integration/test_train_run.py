@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.train_data import MemoryData, sparse_activations
 
+from helpers.train_data import MemoryData, sparse_activations
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint

@@ -7,13 +7,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from test_activations_store import all_acts, write_store
 
 from monosemantic.activations.prefetch import prefetched
 from monosemantic.activations.reader import ActivationStore
 from monosemantic.activations.shuffle import Permutation
 from monosemantic.errors import UserError
-
-from test_activations_store import all_acts, write_store
 
 
 @pytest.fixture(scope="module")

@@ -45,16 +45,31 @@ def encoder(seed: int = 1):
 
 def batches_of(data, size: int):
     acts_ND, tokens_N, doc_ids_N, positions_N = data
-    return lambda: (RowBatch(acts_ND[i:i + size], tokens_N[i:i + size], doc_ids_N[i:i + size],
-                             positions_N[i:i + size]) for i in range(0, N_ROWS, size))
+    return lambda: (
+        RowBatch(
+            acts_ND[i : i + size],
+            tokens_N[i : i + size],
+            doc_ids_N[i : i + size],
+            positions_N[i : i + size],
+        )
+        for i in range(0, N_ROWS, size)
+    )
 
 
 @pytest.fixture(scope="module")
 def setup():
     data, encode = corpus(), encoder()
-    opts = PassOptions(top_k=5, random_examples=3, zero_examples=2, n_intervals=4,
-                       interval_examples=2, hist_bins=6, hist_decades=2.0, window_left=4,
-                       window_right=3)
+    opts = PassOptions(
+        top_k=5,
+        random_examples=3,
+        zero_examples=2,
+        n_intervals=4,
+        interval_examples=2,
+        hist_bins=6,
+        hist_decades=2.0,
+        window_left=4,
+        window_right=3,
+    )
     result = analyze_batches(batches_of(data, 64), encode, F, opts)
     return data, encode(data[0]), result
 
@@ -97,8 +112,9 @@ def test_top_examples_and_windows_equal_brute_force(setup):
         active = [r for r in order if f_NF[r, feat] > 0][: opts.top_k]
         assert result.top.rows_GR[feat][: len(active)].tolist() == active
         for slot, row in enumerate(active):
-            rows, peak = brute_window(f_NF, doc_ids_N, row, feat, opts.window_left,
-                                      opts.window_right)
+            rows, peak = brute_window(
+                f_NF, doc_ids_N, row, feat, opts.window_left, opts.window_right
+            )
             assert int(result.top.offset_GR[feat, slot]) == peak
             n = len(rows)
             assert result.top.tokens_GRW[feat, slot, :n].tolist() == tokens_N[rows].tolist()
@@ -114,7 +130,9 @@ def test_interval_shares_histogram_and_samples(setup):
     assert torch.equal(counts_FI.sum(1), result.count_F)
     shares_FI = counts_FI / counts_FI.sum(1, keepdim=True).clamp(min=1)
     fired = result.count_F > 0
-    assert torch.allclose(shares_FI[fired].sum(1), torch.ones(int(fired.sum()), dtype=shares_FI.dtype))
+    assert torch.allclose(
+        shares_FI[fired].sum(1), torch.ones(int(fired.sum()), dtype=shares_FI.dtype)
+    )
     edges_FI1 = result.interval_edges_FI1()
     for feat in range(F):
         vals = f_NF[:, feat][f_NF[:, feat] > 0].double()
@@ -125,8 +143,12 @@ def test_interval_shares_histogram_and_samples(setup):
             slots = result.intervals.filled_GR()[feat * n_int + j]
             assert int(slots.sum()) == min(counts_FI[feat, j], result.options.interval_examples)
             sampled = result.intervals.vals_GR[feat * n_int + j][slots].double()
-            assert bool(((sampled >= edges_FI1[feat, j] - 1e-6)
-                         & (sampled <= edges_FI1[feat, j + 1] + 1e-6)).all())
+            assert bool(
+                (
+                    (sampled >= edges_FI1[feat, j] - 1e-6)
+                    & (sampled <= edges_FI1[feat, j + 1] + 1e-6)
+                ).all()
+            )
 
 
 def test_random_and_zero_examples(setup):
@@ -229,8 +251,9 @@ def test_bottomk_breaks_ties_by_row_for_negative_and_positive_keys():
         store.update(group_N[sl], key_N[sl], torch.arange(n)[sl], key_N[sl])
     store.sort_()
     for g in range(groups):
-        rows = [row for _, row in sorted((float(key_N[i]), i) for i in range(n)
-                                         if group_N[i] == g)][:r]
+        rows = [
+            row for _, row in sorted((float(key_N[i]), i) for i in range(n) if group_N[i] == g)
+        ][:r]
         assert store.rows_GR[g].tolist() == rows
 
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 import torch
-from helpers.feature_db import db_rows
 
+from helpers.feature_db import db_rows
 from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
 from monosemantic.analysis.decoder import nearest_by_cosine
@@ -28,8 +28,8 @@ from monosemantic.analysis.slices import (
     state_bytes_per_feature,
 )
 from monosemantic.errors import UserError
-from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.featuredb.writer import FeatureDBWriter, write_feature_db
+from monosemantic.sae import SAEConfig, create_sae
 
 N_ROWS, D, F = 500, 8, 12
 OPTS = PassOptions(top_k=4, random_examples=3, zero_examples=2, n_intervals=3,

@@ -61,8 +61,24 @@ def test_field_docs_read_attribute_docstrings():
 def test_cli_parsing_defaults_and_overrides():
     cfg = parse(["some/run"])
     assert cfg == Outer(run=Path("some/run"))
-    cfg = parse(["r", "--tokens", "2M", "--hooks", "a", "b", "--kind", "topk",
-                 "--verbose", "true", "--ratio", "0.5", "--inner.seed", "7"])
+    cfg = parse(
+        [
+            "r",
+            "--tokens",
+            "2M",
+            "--hooks",
+            "a",
+            "b",
+            "--kind",
+            "topk",
+            "--verbose",
+            "true",
+            "--ratio",
+            "0.5",
+            "--inner.seed",
+            "7",
+        ]
+    )
     assert cfg.tokens == 2_000_000
     assert cfg.hooks == ("a", "b")
     assert cfg.kind == "topk" and cfg.verbose is True and cfg.ratio == 0.5
@@ -86,7 +102,11 @@ def test_help_text_comes_from_docstrings(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--help"])
     out = capsys.readouterr().out
-    assert "How many tokens." in out and "--inner.source" in out and "Where the text comes from." in out
+    assert (
+        "How many tokens." in out
+        and "--inner.source" in out
+        and "Where the text comes from." in out
+    )
     assert "2% of rows" in out  # argparse %-formatting must not eat a literal percent
 
 
@@ -103,7 +123,9 @@ def test_unknown_keys_are_an_error():
         from_dict(Outer, {"run": "x", "typo": 1})
 
 
-@pytest.mark.parametrize("text,value", [("4096", 4096), ("2M", 2_000_000), ("1.5k", 1500), ("3B", 3 * 10**9)])
+@pytest.mark.parametrize(
+    "text,value", [("4096", 4096), ("2M", 2_000_000), ("1.5k", 1500), ("3B", 3 * 10**9)]
+)
 def test_parse_count(text, value):
     assert parse_count(text) == value
 
@@ -142,8 +164,9 @@ def _job_parser():
 def test_short_flags_alias_a_nested_dataclass_options():
     parser = _job_parser()
     short = dataclass_from_namespace(Job, parser.parse_args(["--name", "b", "--size", "2K"]))
-    long = dataclass_from_namespace(Job, parser.parse_args(["--model.name", "b",
-                                                            "--model.size", "2000"]))
+    long = dataclass_from_namespace(
+        Job, parser.parse_args(["--model.name", "b", "--model.size", "2000"])
+    )
     assert short == long == Job(model=Model(name="b", size=2000))
     with pytest.raises(SystemExit):  # only the field marked short_flags has short spellings
         parser.parse_args(["--other.name", "a", "--width", "3"])

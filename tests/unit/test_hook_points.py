@@ -21,18 +21,35 @@ from monosemantic.models.hooks_cli import format_points
 
 
 def _point(family: str, name: str, blocks: str = "model.layers") -> HookPoint | None:
-    return canonical_point(FAMILIES[family], blocks, n_layers=18, d_model=640, d_mlp=2048, name=name)
+    return canonical_point(
+        FAMILIES[family], blocks, n_layers=18, d_model=640, d_mlp=2048, name=name
+    )
 
 
-@pytest.mark.parametrize(("family", "name", "module", "kind", "width"), [
-    ("gemma3", "blocks.6.hook_resid_post", "model.layers.6", "resid_post", 640),
-    ("gemma3", "blocks.6.hook_resid_pre", "model.layers.6", "resid_pre", 640),
-    ("gemma3", "blocks.6.hook_mlp_out", "model.layers.6.post_feedforward_layernorm", "mlp_out", 640),
-    ("gemma3", "blocks.6.hook_attn_out", "model.layers.6.post_attention_layernorm", "attn_out", 640),
-    ("gemma3", "blocks.6.mlp.hook_post", "model.layers.6.mlp.down_proj", "mlp_post", 2048),
-    ("llama", "blocks.0.hook_attn_out", "model.layers.0.self_attn", "attn_out", 640),
-    ("llama", "blocks.17.hook_mlp_out", "model.layers.17.mlp", "mlp_out", 640),
-])
+@pytest.mark.parametrize(
+    ("family", "name", "module", "kind", "width"),
+    [
+        ("gemma3", "blocks.6.hook_resid_post", "model.layers.6", "resid_post", 640),
+        ("gemma3", "blocks.6.hook_resid_pre", "model.layers.6", "resid_pre", 640),
+        (
+            "gemma3",
+            "blocks.6.hook_mlp_out",
+            "model.layers.6.post_feedforward_layernorm",
+            "mlp_out",
+            640,
+        ),
+        (
+            "gemma3",
+            "blocks.6.hook_attn_out",
+            "model.layers.6.post_attention_layernorm",
+            "attn_out",
+            640,
+        ),
+        ("gemma3", "blocks.6.mlp.hook_post", "model.layers.6.mlp.down_proj", "mlp_post", 2048),
+        ("llama", "blocks.0.hook_attn_out", "model.layers.0.self_attn", "attn_out", 640),
+        ("llama", "blocks.17.hook_mlp_out", "model.layers.17.mlp", "mlp_out", 640),
+    ],
+)
 def test_canonical_names_map_to_modules(family, name, module, kind, width):
     point = _point(family, name)
     assert (point.name, point.module_path, point.kind, point.width) == (name, module, kind, width)
@@ -40,15 +57,23 @@ def test_canonical_names_map_to_modules(family, name, module, kind, width):
 
 
 def test_gpt2_and_neox_paths():
-    assert _point("gpt2", "blocks.2.mlp.hook_post", "transformer.h").module_path == "transformer.h.2.mlp.c_proj"
+    assert (
+        _point("gpt2", "blocks.2.mlp.hook_post", "transformer.h").module_path
+        == "transformer.h.2.mlp.c_proj"
+    )
     neox = _point("gpt_neox", "blocks.1.hook_mlp_out", "gpt_neox.layers")
     assert neox.module_path == "gpt_neox.layers.1.post_mlp_dropout"
 
 
 def test_reads_input_only_for_resid_pre_and_mlp_post():
     reads = {p.kind: p.reads_input for p in (_point("llama", n) for n in all_canonical_names(1))}
-    assert reads == {"resid_pre": True, "attn_out": False, "mlp_post": True, "mlp_out": False,
-                     "resid_post": False}
+    assert reads == {
+        "resid_pre": True,
+        "attn_out": False,
+        "mlp_post": True,
+        "mlp_out": False,
+        "resid_post": False,
+    }
 
 
 def test_hook_point_is_frozen():
@@ -67,8 +92,13 @@ def test_non_canonical_and_out_of_range():
 def test_all_names_in_forward_order():
     names = all_canonical_names(2)
     assert len(names) == 10
-    assert names[:5] == ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.mlp.hook_post",
-                         "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]
+    assert names[:5] == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_attn_out",
+        "blocks.0.mlp.hook_post",
+        "blocks.0.hook_mlp_out",
+        "blocks.0.hook_resid_post",
+    ]
 
 
 def test_raw_module_layer():
@@ -83,14 +113,26 @@ def test_unknown_error_lists_valid_names():
     err = unknown_hook_error("blocks.0.hook_foo", 4, model, "model.layers")
     assert isinstance(err, UserError)
     text = str(err)
-    for suffix in ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "mlp.hook_post"):
+    for suffix in (
+        "hook_resid_pre",
+        "hook_resid_post",
+        "hook_attn_out",
+        "hook_mlp_out",
+        "mlp.hook_post",
+    ):
         assert suffix in text
     assert "0..3" in text
 
 
 def test_detect_family():
-    for model_type, family in [("gemma3_text", "gemma3"), ("gemma2", "gemma3"), ("mistral", "llama"),
-                               ("qwen2", "llama"), ("gpt2", "gpt2"), ("gpt_neox", "gpt_neox")]:
+    for model_type, family in [
+        ("gemma3_text", "gemma3"),
+        ("gemma2", "gemma3"),
+        ("mistral", "llama"),
+        ("qwen2", "llama"),
+        ("gpt2", "gpt2"),
+        ("gpt_neox", "gpt_neox"),
+    ]:
         fake = SimpleNamespace(config=SimpleNamespace(model_type=model_type))
         assert detect_family(fake).name == family
     assert set(MODEL_TYPES.values()) == set(FAMILIES)

@@ -5,8 +5,8 @@ unreachable servers, the call cache and strict JSON parsing with a retry."""
 import socket
 
 import pytest
-from helpers.fake_llm import FakeLLMServer, Fault
 
+from helpers.fake_llm import FakeLLMServer, Fault
 from monosemantic.interp.backends import LLMOptions, make_backend
 from monosemantic.interp.backends.base import BackendError
 from monosemantic.interp.backends.http import HTTPOptions, retry_after_seconds

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from monosemantic.featuredb.reader import Example, FeatureCard, Interval
 from monosemantic.interp.backends.local import LocalBackend, json_end, transcript
 from monosemantic.interp.examples import (
     SplitOptions,
@@ -20,7 +21,6 @@ from monosemantic.interp.prompts import (
 )
 from monosemantic.interp.scorers import _ratings, _simulated, fuzz_marks
 from monosemantic.interp.structured import ParseError
-from monosemantic.featuredb.reader import Example, FeatureCard, Interval
 
 
 def ex(kind, row, acts, tokens=None, interval=None):

@@ -8,8 +8,8 @@ import torch
 
 from monosemantic.activations.reader import RowBatch
 from monosemantic.analysis.onepass import PassOptions, analyze_batches
-from monosemantic.interp.results import ResultsDB
 from monosemantic.featuredb.writer import write_feature_db
+from monosemantic.interp.results import ResultsDB
 
 
 def tiny_feature_db(tmp_path):

@@ -8,7 +8,10 @@ import torch
 from monosemantic.config import ConfigError, from_dict, to_dict
 from monosemantic.sae import SAEConfig, sae_class
 from monosemantic.train.checkpoint import (
-    atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint,
+    atomic_torch_save,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
 )
 from monosemantic.train.config import TrainConfig, changed_fields, resolve, validate
 from monosemantic.train.dead import FeatureTracker
