@@ -24,8 +24,9 @@ from monosemantic.steer import (
     steer_compare,
     steering,
 )
-from monosemantic.steer.attribution import metric_per_row
+from monosemantic.steer.attribution import metric_per_row, uniform_sample
 from monosemantic.steer.compare import prompt_ids
+from monosemantic.steer.correlation import pearson, spearman
 
 HOOK = "blocks.1.hook_resid_post"
 PROMPT = "The Golden Gate Bridge is in San Francisco. def add(a, b):"
@@ -293,10 +294,79 @@ def test_attribution_ablations_batched_match_single_forwards(lm, sae, ids):
             ablated = float(metric(_logits(lm, ids))[0])
         assert row.ablation_effect == pytest.approx(clean - ablated, abs=1e-4)
         assert row.activation == pytest.approx(float(f_SF[row.position, row.feature]), rel=1e-5)
-    assert batched.corr_attribution_ablation is not None
-    assert -1.0 <= batched.corr_attribution_ablation <= 1.0
+    assert batched.all_pairs is not None
+    assert -1.0 <= batched.all_pairs.pearson_attribution <= 1.0
     data = batched.to_dict()
     assert data["rows"][0]["feature"] == batched.rows[0].feature
+
+
+def _active_pairs(lm, sae, ids):
+    """Active (position, feature) pairs at non-special positions, by brute force."""
+    _x_SD, f_SF = _codes(lm, sae, ids)
+    special = set(lm.tokenizer.all_special_ids)
+    return [(p, i) for p, t in enumerate(ids[0].tolist()) if p > 0 and t not in special
+            for i in range(f_SF.shape[1]) if f_SF[p, i] != 0]
+
+
+def test_attribution_correlations_are_over_every_active_pair(lm, sae, ids):
+    """Every active non-special pair is ablated and correlated, not just the listed rows."""
+    target, baseline, _ = _target_baseline(lm, ids)
+    pairs = _active_pairs(lm, sae, ids)
+    few = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=5, batch_size=16)
+    every = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=10_000, batch_size=16)
+    assert few.n_active == len(pairs) == len(every.rows) and len(few.rows) == 5
+    assert {(r.position, r.feature) for r in every.rows} == set(pairs)
+    c = few.all_pairs
+    assert (c.n_pairs, c.n_ablated, c.sampled, c.sample_seed) == (len(pairs), len(pairs), False,
+                                                                  None)
+    assert c == every.all_pairs
+    attr = [r.attribution for r in every.rows]
+    act = [r.activation for r in every.rows]
+    effect = [r.ablation_effect for r in every.rows]
+    assert c.pearson_attribution == pytest.approx(pearson(attr, effect), abs=1e-9)
+    assert c.spearman_attribution == pytest.approx(spearman(attr, effect), abs=1e-9)
+    assert c.pearson_activation == pytest.approx(pearson(act, effect), abs=1e-9)
+    assert c.spearman_activation == pytest.approx(spearman(act, effect), abs=1e-9)
+    # Not the correlations over the top rows by |attribution| (on these near-linear tiny
+    # models attribution tracks ablation closely either way, so the check is on the value).
+    top_attr = [r.attribution for r in few.rows]
+    top_act = [r.activation for r in few.rows]
+    top_effect = [r.ablation_effect for r in few.rows]
+    assert c.pearson_attribution != pytest.approx(pearson(top_attr, top_effect), abs=1e-6)
+    assert c.spearman_attribution != pytest.approx(spearman(top_attr, top_effect), abs=1e-6)
+    assert c.pearson_activation != pytest.approx(pearson(top_act, top_effect), abs=1e-6)
+    # The listed rows carry the same ablation effects as in the full listing.
+    by_pair = {(r.position, r.feature): r.ablation_effect for r in every.rows}
+    assert [r.ablation_effect for r in few.rows] == [by_pair[r.position, r.feature]
+                                                     for r in few.rows]
+
+
+def test_attribution_above_the_cap_ablates_a_uniform_sample(lm, sae, ids):
+    target, baseline, _ = _target_baseline(lm, ids)
+    every = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=10_000)
+    n = every.n_active
+    cap = n // 3
+    sampled = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=4, max_ablations=cap,
+                        sample_seed=5)
+    c = sampled.all_pairs
+    assert (c.n_pairs, c.n_ablated, c.sampled, c.sample_seed) == (n, cap, True, 5)
+    assert c.population == f"a uniform sample of {cap} of {n} active pairs (seed 5)"
+    # The sample is uniform_sample's draw over the pairs in (position, feature) order, so it
+    # depends on the seed and the number of pairs only, never on attribution or activation.
+    in_order = sorted(every.rows, key=lambda r: (r.position, r.feature))
+    chosen = [in_order[m] for m in uniform_sample(n, cap, 5).tolist()]
+    effect = [r.ablation_effect for r in chosen]
+    assert c.pearson_attribution == pytest.approx(
+        pearson([r.attribution for r in chosen], effect), abs=1e-9)
+    assert c.spearman_activation == pytest.approx(
+        spearman([r.activation for r in chosen], effect), abs=1e-9)
+    # The listed rows are ablated whether or not they fell in the sample.
+    assert all(r.ablation_effect is not None for r in sampled.rows)
+    other = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=4, max_ablations=cap,
+                      sample_seed=6).all_pairs
+    assert other.pearson_attribution != c.pearson_attribution
+    with pytest.raises(UserError, match="max_ablations"):
+        attribute(lm, sae, HOOK, PROMPT, target, baseline, max_ablations=0)
 
 
 def test_attribution_logprob_metric_without_baseline(lm, sae, ids):

@@ -10,6 +10,7 @@
 from monosemantic.steer.attribution import (
     AttributionResult,
     AttributionRow,
+    PairCorrelations,
     ablation_effects,
     attribute,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "AttributionResult",
     "AttributionRow",
     "FeatureEdit",
+    "PairCorrelations",
     "SteerResult",
     "ablation_effects",
     "attribute",

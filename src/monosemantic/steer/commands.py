@@ -11,7 +11,12 @@ from typing import Literal
 
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
-from monosemantic.steer.attribution import AttributionResult, attribute
+from monosemantic.steer.attribution import (
+    DEFAULT_MAX_ABLATIONS,
+    AttributionResult,
+    PairCorrelations,
+    attribute,
+)
 from monosemantic.steer.compare import SteerResult, steer_compare
 from monosemantic.steer.context import load_steer_context
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, parse_edit
@@ -59,7 +64,7 @@ class SteerConfig:
 
 @dataclass
 class AttributeConfig:
-    """Attribute a next-token metric to SAE features and check the top ones by ablation."""
+    """Attribute a next-token metric to SAE features and check every active one by ablation."""
 
     run: Path = field(metadata={"positional": True})
     """Training run directory (holds sae/)."""
@@ -72,9 +77,16 @@ class AttributeConfig:
     """Contrasting token: metric = logit(target) - logit(baseline); without one the metric is
     log p(target). Multi-token: first token."""
     top: int = 20
-    """Rows listed: (feature, position) pairs with the largest |attribution|."""
+    """Rows listed: (feature, position) pairs with the largest |attribution| (a view; the
+    correlations are not computed over them)."""
     ablate: bool = True
-    """Also ablate each listed row (feature set to 0 there, error kept) and correlate."""
+    """Also ablate every active (feature, position) pair (feature set to 0 there, error kept)
+    and correlate attribution and activation with the ablation effect over all of them."""
+    max_ablations: int = DEFAULT_MAX_ABLATIONS
+    """Most pairs ablated for the correlations; with more active pairs a uniform random sample
+    of this many (chosen without looking at attribution or activation) is ablated instead."""
+    sample_seed: int = 0
+    """Seed of that sample (used only above max_ablations)."""
     batch_size: int = 32
     """Ablations per batched forward."""
     device: str = "auto"
@@ -133,23 +145,30 @@ def format_attribution(result: AttributionResult) -> str:
     if result.target_tokens > 1:
         lines.append(f"note: the target has {result.target_tokens} tokens; only the first is "
                      "scored")
+    view = ("" if result.all_pairs is None else
+            " (a view; the correlations below are not taken over it)")
     lines.append(f"top {len(result.rows)} of {result.n_active} active (feature, position) pairs "
-                 "by |attribution|:")
+                 f"by |attribution|{view}:")
     lines.append(f"{'feature':>8} {'pos':>4} {'token':<14} {'activation':>10} {'attribution':>11} "
                  f"{'ablation':>9}")
     for r in result.rows:
         effect = "-" if r.ablation_effect is None else f"{r.ablation_effect:.4f}"
         lines.append(f"{r.feature:>8} {r.position:>4} {r.token!r:<14.14} {r.activation:>10.3f} "
                      f"{r.attribution:>11.4f} {effect:>9}")
+    if result.all_pairs is not None:
+        lines.append(format_correlations(result.all_pairs))
+    return "\n".join(lines)
 
+
+def format_correlations(c: PairCorrelations) -> str:
     def corr(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    if any(r.ablation_effect is not None for r in result.rows):
-        lines.append(f"Pearson over these rows: attribution vs ablation "
-                     f"{corr(result.corr_attribution_ablation)}, activation vs ablation "
-                     f"{corr(result.corr_activation_ablation)}")
-    return "\n".join(lines)
+    return (f"correlation with the ablation effect over {c.population}, each ablated:\n"
+            f"  attribution: Pearson {corr(c.pearson_attribution)}, Spearman "
+            f"{corr(c.spearman_attribution)}\n"
+            f"  activation:  Pearson {corr(c.pearson_activation)}, Spearman "
+            f"{corr(c.spearman_activation)}")
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -175,7 +194,8 @@ def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
     lm, sae, hook, _ = load_steer_context(cfg.run, cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
-                       ablate=cfg.ablate, batch_size=cfg.batch_size)
+                       ablate=cfg.ablate, batch_size=cfg.batch_size,
+                       max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed)
     print(format_attribution(result))
     _write_json(cfg.json_out, result.to_dict())
     return result
