@@ -127,11 +127,18 @@ def test_topk_clamp_bypasses_the_selection(lm, sae, ids):
 
 def test_add_mode_adds_the_decoder_row(lm, sae, ids):
     i, c = 5, 2.5
-    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i]}):
+    not_bos_S = (torch.arange(ids.shape[1]) > 0)[:, None]
+    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i] * not_bos_S}):
         expected = _logits(lm, ids)
     with steering(lm, sae, HOOK, [FeatureEdit(i, c, "raw")], mode="add"):
         got = _logits(lm, ids)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # With include_special the BOS position gets the decoder row too.
+    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i]}):
+        expected_all = _logits(lm, ids)
+    with steering(lm, sae, HOOK, [FeatureEdit(i, c, "raw")], mode="add", include_special=True):
+        torch.testing.assert_close(_logits(lm, ids), expected_all, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(expected_all, expected)
     # "max" units: value × max activation.
     max_act_F = torch.full((64,), 0.5)
     with steering(lm, sae, HOOK, [FeatureEdit(i, c / 0.5, "max")], mode="add",
@@ -145,6 +152,80 @@ def test_edit_confined_to_positions(lm, sae, ids):
         got = _logits(lm, ids)
     assert torch.equal(got[0, :5], clean[0, :5])
     assert not torch.allclose(got[0, 5], clean[0, 5])
+
+
+def _steered_acts(lm, sae, ids_1S, edits, **kwargs):
+    """The hook's activations [S, D] after steering (our recorder is installed first, so it runs
+    after the steering hook: hooks.py order)."""
+    seen = {}
+
+    def record(a):
+        seen["x"] = a.detach().clone()
+        return a
+
+    with edit(lm, {HOOK: record}), steering(lm, sae, HOOK, edits, **kwargs):
+        _logits(lm, ids_1S)
+    return seen["x"][0]
+
+
+@pytest.mark.parametrize("mode", ["clamp", "add"])
+def test_special_positions_not_steered_by_default(lm, sae, ids, mode):
+    """A strong edit leaves BOS and a special token inside the prompt alone by default, and
+    moves them with include_special."""
+    eos = lm.tokenizer.eos_token_id
+    ids_1S = torch.cat([ids[:, :4], torch.tensor([[eos]]), ids[:, 4:]], dim=1)
+    special_S = torch.zeros(ids_1S.shape[1], dtype=torch.bool)
+    special_S[[0, 4]] = True
+    x_SD = capture(lm, ids_1S, [HOOK])[HOOK][0]
+    edits = [FeatureEdit(9, 50.0, "raw")]
+    default = _steered_acts(lm, sae, ids_1S, edits, mode=mode)
+    assert torch.equal(default[special_S], x_SD[special_S])
+    assert not torch.allclose(default[~special_S], x_SD[~special_S])
+    included = _steered_acts(lm, sae, ids_1S, edits, mode=mode, include_special=True)
+    assert not torch.allclose(included[0], x_SD[0])
+    assert not torch.allclose(included[4], x_SD[4])
+
+
+class _ForceFirst(LogitsProcessor):
+    """Makes `token` the first generated token, whatever the model predicts."""
+
+    def __init__(self, token):
+        self.token, self.calls = token, 0
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        if self.calls == 1:
+            scores = torch.full_like(scores, -float("inf"))
+            scores[:, self.token] = 0.0
+        return scores
+
+
+def _logits_after(lm, ids_1S, token):
+    """Cached generation of two tokens, the first forced to `token`: the logits of the second
+    step, computed by a forward over `token` alone at position len(ids)."""
+    with torch.no_grad():
+        out = lm.model.generate(input_ids=ids_1S, attention_mask=torch.ones_like(ids_1S),
+                                max_new_tokens=2, do_sample=False, pad_token_id=0,
+                                eos_token_id=None, output_logits=True,
+                                return_dict_in_generate=True,
+                                logits_processor=LogitsProcessorList([_ForceFirst(token)]))
+    assert int(out.sequences[0, ids_1S.shape[1]]) == token
+    return out.logits[1]
+
+
+def test_generated_special_token_not_steered(lm, sae, ids):
+    """A special token generated during cached `generate` (an EOS) is recognised in its own
+    forward and skipped; a plain token at the same place is steered."""
+    n = ids.shape[1]
+    eos, plain = lm.tokenizer.eos_token_id, int(ids[0, 3])
+    edits = [FeatureEdit(9, 50.0, "raw")]
+    for token, skipped in [(eos, True), (plain, False)]:
+        clean = _logits_after(lm, ids, token)
+        with steering(lm, sae, HOOK, edits, positions=slice(n, n + 1)):
+            steered = _logits_after(lm, ids, token)
+        assert torch.equal(steered, clean) is skipped
+        with steering(lm, sae, HOOK, edits, positions=slice(n, n + 1), include_special=True):
+            assert not torch.allclose(_logits_after(lm, ids, token), clean)
 
 
 def _greedy(lm, ids_1S, n, use_cache=True):

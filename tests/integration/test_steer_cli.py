@@ -70,6 +70,22 @@ def test_steer_cli_add_mode_and_span(runs, tmp_path):
                  "--json-out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["mode"] == "add" and data["edits"] == ["3=1.5"]
+    assert data["include_special"] is False
+
+
+def test_steer_cli_include_special(runs, tmp_path, capsys):
+    """Only the BOS position steered: a no-op by default, a change with --include-special."""
+    run, _ = runs
+    out = tmp_path / "steer.json"
+    args = ["steer", str(run), "--feature", "3=20x", "--prompt", PROMPT, "--positions", "0:1",
+            "--max-new-tokens", "3", "--device", "cpu", "--json-out", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["kl_next_token"] == 0.0
+    assert "special tokens steered too" not in capsys.readouterr().out
+    assert main([*args, "--include-special", "true"]) == 0
+    data = json.loads(out.read_text())
+    assert data["include_special"] is True and data["kl_next_token"] > 0
+    assert "special tokens steered too" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -37,7 +37,11 @@ class SteerConfig:
     """clamp: set the codes inside SAE(x) and keep the error term; add: add value × W_dec[i]."""
     positions: str | None = None
     """Token span START:STOP to steer (BOS = 0; absolute, so a span over the prompt stays put
-    during generation); default every position, generated ones included."""
+    during generation); default every position, generated ones included (special tokens
+    only with --include-special)."""
+    include_special: bool = False
+    """Also steer BOS and other special-token positions (the SAE never saw them; off by
+    default)."""
     max_new_tokens: int = 40
     """Tokens to generate for each continuation."""
     temperature: float = 0.0
@@ -130,7 +134,9 @@ def side_by_side(left: str, right: str, titles: tuple[str, str], width: int | No
 
 
 def format_steer(result: SteerResult) -> str:
-    head = f"prompt: {result.prompt!r}\nedits: {' '.join(result.edits)} ({result.mode})\n"
+    special = ", special tokens steered too" if result.include_special else ""
+    head = (f"prompt: {result.prompt!r}\n"
+            f"edits: {' '.join(result.edits)} ({result.mode}{special})\n")
     figures = (f"KL(clean || steered) of next-token distributions, mean over the prompt: "
                f"{result.kl_next_token:.4f} nats\n"
                f"loss on the neutral text: {result.neutral_loss_clean:.4f} -> "
@@ -184,7 +190,8 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
-                           positions=span, max_multiplier=cfg.max_multiplier)
+                           positions=span, include_special=cfg.include_special,
+                           max_multiplier=cfg.max_multiplier)
     print(format_steer(result))
     _write_json(cfg.json_out, result.to_dict())
     return result
