@@ -303,9 +303,16 @@ def test_bad_edits_are_user_errors(lm, sae, edits, kwargs, message):
 
 
 def test_multiplier_limit_is_configurable(lm, sae, ids):
-    with steering(lm, sae, HOOK, [FeatureEdit(3, 150.0)], max_act_F=torch.ones(64),
-                  max_multiplier=200):
-        _logits(lm, ids)
+    edits = [FeatureEdit(3, 150.0)]
+    with (pytest.raises(UserError, match="exceeds the limit"),
+          steering(lm, sae, HOOK, edits, max_act_F=torch.ones(64))):
+        pass
+    # Raised to 200×, the 150× edit is applied: 150 × max activation 0.5 = 75 raw units.
+    with steering(lm, sae, HOOK, edits, max_act_F=torch.full((64,), 0.5), max_multiplier=200):
+        got = _logits(lm, ids)
+    with steering(lm, sae, HOOK, [FeatureEdit(3, 75.0, "raw")]):
+        torch.testing.assert_close(got, _logits(lm, ids))
+    assert not torch.allclose(got, _logits(lm, ids))
 
 
 def test_steer_compare_null_and_strong_edits(lm, sae):
