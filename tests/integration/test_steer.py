@@ -24,8 +24,9 @@ from monosemantic.steer import (
     steer_compare,
     steering,
 )
-from monosemantic.steer.attribution import metric_per_row
+from monosemantic.steer.attribution import metric_per_row, uniform_sample
 from monosemantic.steer.compare import prompt_ids
+from monosemantic.steer.correlation import pearson, spearman
 
 HOOK = "blocks.1.hook_resid_post"
 PROMPT = "The Golden Gate Bridge is in San Francisco. def add(a, b):"
@@ -126,11 +127,18 @@ def test_topk_clamp_bypasses_the_selection(lm, sae, ids):
 
 def test_add_mode_adds_the_decoder_row(lm, sae, ids):
     i, c = 5, 2.5
-    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i]}):
+    not_bos_S = (torch.arange(ids.shape[1]) > 0)[:, None]
+    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i] * not_bos_S}):
         expected = _logits(lm, ids)
     with steering(lm, sae, HOOK, [FeatureEdit(i, c, "raw")], mode="add"):
         got = _logits(lm, ids)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # With include_special the BOS position gets the decoder row too.
+    with edit(lm, {HOOK: lambda a: a + c * sae.W_dec[i]}):
+        expected_all = _logits(lm, ids)
+    with steering(lm, sae, HOOK, [FeatureEdit(i, c, "raw")], mode="add", include_special=True):
+        torch.testing.assert_close(_logits(lm, ids), expected_all, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(expected_all, expected)
     # "max" units: value × max activation.
     max_act_F = torch.full((64,), 0.5)
     with steering(lm, sae, HOOK, [FeatureEdit(i, c / 0.5, "max")], mode="add",
@@ -144,6 +152,80 @@ def test_edit_confined_to_positions(lm, sae, ids):
         got = _logits(lm, ids)
     assert torch.equal(got[0, :5], clean[0, :5])
     assert not torch.allclose(got[0, 5], clean[0, 5])
+
+
+def _steered_acts(lm, sae, ids_1S, edits, **kwargs):
+    """The hook's activations [S, D] after steering (our recorder is installed first, so it runs
+    after the steering hook: hooks.py order)."""
+    seen = {}
+
+    def record(a):
+        seen["x"] = a.detach().clone()
+        return a
+
+    with edit(lm, {HOOK: record}), steering(lm, sae, HOOK, edits, **kwargs):
+        _logits(lm, ids_1S)
+    return seen["x"][0]
+
+
+@pytest.mark.parametrize("mode", ["clamp", "add"])
+def test_special_positions_not_steered_by_default(lm, sae, ids, mode):
+    """A strong edit leaves BOS and a special token inside the prompt alone by default, and
+    moves them with include_special."""
+    eos = lm.tokenizer.eos_token_id
+    ids_1S = torch.cat([ids[:, :4], torch.tensor([[eos]]), ids[:, 4:]], dim=1)
+    special_S = torch.zeros(ids_1S.shape[1], dtype=torch.bool)
+    special_S[[0, 4]] = True
+    x_SD = capture(lm, ids_1S, [HOOK])[HOOK][0]
+    edits = [FeatureEdit(9, 50.0, "raw")]
+    default = _steered_acts(lm, sae, ids_1S, edits, mode=mode)
+    assert torch.equal(default[special_S], x_SD[special_S])
+    assert not torch.allclose(default[~special_S], x_SD[~special_S])
+    included = _steered_acts(lm, sae, ids_1S, edits, mode=mode, include_special=True)
+    assert not torch.allclose(included[0], x_SD[0])
+    assert not torch.allclose(included[4], x_SD[4])
+
+
+class _ForceFirst(LogitsProcessor):
+    """Makes `token` the first generated token, whatever the model predicts."""
+
+    def __init__(self, token):
+        self.token, self.calls = token, 0
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        if self.calls == 1:
+            scores = torch.full_like(scores, -float("inf"))
+            scores[:, self.token] = 0.0
+        return scores
+
+
+def _logits_after(lm, ids_1S, token):
+    """Cached generation of two tokens, the first forced to `token`: the logits of the second
+    step, computed by a forward over `token` alone at position len(ids)."""
+    with torch.no_grad():
+        out = lm.model.generate(input_ids=ids_1S, attention_mask=torch.ones_like(ids_1S),
+                                max_new_tokens=2, do_sample=False, pad_token_id=0,
+                                eos_token_id=None, output_logits=True,
+                                return_dict_in_generate=True,
+                                logits_processor=LogitsProcessorList([_ForceFirst(token)]))
+    assert int(out.sequences[0, ids_1S.shape[1]]) == token
+    return out.logits[1]
+
+
+def test_generated_special_token_not_steered(lm, sae, ids):
+    """A special token generated during cached `generate` (an EOS) is recognised in its own
+    forward and skipped; a plain token at the same place is steered."""
+    n = ids.shape[1]
+    eos, plain = lm.tokenizer.eos_token_id, int(ids[0, 3])
+    edits = [FeatureEdit(9, 50.0, "raw")]
+    for token, skipped in [(eos, True), (plain, False)]:
+        clean = _logits_after(lm, ids, token)
+        with steering(lm, sae, HOOK, edits, positions=slice(n, n + 1)):
+            steered = _logits_after(lm, ids, token)
+        assert torch.equal(steered, clean) is skipped
+        with steering(lm, sae, HOOK, edits, positions=slice(n, n + 1), include_special=True):
+            assert not torch.allclose(_logits_after(lm, ids, token), clean)
 
 
 def _greedy(lm, ids_1S, n, use_cache=True):
@@ -221,9 +303,16 @@ def test_bad_edits_are_user_errors(lm, sae, edits, kwargs, message):
 
 
 def test_multiplier_limit_is_configurable(lm, sae, ids):
-    with steering(lm, sae, HOOK, [FeatureEdit(3, 150.0)], max_act_F=torch.ones(64),
-                  max_multiplier=200):
-        _logits(lm, ids)
+    edits = [FeatureEdit(3, 150.0)]
+    with (pytest.raises(UserError, match="exceeds the limit"),
+          steering(lm, sae, HOOK, edits, max_act_F=torch.ones(64))):
+        pass
+    # Raised to 200×, the 150× edit is applied: 150 × max activation 0.5 = 75 raw units.
+    with steering(lm, sae, HOOK, edits, max_act_F=torch.full((64,), 0.5), max_multiplier=200):
+        got = _logits(lm, ids)
+    with steering(lm, sae, HOOK, [FeatureEdit(3, 75.0, "raw")]):
+        torch.testing.assert_close(got, _logits(lm, ids))
+    assert not torch.allclose(got, _logits(lm, ids))
 
 
 def test_steer_compare_null_and_strong_edits(lm, sae):
@@ -293,10 +382,79 @@ def test_attribution_ablations_batched_match_single_forwards(lm, sae, ids):
             ablated = float(metric(_logits(lm, ids))[0])
         assert row.ablation_effect == pytest.approx(clean - ablated, abs=1e-4)
         assert row.activation == pytest.approx(float(f_SF[row.position, row.feature]), rel=1e-5)
-    assert batched.corr_attribution_ablation is not None
-    assert -1.0 <= batched.corr_attribution_ablation <= 1.0
+    assert batched.all_pairs is not None
+    assert -1.0 <= batched.all_pairs.pearson_attribution <= 1.0
     data = batched.to_dict()
     assert data["rows"][0]["feature"] == batched.rows[0].feature
+
+
+def _active_pairs(lm, sae, ids):
+    """Active (position, feature) pairs at non-special positions, by brute force."""
+    _x_SD, f_SF = _codes(lm, sae, ids)
+    special = set(lm.tokenizer.all_special_ids)
+    return [(p, i) for p, t in enumerate(ids[0].tolist()) if p > 0 and t not in special
+            for i in range(f_SF.shape[1]) if f_SF[p, i] != 0]
+
+
+def test_attribution_correlations_are_over_every_active_pair(lm, sae, ids):
+    """Every active non-special pair is ablated and correlated, not just the listed rows."""
+    target, baseline, _ = _target_baseline(lm, ids)
+    pairs = _active_pairs(lm, sae, ids)
+    few = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=5, batch_size=16)
+    every = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=10_000, batch_size=16)
+    assert few.n_active == len(pairs) == len(every.rows) and len(few.rows) == 5
+    assert {(r.position, r.feature) for r in every.rows} == set(pairs)
+    c = few.all_pairs
+    assert (c.n_pairs, c.n_ablated, c.sampled, c.sample_seed) == (len(pairs), len(pairs), False,
+                                                                  None)
+    assert c == every.all_pairs
+    attr = [r.attribution for r in every.rows]
+    act = [r.activation for r in every.rows]
+    effect = [r.ablation_effect for r in every.rows]
+    assert c.pearson_attribution == pytest.approx(pearson(attr, effect), abs=1e-9)
+    assert c.spearman_attribution == pytest.approx(spearman(attr, effect), abs=1e-9)
+    assert c.pearson_activation == pytest.approx(pearson(act, effect), abs=1e-9)
+    assert c.spearman_activation == pytest.approx(spearman(act, effect), abs=1e-9)
+    # Not the correlations over the top rows by |attribution| (on these near-linear tiny
+    # models attribution tracks ablation closely either way, so the check is on the value).
+    top_attr = [r.attribution for r in few.rows]
+    top_act = [r.activation for r in few.rows]
+    top_effect = [r.ablation_effect for r in few.rows]
+    assert c.pearson_attribution != pytest.approx(pearson(top_attr, top_effect), abs=1e-6)
+    assert c.spearman_attribution != pytest.approx(spearman(top_attr, top_effect), abs=1e-6)
+    assert c.pearson_activation != pytest.approx(pearson(top_act, top_effect), abs=1e-6)
+    # The listed rows carry the same ablation effects as in the full listing.
+    by_pair = {(r.position, r.feature): r.ablation_effect for r in every.rows}
+    assert [r.ablation_effect for r in few.rows] == [by_pair[r.position, r.feature]
+                                                     for r in few.rows]
+
+
+def test_attribution_above_the_cap_ablates_a_uniform_sample(lm, sae, ids):
+    target, baseline, _ = _target_baseline(lm, ids)
+    every = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=10_000)
+    n = every.n_active
+    cap = n // 3
+    sampled = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=4, max_ablations=cap,
+                        sample_seed=5)
+    c = sampled.all_pairs
+    assert (c.n_pairs, c.n_ablated, c.sampled, c.sample_seed) == (n, cap, True, 5)
+    assert c.population == f"a uniform sample of {cap} of {n} active pairs (seed 5)"
+    # The sample is uniform_sample's draw over the pairs in (position, feature) order, so it
+    # depends on the seed and the number of pairs only, never on attribution or activation.
+    in_order = sorted(every.rows, key=lambda r: (r.position, r.feature))
+    chosen = [in_order[m] for m in uniform_sample(n, cap, 5).tolist()]
+    effect = [r.ablation_effect for r in chosen]
+    assert c.pearson_attribution == pytest.approx(
+        pearson([r.attribution for r in chosen], effect), abs=1e-9)
+    assert c.spearman_activation == pytest.approx(
+        spearman([r.activation for r in chosen], effect), abs=1e-9)
+    # The listed rows are ablated whether or not they fell in the sample.
+    assert all(r.ablation_effect is not None for r in sampled.rows)
+    other = attribute(lm, sae, HOOK, PROMPT, target, baseline, top=4, max_ablations=cap,
+                      sample_seed=6).all_pairs
+    assert other.pearson_attribution != c.pearson_attribution
+    with pytest.raises(UserError, match="max_ablations"):
+        attribute(lm, sae, HOOK, PROMPT, target, baseline, max_ablations=0)
 
 
 def test_attribution_logprob_metric_without_baseline(lm, sae, ids):

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from monosemantic.cli import main
+from monosemantic.featuredb.schema import DB_FILENAME, SCHEMA, SCHEMA_VERSION
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
-from monosemantic.featuredb.schema import DB_FILENAME, SCHEMA, SCHEMA_VERSION
 
 HOOK = "blocks.1.hook_resid_post"
 N_FEATURES = 32
@@ -70,6 +70,22 @@ def test_steer_cli_add_mode_and_span(runs, tmp_path):
                  "--json-out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["mode"] == "add" and data["edits"] == ["3=1.5"]
+    assert data["include_special"] is False
+
+
+def test_steer_cli_include_special(runs, tmp_path, capsys):
+    """Only the BOS position steered: a no-op by default, a change with --include-special."""
+    run, _ = runs
+    out = tmp_path / "steer.json"
+    args = ["steer", str(run), "--feature", "3=20x", "--prompt", PROMPT, "--positions", "0:1",
+            "--max-new-tokens", "3", "--device", "cpu", "--json-out", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["kl_next_token"] == 0.0
+    assert "special tokens steered too" not in capsys.readouterr().out
+    assert main([*args, "--include-special", "true"]) == 0
+    data = json.loads(out.read_text())
+    assert data["include_special"] is True and data["kl_next_token"] > 0
+    assert "special tokens steered too" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -105,8 +121,11 @@ def test_attribute_cli(runs, tmp_path, capsys, tiny_model_dir):
                  "--baseline", baseline, "--top", "6", "--device", "cpu",
                  "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "logit(" in printed and "Pearson over these rows" in printed
     data = json.loads(out.read_text())
+    n = data["n_active"]
+    assert "logit(" in printed and f"over all {n} active pairs, each ablated" in printed
+    assert "Spearman" in printed and "not taken over it" in printed
+    assert data["all_pairs"]["n_ablated"] == n and data["all_pairs"]["sampled"] is False
     assert len(data["rows"]) == 6
     assert all(r["ablation_effect"] is not None for r in data["rows"])
     header = next(i for i, line in enumerate(printed.splitlines()) if line.strip().startswith("feature"))
@@ -114,8 +133,15 @@ def test_attribute_cli(runs, tmp_path, capsys, tiny_model_dir):
     assert main(["attribute", str(run), "--prompt", PROMPT, "--target", target, "--top", "3",
                  "--ablate", "false", "--device", "cpu", "--json-out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["baseline"] is None and data["corr_attribution_ablation"] is None
+    assert data["baseline"] is None and data["all_pairs"] is None
     assert all(r["ablation_effect"] is None for r in data["rows"])
+    assert "correlation" not in capsys.readouterr().out.lower()
+    assert main(["attribute", str(run), "--prompt", PROMPT, "--target", target, "--top", "3",
+                 "--max-ablations", "5", "--sample-seed", "2", "--device", "cpu",
+                 "--json-out", str(out)]) == 0
+    assert f"over a uniform sample of 5 of {n} active pairs (seed 2)" in capsys.readouterr().out
+    data = json.loads(out.read_text())["all_pairs"]
+    assert (data["n_ablated"], data["n_pairs"], data["sample_seed"]) == (5, n, 2)
 
 
 def test_help_mentions_first_token(capsys):

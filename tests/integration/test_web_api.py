@@ -296,6 +296,16 @@ def test_steer_returns_both_continuations(client):
     # Same request, same seed: same answer (greedy).
     assert client.post("/api/steer", json=_steer(edits=[{"feature": 3, "value": 50}])).json() \
         == out
+    assert out["include_special"] is False
+
+
+def test_steer_include_special_reaches_the_steering(client):
+    r = client.post("/api/steer", json=_steer(edits=[{"feature": 3, "value": 50}],
+                                              include_special=True))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["include_special"] is True
+    assert client.post("/api/steer", json=_steer(include_special="maybe")).status_code == 422
 
 
 def test_filter_by_prompts_matches_brute_force(client, runs):

@@ -1,4 +1,4 @@
-"""Edit parsing and validation, spans, correlations and the side-by-side layout."""
+"""Edit parsing and validation, spans, side effects and the side-by-side layout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.steer import FeatureEdit, format_edit, parse_edit, resolve_edits
-from monosemantic.steer.attribution import pearson
 from monosemantic.steer.commands import parse_span, side_by_side
 from monosemantic.steer.compare import kl_per_position, next_token_loss
 from monosemantic.steer.steering import check_span, steering_delta_fn
@@ -92,13 +91,6 @@ def test_delta_fn_clamp_and_add_by_construction():
     torch.testing.assert_close(clamp, via_decode, rtol=1e-5, atol=1e-5)
     add = steering_delta_fn(sae, ids_E, values_E, "add")(x_ND)
     torch.testing.assert_close(add, (1.5 * sae.W_dec[3]).expand(5, -1))
-
-
-def test_pearson():
-    assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(1.0)
-    assert pearson([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
-    assert pearson([1.0], [2.0]) is None
-    assert pearson([1.0, 1.0], [2.0, 3.0]) is None
 
 
 def test_kl_and_loss():

@@ -12,6 +12,7 @@
 from monosemantic.steer.attribution import (
     AttributionResult,
     AttributionRow,
+    PairCorrelations,
     ablation_effects,
     attribute,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "AttributionResult",
     "AttributionRow",
     "FeatureEdit",
+    "PairCorrelations",
     "SteerResult",
     "ablation_effects",
     "attribute",

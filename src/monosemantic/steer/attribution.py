@@ -12,6 +12,11 @@ metric drops when f_i is set to 0 at p. The ablation measures that drop: x_p −
 are batched, one batch row per (feature, position), with an unedited row in every batch so each
 effect is a difference within one batched forward.
 
+Every active pair is ablated (a uniform random sample above a cap, drawn without looking at
+attribution or activation), and the correlations are taken over those pairs: restricting them to
+the top pairs by |attribution| would narrow the range of one variable and favour it. The top
+pairs are listed as a separate view.
+
 The BOS position (and other special tokens) is left out: the SAE was not trained on it.
 """
 
@@ -25,8 +30,13 @@ import torch
 from torch import Tensor
 
 from monosemantic.errors import UserError
-from monosemantic.models import activation_gradients, edit
+from monosemantic.models import LoadedModel, activation_gradients, edit
+from monosemantic.sae import SAE
 from monosemantic.steer.compare import prompt_ids
+from monosemantic.steer.correlation import pearson, spearman
+
+DEFAULT_MAX_ABLATIONS = 4096
+"""Enough to ablate every active pair of a ~100-token prompt with k = 32 (a few thousand)."""
 
 
 @dataclass
@@ -45,8 +55,43 @@ class AttributionRow:
 
 
 @dataclass
+class PairCorrelations:
+    """How well attribution and raw activation predict the ablation effect, over the active
+    (feature, position) pairs at non-special positions: every one of them, or, when there are
+    more than `max_ablations`, a uniform random sample drawn without looking at attribution or
+    activation. Never over the top rows alone (selecting on |attribution| would favour it)."""
+
+    n_pairs: int
+    """Active (feature, position) pairs at non-special positions: the population."""
+    n_ablated: int
+    """Pairs ablated and correlated: `n_pairs`, or the sample size when `sampled`."""
+    sampled: bool
+    """True when `n_pairs` exceeded the cap and a uniform sample of `n_ablated` was taken."""
+    sample_seed: int | None
+    """Seed of the sample; None when every pair was ablated."""
+    pearson_attribution: float | None
+    """Pearson correlation of attribution with ablation effect over the `n_ablated` pairs."""
+    spearman_attribution: float | None
+    """Spearman (rank, ties averaged) correlation of attribution with ablation effect over the
+    `n_ablated` pairs."""
+    pearson_activation: float | None
+    """Pearson correlation of activation with ablation effect over the `n_ablated` pairs."""
+    spearman_activation: float | None
+    """Spearman correlation of activation with ablation effect over the `n_ablated` pairs."""
+
+    @property
+    def population(self) -> str:
+        """`all 96 active pairs` or `a uniform sample of 4096 of 9000 active pairs (seed 0)`."""
+        if not self.sampled:
+            return f"all {self.n_pairs} active pairs"
+        return (f"a uniform sample of {self.n_ablated} of {self.n_pairs} active pairs "
+                f"(seed {self.sample_seed})")
+
+
+@dataclass
 class AttributionResult:
-    """Outcome of `attribute`: the top rows by |attribution| and how well they predict ablation."""
+    """Outcome of `attribute`: the top rows by |attribution| (a view) and, when ablated, the
+    correlations over all active pairs (`all_pairs`)."""
 
     prompt: str
     target: str
@@ -58,10 +103,10 @@ class AttributionResult:
     n_active: int
     """Active (feature, position) pairs attributed (the rows are the top of these)."""
     rows: list[AttributionRow] = field(default_factory=list)
-    corr_attribution_ablation: float | None = None
-    """Pearson correlation over the rows of attribution with ablation effect."""
-    corr_activation_ablation: float | None = None
-    """Pearson correlation over the rows of activation with ablation effect."""
+    """The `top` pairs by |attribution|, each with its ablation effect when ablated."""
+    all_pairs: PairCorrelations | None = None
+    """Correlations with the ablation effect over all active pairs (or a uniform sample of
+    them), not over the rows; None without ablation."""
     target_tokens: int = 1
     """Tokens in the target; only the first one is scored."""
 
@@ -87,16 +132,6 @@ def metric_per_row(target_id: int, baseline_id: int | None) -> Callable[[Tensor]
         return last_BV[:, target_id] - last_BV[:, baseline_id]
 
     return metric
-
-
-def pearson(a: list[float], b: list[float]) -> float | None:
-    """Pearson correlation, None with fewer than two points or a constant series."""
-    if len(a) < 2:
-        return None
-    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-    x, y = x - x.mean(), y - y.mean()
-    denom = float(x.norm() * y.norm())
-    return None if denom == 0 else float((x * y).sum()) / denom
 
 
 @torch.no_grad()
@@ -129,12 +164,81 @@ def ablation_effects(lm: Any, hook: str, ids_1S: Tensor, positions_N: Tensor, de
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def attribute(lm: Any, sae: Any, hook: str, prompt: str, target: str, baseline: str | None = None,
-              *, top: int = 20, ablate: bool = True, batch_size: int = 32) -> AttributionResult:
-    """Attribute the metric to every active feature at every position (one backward), keep the
-    `top` by |attribution|, and (with `ablate`) measure each one's ablation effect."""
+def uniform_sample(n: int, cap: int, seed: int) -> Tensor | None:
+    """Sorted indices [cap] drawn uniformly without replacement from range(n) when n > cap;
+    None when n <= cap (take every index)."""
+    if n <= cap:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)[:cap].sort().values
+
+
+def correlations(attr_M: Tensor, act_M: Tensor, effect_M: Tensor, n_pairs: int,
+                 sample_seed: int | None) -> PairCorrelations:
+    """Pearson and Spearman of attribution and of activation with the ablation effect."""
+    return PairCorrelations(
+        n_pairs=n_pairs, n_ablated=len(effect_M), sampled=sample_seed is not None,
+        sample_seed=sample_seed,
+        pearson_attribution=pearson(attr_M, effect_M),
+        spearman_attribution=spearman(attr_M, effect_M),
+        pearson_activation=pearson(act_M, effect_M),
+        spearman_activation=spearman(act_M, effect_M))
+
+
+@dataclass
+class ActivePairs:
+    """The active (feature, position) pairs at non-special positions, in (position, feature)
+    order, on the CPU."""
+
+    position_N: Tensor
+    feature_N: Tensor
+    activation_N: Tensor
+    attribution_N: Tensor
+
+
+def active_pairs(lm: LoadedModel, sae: SAE, ids_1S: Tensor, x_SD: Tensor, grad_SD: Tensor
+                 ) -> ActivePairs:
+    """Encode the activations and attribute every active code at every non-special position."""
+    W_dec_FD = sae.W_dec_FD.detach()
+    x_SD = x_SD.to(W_dec_FD.device, torch.float32)
+    grad_SD = grad_SD.to(W_dec_FD.device, torch.float32)
+    with torch.no_grad():
+        f_SF = sae.encode(x_SD).float()
+        attr_SF = f_SF * (grad_SD @ W_dec_FD.T.float())
+    special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
+    valid_S = torch.tensor([p > 0 and t not in special for p, t in enumerate(ids_1S[0].tolist())],
+                           device=f_SF.device)
+    pos_N, feat_N = ((f_SF != 0) & valid_S[:, None]).nonzero(as_tuple=True)
+    return ActivePairs(pos_N.cpu(), feat_N.cpu(), f_SF[pos_N, feat_N].cpu(),
+                       attr_SF[pos_N, feat_N].cpu())
+
+
+def ablate_pairs(lm: LoadedModel, sae: SAE, hook: str, ids_1S: Tensor, pairs: ActivePairs,
+                 index_A: Tensor, metric: Callable[[Tensor], Tensor], batch_size: int) -> Tensor:
+    """Ablation effect [N] of the pairs at `index_A` (NaN for the others)."""
+    W_dec_FD = sae.W_dec_FD.detach()
+    device = W_dec_FD.device
+    act_A1 = pairs.activation_N[index_A, None].to(device)
+    deltas_AD = -act_A1 * W_dec_FD[pairs.feature_N[index_A].to(device)].float()
+    effect_N = torch.full((len(pairs.position_N),), float("nan"), dtype=torch.float32)
+    effect_N[index_A] = ablation_effects(lm, hook, ids_1S, pairs.position_N[index_A], deltas_AD,
+                                         metric, batch_size).float()
+    return effect_N
+
+
+def attribute(lm: LoadedModel, sae: SAE, hook: str, prompt: str, target: str,
+              baseline: str | None = None, *, top: int = 20, ablate: bool = True,
+              batch_size: int = 32, max_ablations: int = DEFAULT_MAX_ABLATIONS,
+              sample_seed: int = 0) -> AttributionResult:
+    """Attribute the metric to every active feature at every non-special position (one
+    backward) and list the `top` by |attribution|. With `ablate`, ablate every active pair (a
+    uniform sample of `max_ablations` of them, seeded by `sample_seed`, when there are more;
+    the listed rows are ablated too) and correlate attribution and activation with the ablation
+    effect over those pairs (`AttributionResult.all_pairs`)."""
     if top < 1:
         raise UserError(f"top must be >= 1, got {top}")
+    if max_ablations < 1:
+        raise UserError(f"max_ablations must be >= 1, got {max_ablations}")
     ids_1S = prompt_ids(lm, prompt)
     target_id, n_target = first_token(lm, target, "target")
     baseline_id = None if baseline is None else first_token(lm, baseline, "baseline")[0]
@@ -142,38 +246,32 @@ def attribute(lm: Any, sae: Any, hook: str, prompt: str, target: str, baseline: 
         raise UserError(f"target {target!r} and baseline {baseline!r} start with the same token")
     metric = metric_per_row(target_id, baseline_id)
     grads = activation_gradients(lm, ids_1S, [hook], lambda logits: metric(logits)[0])
-
-    W_dec_FD = sae.W_dec_FD.detach()
-    x_SD = grads.acts[hook][0].to(W_dec_FD.device, torch.float32)
-    grad_SD = grads.grads[hook][0].to(W_dec_FD.device, torch.float32)
-    with torch.no_grad():
-        f_SF = sae.encode(x_SD).float()
-        attr_SF = f_SF * (grad_SD @ W_dec_FD.T.float())
-    special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
-    valid_S = torch.tensor([p > 0 and t not in special for p, t in enumerate(ids_1S[0].tolist())],
-                           device=f_SF.device)
-    active_SF = (f_SF != 0) & valid_S[:, None]
-    pos_N, feat_N = active_SF.nonzero(as_tuple=True)
-    order = attr_SF[pos_N, feat_N].abs().argsort(descending=True)[:top]
-    pos_N, feat_N = pos_N[order], feat_N[order]
+    pairs = active_pairs(lm, sae, ids_1S, grads.acts[hook][0], grads.grads[hook][0])
+    n_pairs = len(pairs.position_N)
+    top_T = pairs.attribution_N.abs().argsort(descending=True, stable=True)[:top]
 
     tok = lm.tokenizer
     tokens = [tok.decode([t]) for t in ids_1S[0].tolist()]
-    rows = [AttributionRow(feature=int(i), position=int(p), token=tokens[int(p)],
-                           activation=float(f_SF[p, i]), attribution=float(attr_SF[p, i]),
-                           ablation_effect=None) for p, i in zip(pos_N, feat_N)]
+    rows = [AttributionRow(feature=int(pairs.feature_N[n]), position=int(pairs.position_N[n]),
+                           token=tokens[int(pairs.position_N[n])],
+                           activation=float(pairs.activation_N[n]),
+                           attribution=float(pairs.attribution_N[n]), ablation_effect=None)
+            for n in top_T]
     result = AttributionResult(
         prompt=prompt, target=target, baseline=baseline,
         metric_name=(f"log p({tok.decode([target_id])!r})" if baseline_id is None else
                      f"logit({tok.decode([target_id])!r}) - logit({tok.decode([baseline_id])!r})"),
-        metric=float(grads.metric), n_active=int(active_SF.sum()), rows=rows,
-        target_tokens=n_target)
-    if ablate and rows:
-        deltas_ND = -f_SF[pos_N, feat_N, None] * W_dec_FD[feat_N].float()
-        effects_N = ablation_effects(lm, hook, ids_1S, pos_N.cpu(), deltas_ND, metric, batch_size)
-        for row, effect in zip(rows, effects_N.tolist()):
-            row.ablation_effect = effect
-        ablation = [r.ablation_effect for r in rows]
-        result.corr_attribution_ablation = pearson([r.attribution for r in rows], ablation)
-        result.corr_activation_ablation = pearson([r.activation for r in rows], ablation)
+        metric=float(grads.metric), n_active=n_pairs, rows=rows, target_tokens=n_target)
+    if not ablate or not rows:
+        return result
+    sample_M = uniform_sample(n_pairs, max_ablations, sample_seed)
+    population_M = torch.arange(n_pairs) if sample_M is None else sample_M
+    # The listed rows are ablated too (for their column) but only the population is correlated.
+    ablated_A = torch.unique(torch.cat([population_M, top_T]))
+    effect_N = ablate_pairs(lm, sae, hook, ids_1S, pairs, ablated_A, metric, batch_size)
+    for row, n in zip(rows, top_T.tolist()):
+        row.ablation_effect = float(effect_N[n])
+    result.all_pairs = correlations(pairs.attribution_N[population_M],
+                                    pairs.activation_N[population_M], effect_N[population_M],
+                                    n_pairs, None if sample_M is None else sample_seed)
     return result

@@ -12,7 +12,12 @@ from typing import Literal
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.runs import RunDir
-from monosemantic.steer.attribution import AttributionResult, attribute
+from monosemantic.steer.attribution import (
+    DEFAULT_MAX_ABLATIONS,
+    AttributionResult,
+    PairCorrelations,
+    attribute,
+)
 from monosemantic.steer.compare import SteerResult, steer_compare
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, parse_edit
 
@@ -32,7 +37,11 @@ class SteerConfig:
     """clamp: set the codes inside SAE(x) and keep the error term; add: add value × W_dec[i]."""
     positions: str | None = None
     """Token span START:STOP to steer (BOS = 0; absolute, so a span over the prompt stays put
-    during generation); default every position, generated ones included."""
+    during generation); default every position, generated ones included (special tokens
+    only with --include-special)."""
+    include_special: bool = False
+    """Also steer BOS and other special-token positions (the SAE never saw them; off by
+    default)."""
     max_new_tokens: int = 40
     """Tokens to generate for each continuation."""
     temperature: float = 0.0
@@ -59,7 +68,7 @@ class SteerConfig:
 
 @dataclass
 class AttributeConfig:
-    """Attribute a next-token metric to SAE features and check the top ones by ablation."""
+    """Attribute a next-token metric to SAE features and check every active one by ablation."""
 
     run: Path = field(metadata={"positional": True})
     """Training run directory (or its sae/ folder)."""
@@ -72,9 +81,16 @@ class AttributeConfig:
     """Contrasting token: metric = logit(target) - logit(baseline); without one the metric is
     log p(target). Multi-token: first token."""
     top: int = 20
-    """Rows listed: (feature, position) pairs with the largest |attribution|."""
+    """Rows listed: (feature, position) pairs with the largest |attribution| (a view; the
+    correlations are not computed over them)."""
     ablate: bool = True
-    """Also ablate each listed row (feature set to 0 there, error kept) and correlate."""
+    """Also ablate every active (feature, position) pair (feature set to 0 there, error kept)
+    and correlate attribution and activation with the ablation effect over all of them."""
+    max_ablations: int = DEFAULT_MAX_ABLATIONS
+    """Most pairs ablated for the correlations; with more active pairs a uniform random sample
+    of this many (chosen without looking at attribution or activation) is ablated instead."""
+    sample_seed: int = 0
+    """Seed of that sample (used only above max_ablations)."""
     batch_size: int = 32
     """Ablations per batched forward."""
     device: str = "auto"
@@ -118,7 +134,9 @@ def side_by_side(left: str, right: str, titles: tuple[str, str], width: int | No
 
 
 def format_steer(result: SteerResult) -> str:
-    head = f"prompt: {result.prompt!r}\nedits: {' '.join(result.edits)} ({result.mode})\n"
+    special = ", special tokens steered too" if result.include_special else ""
+    head = (f"prompt: {result.prompt!r}\n"
+            f"edits: {' '.join(result.edits)} ({result.mode}{special})\n")
     figures = (f"KL(clean || steered) of next-token distributions, mean over the prompt: "
                f"{result.kl_next_token:.4f} nats\n"
                f"loss on the neutral text: {result.neutral_loss_clean:.4f} -> "
@@ -133,23 +151,30 @@ def format_attribution(result: AttributionResult) -> str:
     if result.target_tokens > 1:
         lines.append(f"note: the target has {result.target_tokens} tokens; only the first is "
                      "scored")
+    view = ("" if result.all_pairs is None else
+            " (a view; the correlations below are not taken over it)")
     lines.append(f"top {len(result.rows)} of {result.n_active} active (feature, position) pairs "
-                 "by |attribution|:")
+                 f"by |attribution|{view}:")
     lines.append(f"{'feature':>8} {'pos':>4} {'token':<14} {'activation':>10} {'attribution':>11} "
                  f"{'ablation':>9}")
     for r in result.rows:
         effect = "-" if r.ablation_effect is None else f"{r.ablation_effect:.4f}"
         lines.append(f"{r.feature:>8} {r.position:>4} {r.token!r:<14.14} {r.activation:>10.3f} "
                      f"{r.attribution:>11.4f} {effect:>9}")
+    if result.all_pairs is not None:
+        lines.append(format_correlations(result.all_pairs))
+    return "\n".join(lines)
 
+
+def format_correlations(c: PairCorrelations) -> str:
     def corr(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    if any(r.ablation_effect is not None for r in result.rows):
-        lines.append(f"Pearson over these rows: attribution vs ablation "
-                     f"{corr(result.corr_attribution_ablation)}, activation vs ablation "
-                     f"{corr(result.corr_activation_ablation)}")
-    return "\n".join(lines)
+    return (f"correlation with the ablation effect over {c.population}, each ablated:\n"
+            f"  attribution: Pearson {corr(c.pearson_attribution)}, Spearman "
+            f"{corr(c.spearman_attribution)}\n"
+            f"  activation:  Pearson {corr(c.pearson_activation)}, Spearman "
+            f"{corr(c.spearman_activation)}")
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -167,7 +192,8 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
-                           positions=span, max_multiplier=cfg.max_multiplier)
+                           positions=span, include_special=cfg.include_special,
+                           max_multiplier=cfg.max_multiplier)
     print(format_steer(result))
     _write_json(cfg.json_out, result.to_dict())
     return result
@@ -177,7 +203,8 @@ def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
     lm, sae, hook = RunDir.open(cfg.run).load(cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
-                       ablate=cfg.ablate, batch_size=cfg.batch_size)
+                       ablate=cfg.ablate, batch_size=cfg.batch_size,
+                       max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed)
     print(format_attribution(result))
     _write_json(cfg.json_out, result.to_dict())
     return result

@@ -43,6 +43,8 @@ class SteerResult:
     """Steered minus clean mean next-token cross-entropy on the neutral text (nats)."""
     neutral_loss_clean: float
     """Clean mean next-token cross-entropy on the neutral text (nats)."""
+    include_special: bool = False
+    """Whether BOS and other special-token positions were steered too."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,16 +104,19 @@ def steer_compare(lm: Any, sae: Any, hook: str, prompt: str, edits: list[Feature
                   mode: Mode = "clamp", max_act_F: Tensor | None = None, max_new_tokens: int = 40,
                   temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                   neutral_text: str | None = None, positions: slice | None = None,
+                  include_special: bool = False,
                   max_multiplier: float = DEFAULT_MAX_MULTIPLIER) -> SteerResult:
     """Continue `prompt` without and with the edits (greedy at temperature 0) and measure the
-    side effects; see `SteerResult` for the figures."""
+    side effects; see `SteerResult` for the figures. BOS and other special tokens are not
+    steered unless `include_special`."""
     check_sampling(max_new_tokens, temperature, top_p)
     ids_1S = prompt_ids(lm, prompt)
     neutral_1N = prompt_ids(lm, neutral_text or NEUTRAL_TEXT)
 
     def steered():
         return steering(lm, sae, hook, edits, mode=mode, max_act_F=max_act_F,
-                        positions=positions, max_multiplier=max_multiplier)
+                        positions=positions, include_special=include_special,
+                        max_multiplier=max_multiplier)
 
     with steered():  # validate the edits before spending time on the clean runs
         pass
@@ -125,4 +130,4 @@ def steer_compare(lm: Any, sae: Any, hook: str, prompt: str, edits: list[Feature
         prompt=prompt, edits=[format_edit(e) for e in edits], mode=mode, unsteered=unsteered,
         steered=steered_text, kl_next_token=float(kl_per_position(clean_SV, steered_SV).mean()),
         neutral_loss_delta=next_token_loss(steered_neutral_NV, neutral_1N[0]) - clean_loss,
-        neutral_loss_clean=clean_loss)
+        neutral_loss_clean=clean_loss, include_special=include_special)

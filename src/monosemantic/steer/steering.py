@@ -14,7 +14,13 @@ Values are raw code units after `resolve_edits` (`unit="max"`: value × the feat
 activation). `positions` is a slice of absolute token positions: during `generate` with a KV
 cache they index the whole sequence (prompt + generated tokens, padding columns included), so a
 span over the prompt stays fixed as tokens are added; `None` steers every position, generated
-ones included.
+ones included (special tokens aside, below).
+
+BOS and other special-token positions (the tokenizer's `all_special_ids`) are not steered by
+default: the harvest left them out, so the SAE never saw their activations, and their norms dwarf
+the rest. `include_special=True` steers them too. They are recognised from the `input_ids` of
+each forward, so a special token generated during `generate` (an EOS) is skipped as well; a
+forward given only `inputs_embeds` has no ids, and all its positions are steered.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from monosemantic.activations.model_rows import special_token_ids
 from monosemantic.errors import UserError
-from monosemantic.models import edit
+from monosemantic.models import LoadedModel, edit
+from monosemantic.sae import SAE
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, FeatureEdit, resolve_edits
 
 Mode = Literal["clamp", "add"]
@@ -76,16 +84,22 @@ def steering_delta_fn(sae: Any, ids_E: Tensor, values_E: Tensor, mode: str
 
 
 class _Positions:
-    """Absolute position of the first token of each forward of the top-level model (a pre-hook)."""
+    """What each forward of the top-level model holds (a pre-hook): the absolute position of its
+    first token, and which of its tokens are special."""
 
-    def __init__(self) -> None:
+    def __init__(self, special_ids: list[int]) -> None:
         self.offset = 0
         self._next = 0  # where a forward that continues this one starts
+        self._special_ids = torch.tensor(special_ids, dtype=torch.long)
+        self.special_BS: Tensor | None = None
+        """Bool [B, S] of the current forward's special tokens; None without input_ids."""
 
     def pre_hook(self, _module: Any, args: tuple, kwargs: dict) -> None:
-        tokens = kwargs.get("input_ids", args[0] if args else None)
-        if tokens is None:
-            tokens = kwargs.get("inputs_embeds")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        tokens = ids if ids is not None else kwargs.get("inputs_embeds")
+        self.special_BS = None
+        if isinstance(ids, Tensor) and ids.dim() == 2 and len(self._special_ids):
+            self.special_BS = torch.isin(ids, self._special_ids.to(ids.device))
         n_new = tokens.shape[1]
         mask = kwargs.get("attention_mask")
         # transformers 5 renamed the forward's `past_key_values` to `cache`.
@@ -113,12 +127,29 @@ class _Positions:
         return keep_S
 
 
+    def keep_BS(self, n_batch: int, n_seq: int, span: slice | None, skip_special: bool,
+                device: torch.device) -> Tensor | None:
+        """Bool [B, S] of the positions to steer in the current forward; None: all of them."""
+        keep_BS = None
+        if span is not None:
+            keep_BS = self.mask_S(n_seq, span, device)[None, :].expand(n_batch, n_seq)
+        if skip_special and self.special_BS is not None:
+            if tuple(self.special_BS.shape) != (n_batch, n_seq):
+                raise RuntimeError(f"steering hook saw activations of {n_batch} x {n_seq} tokens "
+                                   f"but the model was given {tuple(self.special_BS.shape)} ids")
+            not_special_BS = ~self.special_BS.to(device)
+            keep_BS = not_special_BS if keep_BS is None else keep_BS & not_special_BS
+        return keep_BS
+
+
 @contextmanager
-def steering(lm: Any, sae: Any, hook: str, edits: list[FeatureEdit], *, mode: Mode = "clamp",
-             max_act_F: Tensor | None = None, positions: slice | None = None,
+def steering(lm: LoadedModel, sae: SAE, hook: str, edits: list[FeatureEdit], *,
+             mode: Mode = "clamp", max_act_F: Tensor | None = None,
+             positions: slice | None = None, include_special: bool = False,
              max_multiplier: float = DEFAULT_MAX_MULTIPLIER) -> Iterator[None]:
     """Steer every forward / generate of `lm.model` inside the block (hooks removed on exit,
-    also when the block raises). See the module docstring for the modes and `positions`.
+    also when the block raises). See the module docstring for the modes, `positions` and
+    `include_special` (BOS and other special tokens are left alone unless it is True).
 
         with steering(lm, sae, "blocks.6.hook_resid_post", [parse_edit("123=10x")],
                       max_act_F=max_act_F):
@@ -127,21 +158,23 @@ def steering(lm: Any, sae: Any, hook: str, edits: list[FeatureEdit], *, mode: Mo
     ids_E, values_E = resolve_edits(list(edits), sae.cfg.n_features, max_act_F, max_multiplier)
     span = check_span(positions)
     delta_fn = steering_delta_fn(sae, ids_E, values_E, mode)
-    tracker = _Positions()
+    skip_special = not include_special
+    tracker = _Positions(special_token_ids(lm.tokenizer) if skip_special else [])
     sae_device = sae.W_dec_FD.device
 
     def apply(act_BSD: Tensor) -> Tensor:
         n_batch, n_seq, width = act_BSD.shape
         x_ND = act_BSD.reshape(-1, width).to(sae_device, torch.float32)
         delta_BSD = delta_fn(x_ND).reshape(n_batch, n_seq, width)
-        if span is not None:
-            keep_S = tracker.mask_S(n_seq, span, delta_BSD.device)
-            delta_BSD = delta_BSD * keep_S[None, :, None]
+        keep_BS = tracker.keep_BS(n_batch, n_seq, span, skip_special, delta_BSD.device)
+        if keep_BS is not None:
+            # where, not a product: a non-finite delta at a skipped position stays out.
+            delta_BSD = torch.where(keep_BS[:, :, None], delta_BSD, 0.0)
         return act_BSD + delta_BSD.to(act_BSD.device, act_BSD.dtype)
 
     handle = None
     try:
-        if span is not None:
+        if span is not None or skip_special:
             handle = lm.model.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True)
         with edit(lm, {hook: apply}):
             yield

@@ -203,4 +203,4 @@ async def steer(body: SteerRequest, request: Request) -> dict[str, Any]:
     return await _run_job(request, lambda: st.backend.steer(
         body.prompt, edits, mode=body.mode, max_new_tokens=body.max_new_tokens,
         temperature=body.temperature, top_p=body.top_p, seed=body.seed,
-        max_multiplier=limits["max_multiplier"]))
+        include_special=body.include_special, max_multiplier=limits["max_multiplier"]))

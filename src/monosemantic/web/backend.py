@@ -94,7 +94,7 @@ class ModelBackend:
 
     def steer(self, prompt: str, edits: list[tuple[int, float, str]], *, mode: str,
               max_new_tokens: int, temperature: float, top_p: float, seed: int,
-              max_multiplier: float) -> dict[str, Any]:
+              max_multiplier: float, include_special: bool = False) -> dict[str, Any]:
         """Unsteered vs steered continuations and side effects (`monosemantic.steer`)."""
         from monosemantic.steer import FeatureEdit, steer_compare
 
@@ -102,7 +102,8 @@ class ModelBackend:
         result = steer_compare(
             lm, sae, hook, prompt, [FeatureEdit(f, v, u) for f, v, u in edits], mode=mode,
             max_act_F=self.max_act_F, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, seed=seed, max_multiplier=max_multiplier)
+            top_p=top_p, seed=seed, include_special=include_special,
+            max_multiplier=max_multiplier)
         return result.to_dict()
 
 

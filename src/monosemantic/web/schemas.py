@@ -49,6 +49,8 @@ class SteerRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Sampling seed (same for both runs).")
+    include_special: bool = Field(False, description="Also steer BOS and other special-token "
+                                                     "positions (the SAE never saw them).")
 
 
 class FilterRequest(BaseModel):

@@ -43,7 +43,8 @@
       feature: Number(r.querySelector(".feat").value), value: Number(r.querySelector(".mult").value), unit: "max"}));
     const body = {prompt: $("prompt").value, edits, mode: $("mode").value,
       max_new_tokens: Number($("max_new_tokens").value), temperature: Number($("temperature").value),
-      top_p: Number($("top_p").value), seed: Number($("seed").value)};
+      top_p: Number($("top_p").value), seed: Number($("seed").value),
+      include_special: $("include_special").checked};
     $("steer-go").disabled = true;
     MS.setStatus($("steer-status"), "generating… (the first request loads the model)");
     for (const id of ["unsteered", "steered"]) $(id).textContent = "";
