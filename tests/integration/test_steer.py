@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.tiny import FAMILIES, tiny_model
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from helpers.tiny import FAMILIES, tiny_model
 from monosemantic.errors import UserError
 from monosemantic.models import LoadedModel, capture, edit
 from monosemantic.sae import SAEConfig, create_sae
@@ -342,7 +342,8 @@ def _target_baseline(lm, ids):
     tok = lm.tokenizer
     special = set(tok.all_special_ids)
     picked = [t for t in _logits(lm, ids)[0, -1].argsort(descending=True).tolist()
-              if t not in special and tok(tok.decode([t]), add_special_tokens=False)["input_ids"] == [t]]
+              if t not in special
+              and tok(tok.decode([t]), add_special_tokens=False)["input_ids"] == [t]]
     t, b = picked[:2]
     return tok.decode([t]), tok.decode([b]), (t, b)
 
@@ -361,9 +362,8 @@ def test_attribution_is_the_derivative_of_the_ablation(lm, sae, ids):
         contribution_D = float(f_SF[row.position, row.feature]) * sae.W_dec[row.feature]
         pos = torch.tensor([row.position, row.position])
         # effect(δ) = metric(x) - metric(x + δ); the central difference of ±eps·contribution.
-        e_minus, e_plus = ablation_effects(lm, HOOK, ids, pos,
-                                           torch.stack([-eps * contribution_D, eps * contribution_D]),
-                                           metric)
+        deltas_2D = torch.stack([-eps * contribution_D, eps * contribution_D])
+        e_minus, e_plus = ablation_effects(lm, HOOK, ids, pos, deltas_2D, metric)
         derivative = float(e_minus - e_plus) / (2 * eps)
         assert derivative == pytest.approx(row.attribution, rel=2e-2, abs=1e-4)
 

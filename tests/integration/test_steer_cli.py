@@ -128,7 +128,8 @@ def test_attribute_cli(runs, tmp_path, capsys, tiny_model_dir):
     assert data["all_pairs"]["n_ablated"] == n and data["all_pairs"]["sampled"] is False
     assert len(data["rows"]) == 6
     assert all(r["ablation_effect"] is not None for r in data["rows"])
-    header = next(i for i, line in enumerate(printed.splitlines()) if line.strip().startswith("feature"))
+    header = next(i for i, line in enumerate(printed.splitlines())
+                  if line.strip().startswith("feature"))
     assert len(printed.splitlines()) >= header + 1 + 6
     assert main(["attribute", str(run), "--prompt", PROMPT, "--target", target, "--top", "3",
                  "--ablate", "false", "--device", "cpu", "--json-out", str(out)]) == 0

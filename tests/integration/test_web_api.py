@@ -13,8 +13,8 @@ import torch
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
-from helpers.web_run import EXPLAINED, N_FEATURES, annotate_copy, build_tiny_run
 
+from helpers.web_run import EXPLAINED, N_FEATURES, annotate_copy, build_tiny_run
 from monosemantic.cli import build_parser
 from monosemantic.config import dataclass_from_namespace
 from monosemantic.featuredb.reader import FeatureDB

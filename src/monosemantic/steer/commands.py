@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.runs import RunDir
@@ -114,7 +115,8 @@ def parse_span(text: str | None) -> slice | None:
             raise ValueError
         return slice(int(start) if start.strip() else 0, int(stop) if stop.strip() else None)
     except ValueError:
-        raise UserError(f"positions must look like START:STOP (e.g. 1:6 or 4:), got {text!r}")
+        raise UserError(
+            f"positions must look like START:STOP (e.g. 1:6 or 4:), got {text!r}") from None
 
 
 def side_by_side(left: str, right: str, titles: tuple[str, str], width: int | None = None) -> str:
@@ -194,7 +196,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
                            top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
                            positions=span, include_special=cfg.include_special,
                            max_multiplier=cfg.max_multiplier)
-    print(format_steer(result))
+    say(format_steer(result))
     _write_json(cfg.json_out, result.to_dict())
     return result
 
@@ -205,6 +207,6 @@ def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size,
                        max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed)
-    print(format_attribution(result))
+    say(format_attribution(result))
     _write_json(cfg.json_out, result.to_dict())
     return result

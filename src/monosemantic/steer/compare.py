@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 
 from monosemantic.errors import UserError
+from monosemantic.models import LoadedModel
+from monosemantic.sae import SAE
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, FeatureEdit, format_edit
 from monosemantic.steer.steering import Mode, steering
 
@@ -50,7 +52,7 @@ class SteerResult:
         return asdict(self)
 
 
-def prompt_ids(lm: Any, text: str) -> Tensor:
+def prompt_ids(lm: LoadedModel, text: str) -> Tensor:
     """[1, S] ids: BOS (else EOS) then the text's tokens (how contexts were harvested)."""
     from monosemantic.data.packing import bos_token_id
 
@@ -61,7 +63,7 @@ def prompt_ids(lm: Any, text: str) -> Tensor:
 
 
 @torch.no_grad()
-def _logits(lm: Any, ids_1S: Tensor) -> Tensor:
+def _logits(lm: LoadedModel, ids_1S: Tensor) -> Tensor:
     return lm.model(input_ids=ids_1S, use_cache=False).logits[0].float()
 
 
@@ -78,8 +80,8 @@ def next_token_loss(logits_SV: Tensor, ids_S: Tensor) -> float:
 
 
 @torch.no_grad()
-def _generate(lm: Any, ids_1S: Tensor, max_new_tokens: int, temperature: float, top_p: float,
-              seed: int) -> str:
+def _generate(lm: LoadedModel, ids_1S: Tensor, max_new_tokens: int, temperature: float,
+              top_p: float, seed: int) -> str:
     torch.manual_seed(seed)
     sampling: dict[str, Any] = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
@@ -100,7 +102,7 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> Non
         raise UserError(f"top_p must be in (0, 1], got {top_p}")
 
 
-def steer_compare(lm: Any, sae: Any, hook: str, prompt: str, edits: list[FeatureEdit], *,
+def steer_compare(lm: LoadedModel, sae: SAE, hook: str, prompt: str, edits: list[FeatureEdit], *,
                   mode: Mode = "clamp", max_act_F: Tensor | None = None, max_new_tokens: int = 40,
                   temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                   neutral_text: str | None = None, positions: slice | None = None,

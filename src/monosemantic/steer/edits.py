@@ -36,7 +36,8 @@ class FeatureEdit:
 
 
 def parse_edit(text: str) -> FeatureEdit:
-    """`"123=10x"` -> FeatureEdit(123, 10.0, "max"); `"123=-4.5"` -> FeatureEdit(123, -4.5, "raw")."""
+    """`"123=10x"` -> FeatureEdit(123, 10.0, "max");
+    `"123=-4.5"` -> FeatureEdit(123, -4.5, "raw")."""
     match = _EDIT_RE.match(str(text))
     if match is None:
         raise UserError(f"cannot read feature edit {text!r}: write FEATURE=VALUEx for multiples "
@@ -100,9 +101,10 @@ def _raw_value(edit: FeatureEdit, max_act_F: Tensor | None, max_multiplier: floa
                         f"{max_multiplier:g}x (the paper steered at -10x..10x; at ±100x the model "
                         "degenerates); raise max_multiplier to allow it")
     if max_act is None:
-        raise UserError(f"feature {i} is given in multiples of its max activation ({edit.value:g}x) "
-                        "but no max activations were given: build the feature database "
-                        "(`monosemantic analyze RUN`) or give a raw value (123=4.5)")
+        raise UserError(f"feature {i} is given in multiples of its max activation "
+                        f"({edit.value:g}x) but no max activations were given: build the "
+                        "feature database (`monosemantic analyze RUN`) or give a raw value "
+                        "(123=4.5)")
     if not max_act > 0:
         raise UserError(f"feature {i} never fired in the analysed data (max activation "
                         f"{max_act:g}), so {edit.value:g}x means nothing: give a raw value")

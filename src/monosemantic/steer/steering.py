@@ -61,7 +61,7 @@ def check_span(positions: slice | None) -> slice | None:
     return slice(start, positions.stop)
 
 
-def steering_delta_fn(sae: Any, ids_E: Tensor, values_E: Tensor, mode: str
+def steering_delta_fn(sae: SAE, ids_E: Tensor, values_E: Tensor, mode: str
                       ) -> Callable[[Tensor], Tensor]:
     """fn(x_ND) -> the change Δx_ND (float32, on the SAE's device) that the edits make to rows x."""
     if mode not in MODES:
@@ -100,6 +100,8 @@ class _Positions:
         self.special_BS = None
         if isinstance(ids, Tensor) and ids.dim() == 2 and len(self._special_ids):
             self.special_BS = torch.isin(ids, self._special_ids.to(ids.device))
+        if tokens is None:
+            raise ValueError("a steered forward needs input_ids or inputs_embeds")
         n_new = tokens.shape[1]
         mask = kwargs.get("attention_mask")
         # transformers 5 renamed the forward's `past_key_values` to `cache`.

@@ -7,13 +7,17 @@ the model sees one job at a time. Pages and the feature API never reach this mod
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir, RunModel
+
+if TYPE_CHECKING:  # steer is imported when a job first needs it
+    from monosemantic.steer.edits import Unit
+    from monosemantic.steer.steering import Mode
 
 
 class ModelUnavailable(RuntimeError):
@@ -92,7 +96,7 @@ class ModelBackend:
                                relative_to_max=self.max_act_F if relative else None, top=top)
         return [asdict(h) for h in hits]
 
-    def steer(self, prompt: str, edits: list[tuple[int, float, str]], *, mode: str,
+    def steer(self, prompt: str, edits: list[tuple[int, float, Unit]], *, mode: Mode,
               max_new_tokens: int, temperature: float, top_p: float, seed: int,
               max_multiplier: float, include_special: bool = False) -> dict[str, Any]:
         """Unsteered vs steered continuations and side effects (`monosemantic.steer`)."""
