@@ -80,8 +80,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.data import CorpusConfig
     from monosemantic.devices import resolve_device
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
-    from monosemantic.models import load_model
     from monosemantic.featuredb.card import FeatureCardConfig, show_feature
+    from monosemantic.models import load_model
     from monosemantic.sae import SAEConfig
     from monosemantic.train.trainer import TrainConfig, train
 

@@ -49,7 +49,7 @@ worker threads (`encode_workers`) while the current one's bookkeeping runs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +57,8 @@ from torch import Tensor
 
 from monosemantic.analysis.binning import exact_columns, hist_edges, interval_edges
 from monosemantic.analysis.bottomk import UNIFORM_KEYS, GroupedBottomK, uniform_keys
-from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.codestream import Encode, auto_chunk_rows, one_thread, spans
+from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.errors import UserError
 

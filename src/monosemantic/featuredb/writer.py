@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from monosemantic.config import to_dict
-from monosemantic.fsutil import publish, temp_path
 from monosemantic.featuredb.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
+from monosemantic.fsutil import publish, temp_path
 
 # Features whose examples are gathered and sorted at once: bounds the writer's own memory.
 _EXAMPLE_CHUNK = 4096

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monosemantic.featuredb.reader import Example, FeatureCard
 from monosemantic.interp.backends.base import Message
 from monosemantic.interp.examples import ExampleSplit
-from monosemantic.featuredb.reader import Example, FeatureCard
 
 PROMPT_VERSION = "interp-v1"
 

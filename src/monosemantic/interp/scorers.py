@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from monosemantic.featuredb.reader import Example, FeatureCard
 from monosemantic.interp import prompts
 from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.examples import ExampleSplit, pick_across_intervals
 from monosemantic.interp.metrics import balanced_accuracy, pearson, rubric_summary
 from monosemantic.interp.structured import ParseError, complete_json, require
-from monosemantic.featuredb.reader import Example, FeatureCard
 
 SCORER_NAMES = {"rubric": "specificity_rubric", "detection": "detection", "fuzzing": "fuzzing",
                 "simulation": "simulation"}
