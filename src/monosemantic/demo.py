@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from monosemantic.config import save_config, to_dict
+from monosemantic.console import say
 from monosemantic.runs import RunDir
 
 
@@ -129,7 +130,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         for feature in interesting_features(db, cfg.cards):
             show_feature(FeatureCardConfig(run=Path(run), id=feature))
         if cfg.filter_positive:
-            print("\nMulti-prompt filter: features on every positive prompt, on no negative one")
+            say("\nMulti-prompt filter: features on every positive prompt, on no negative one")
             hits = run_filter(FilterConfig(run=Path(run), positive=cfg.filter_positive,
                                            negative=cfg.filter_negative, top=5,
                                            device=cfg.device, model=None), lm)
@@ -140,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                       "config": to_dict(cfg)}
     # The run's eval.json, with the training summary and the demo's timings added.
     write_json(run_dir.eval_path, result)
-    print(summary(result, run_dir, timings))
+    say(summary(result, run_dir, timings))
     return result
 
 

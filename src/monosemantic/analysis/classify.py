@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 
 STATS = ("max", "mean")
@@ -212,11 +213,11 @@ def run_classify(cfg: ClassifyConfig) -> ClassifierResult:
     result = classifier_search(lm, sae, hook, texts, labels, l1=cfg.l1, top=cfg.top,
                                mean=cfg.mean, heldout=cfg.heldout, seed=cfg.seed)
     held = ("n/a" if result.heldout_accuracy is None else f"{result.heldout_accuracy:.1%}")
-    print(f"{len(result.terms)} nonzero coefficient(s) at l1={cfg.l1}; accuracy train "
-          f"{result.train_accuracy:.1%} ({result.n_train}), held out {held} ({result.n_heldout})")
+    say(f"{len(result.terms)} nonzero coefficient(s) at l1={cfg.l1}; accuracy train "
+        f"{result.train_accuracy:.1%} ({result.n_train}), held out {held} ({result.n_heldout})")
     for feat, coef in result.features:
-        print(f"  #{feat:<7} {coef:+.4f}")
+        say(f"  #{feat:<7} {coef:+.4f}")
     if cfg.out is not None:
         atomic_write_text(cfg.out, json.dumps(result.to_dict(), indent=2))
-        print(f"wrote {cfg.out}")
+        say(f"wrote {cfg.out}")
     return result

@@ -25,15 +25,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from monosemantic.console import say
+
 
 def umap_xy(W_dec_FD: Tensor, seed: int = 0) -> Tensor | None:
     """[F, 2] UMAP coordinates of the decoder directions (cosine), or None without umap-learn."""
     if importlib.util.find_spec("umap") is None or importlib.util.find_spec("sklearn") is None:
-        print("feature map skipped: umap-learn / scikit-learn are not installed "
-              "(pip install 'monosemantic[analysis]')")
+        say("feature map skipped: umap-learn / scikit-learn are not installed "
+            "(pip install 'monosemantic[analysis]')")
         return None
     if W_dec_FD.shape[0] < 16:
-        print("feature map skipped: fewer than 16 features")
+        say("feature map skipped: fewer than 16 features")
         return None
     import umap
 

@@ -24,6 +24,7 @@ from monosemantic.analysis.onepass import PassOptions
 from monosemantic.analysis.slices import SlicedAnalysis, analyze_sliced, choose_slice
 from monosemantic.analysis.sources import RowSource, store_rows, text_rows, text_settings
 from monosemantic.config import ConfigError, to_dict
+from monosemantic.console import say
 from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -128,9 +129,9 @@ def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
     settings = text_settings(run.extra, cfg.store or run.store_path)
     if lm is None:
         lm = run.load_model(device, dtype=settings.torch_dtype, spec=cfg.model)
-    print(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
-          f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
-          f"{settings.taken_from})")
+    say(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
+        f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
+        f"{settings.taken_from})")
     return text_rows(lm, cfg.corpus, run.hook, run.d_in, settings, cfg.n_tokens,
                      cfg.batch_size, device), lm
 
@@ -167,8 +168,8 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     n_slices = -(-n_feat // size)
     passes = 2 if cfg.n_intervals > 0 else 1
     if n_slices > 1:
-        print(f"analysing {n_feat:,} features in {n_slices} slices of {size:,} (the rows are "
-              f"read {n_slices} x {passes} times)")
+        say(f"analysing {n_feat:,} features in {n_slices} slices of {size:,} (the rows are "
+            f"read {n_slices} x {passes} times)")
     # Text without --n-tokens: its length is known only at its end.
     bar = progress(total=(passes * n_slices * source.max_rows if source.max_rows is not None
                           else None), desc="analyse", unit="tok")
@@ -192,15 +193,15 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     cooccur = None
     entries = analysis.cooccur_entries()
     if entries is not None and importlib.util.find_spec("scipy") is None:
-        print("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
+        say("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
     elif entries is not None:
         ids_FM, scores_FM, _counts = cooccurrence_neighbours(
             *entries, n_feat, cfg.cooccur_neighbours, cfg.cooccur_min_count)
         cooccur = (ids_FM, scores_FM)
     coords, clusters = None, None
     if cfg.feature_map and 0 < cfg.feature_map_max < n_feat:
-        print(f"feature map skipped: {n_feat:,} features > --feature-map-max "
-              f"{cfg.feature_map_max:,} (raise it to map them; slow on CPU)")
+        say(f"feature map skipped: {n_feat:,} features > --feature-map-max "
+            f"{cfg.feature_map_max:,} (raise it to map them; slow on CPU)")
     elif cfg.feature_map:
         coords, clusters = feature_map(W_dec_FD.cpu(), analysis, logits, decode_token,
                                        cfg.n_clusters, cfg.seed)
@@ -214,11 +215,11 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     path = writer.finish(meta, decode_token, logits, neighbours, coords, cooccur, clusters)
     alive = int((analysis.count_F > 0).sum())
     slices = f" x {n_slices} slices" if n_slices > 1 else ""
-    print(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
-          f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
-          f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
-          f"{alive:,} features fired")
-    print(f"wrote {path}")
+    say(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
+        f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
+        f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
+        f"{alive:,} features fired")
+    say(f"wrote {path}")
     return path
 
 

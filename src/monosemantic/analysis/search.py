@@ -22,6 +22,7 @@ from torch import Tensor
 
 from monosemantic.analysis.classify import ClassifierResult, classifier_search
 from monosemantic.analysis.inspect import text_features
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir
 
@@ -134,12 +135,12 @@ def run_filter(cfg: FilterConfig, lm: LoadedModel | None = None) -> list[FilterH
     run = RunDir.open(cfg.run)
     max_F = run.max_act_F() if cfg.relative else None
     if cfg.relative and max_F is None:
-        print(f"note: {run.path} has no feature database (run `monosemantic analyze`): "
-              f"the threshold {cfg.threshold} is a raw activation")
+        say(f"note: {run.path} has no feature database (run `monosemantic analyze`): "
+            f"the threshold {cfg.threshold} is a raw activation")
     lm, sae, hook = run.load(cfg.device, cfg.model, lm)
     hits = filter_features(lm, sae, hook, cfg.positive, cfg.negative, threshold=cfg.threshold,
                            relative_to_max=max_F, top=cfg.top)
-    print(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))
+    say(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))
     return hits
 
 

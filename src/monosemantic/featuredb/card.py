@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from monosemantic.console import say
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB
 from monosemantic.runs import feature_db_path
 
@@ -112,6 +113,6 @@ def show_feature(cfg: FeatureCardConfig) -> FeatureCard:
     with FeatureDB(feature_db_path(cfg.run)) as db:
         card = db.feature(cfg.id)
         n_tokens = db.meta.get("n_tokens")
-    print(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),
-                      analysed_tokens=n_tokens))
+    say(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),
+                    analysed_tokens=n_tokens))
     return card

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monosemantic.console import say
 from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.interp.backends import LLMOptions
 from monosemantic.interp.common import (
@@ -123,8 +124,8 @@ def explain(cfg: ExplainConfig, lm=None) -> dict[str, Any]:
     summary = {"explainer": who, "features": len(features),
                "explained": sum(i is not None for i in ids), "failures": failures,
                "seconds": seconds, "usage": asdict(client.usage)}
-    print(f"explained {summary['explained']} of {len(features)} features with {who} in "
-          f"{seconds:.1f} s; {client.usage.summary()}")
+    say(f"explained {summary['explained']} of {len(features)} features with {who} in "
+        f"{seconds:.1f} s; {client.usage.summary()}")
     for feature, why in failures[:10]:
-        print(f"  feature {feature}: {why}")
+        say(f"  feature {feature}: {why}")
     return summary

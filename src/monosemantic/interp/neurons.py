@@ -21,6 +21,7 @@ import torch
 
 from monosemantic.analysis.onepass import PassOptions, analyze_batches
 from monosemantic.config import from_dict, to_dict
+from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
@@ -132,7 +133,7 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
     if not cfg.keep_store:
         shutil.rmtree(store_dir)
     alive = int((analysis.count_F > 0).sum())
-    print(f"analysed {analysis.n_tokens:,} tokens x {store.d:,} neurons of {point.name} in "
-          f"{seconds:.1f} s; {alive:,} neurons fired; wrote {path}")
+    say(f"analysed {analysis.n_tokens:,} tokens x {store.d:,} neurons of {point.name} in "
+        f"{seconds:.1f} s; {alive:,} neurons fired; wrote {path}")
     return path
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.fsutil import atomic_write_text
@@ -77,7 +78,7 @@ def score_feature(client, card, explanation: dict[str, Any], cfg: ScoreConfig,
             got = SCORERS[name](judge, card, split, explanation["text"], rng, prompt_opts)
         except StructuredError as err:
             results[name] = "unparsed"
-            print(f"  feature {card.id} {name}: judge gave no usable answer ({err})")
+            say(f"  feature {card.id} {name}: judge gave no usable answer ({err})")
             continue
         if got is None:
             results[name] = "too_few_examples"
@@ -154,15 +155,15 @@ def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
         summary = {"judge": judge, "features": len(features), "seconds": seconds,
                    "usage": asdict(client.usage), "not_scored": outcomes,
                    "scores": summarize(out, set(features), judge)}
-    print(f"scored {len(features)} features with {judge} in {seconds:.1f} s; "
-          f"{client.usage.summary()}")
+    say(f"scored {len(features)} features with {judge} in {seconds:.1f} s; "
+        f"{client.usage.summary()}")
     for name, entry in summary["scores"].items():
-        print(f"  {name:<10} n={entry['n']:<4} mean {entry['mean']:.3f}  median "
-              f"{entry['median']:.3f}")
+        say(f"  {name:<10} n={entry['n']:<4} mean {entry['mean']:.3f}  median "
+            f"{entry['median']:.3f}")
     for name, counts in outcomes.items():
         if any(counts.values()):
-            print(f"  {name:<10} not scored: " + ", ".join(f"{v} {k.replace('_', ' ')}"
-                                                         for k, v in counts.items() if v))
+            say(f"  {name:<10} not scored: " + ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                       for k, v in counts.items() if v))
     if cfg.summary is not None:
         atomic_write_text(Path(cfg.summary), json.dumps(summary, indent=2) + "\n")
     return summary
