@@ -35,7 +35,8 @@ class DemoConfig:
     tokens: int = 300_000
     """Activations to harvest (rows of the store; 2% are held out for evaluation)."""
     corpus: str = "local-python"
-    """Text source: local-python (offline default), a .txt/.jsonl/.parquet file or folder, hf:NAME."""
+    """Text source: local-python (offline default), a .txt/.jsonl/.parquet file or folder,
+    hf:NAME."""
     architecture: Literal["relu", "topk", "batchtopk", "jumprelu"] = "topk"
     """SAE architecture. topk by default: in a few hundred CPU steps it meets the quality bar,
     while relu (the Scaling Monosemanticity recipe, made for ~200k steps) does not yet (see the

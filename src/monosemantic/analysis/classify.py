@@ -76,7 +76,6 @@ def fit_l1_logistic(X_NC: Tensor, y_N: Tensor, l1: float, max_iter: int = 5000,
     step = 4.0 * n / max(sigma ** 2, 1e-12)
     w_C, b = torch.zeros(c, device=X_NC.device), torch.zeros((), device=X_NC.device)
     v_C, vb, t = w_C.clone(), b.clone(), 1.0
-    it = 0
     for it in range(1, max_iter + 1):
         resid_N = torch.sigmoid(X_NC @ v_C + vb) - y_N
         grad_C, grad_b = X_NC.T @ resid_N / n, resid_N.mean()
@@ -90,8 +89,8 @@ def fit_l1_logistic(X_NC: Tensor, y_N: Tensor, l1: float, max_iter: int = 5000,
         change = float(torch.maximum((w_new - w_C).abs().max(), (b_new - b).abs()))
         w_C, b, t = w_new, b_new, t_new
         if change < tol:
-            break
-    return w_C.cpu(), float(b), it
+            return w_C.cpu(), float(b), it
+    return w_C.cpu(), float(b), max(max_iter, 0)
 
 
 def stratified_split(labels_N: Tensor, heldout: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -186,8 +187,7 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
         if lm is None:
             lm = run.load_model(device, spec=cfg.model)
         logits = model_logit_effects(lm, run.hook, W_dec_FD, cfg.logit_tokens)
-        tokenizer = lm.tokenizer
-        decode_token = lambda t: tokenizer.decode([t])
+        decode_token = _token_decoder(lm)
     neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
                                      cfg.seed) if cfg.neighbours > 0 else None)
     cooccur = None
@@ -234,3 +234,13 @@ def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits, decode
     tokens_F = feature_tokens_from_peaks(analysis.peaks_FR,
                                          logits.top_ids_FT if logits is not None else None)
     return (xy_F2, cluster_F), label_clusters(cluster_F, tokens_F, decode_token)
+
+
+def _token_decoder(lm: LoadedModel) -> Callable[[int], str]:
+    """One token id to its text, through the model's tokenizer."""
+    tokenizer = lm.tokenizer
+
+    def decode_token(token: int) -> str:
+        return tokenizer.decode([token])
+
+    return decode_token

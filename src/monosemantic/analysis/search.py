@@ -146,7 +146,8 @@ def run_filter(cfg: FilterConfig, lm: LoadedModel | None = None) -> list[FilterH
 
 def format_hits(hits: list[FilterHit], max_F: Tensor | None, n_pos: int, n_neg: int) -> str:
     """A table of the hits; with `max_F`, each activation also as a share of the maximum."""
-    head = f"{len(hits)} feature(s) fire on all {n_pos} positive and none of {n_neg} negative prompts"
+    head = (f"{len(hits)} feature(s) fire on all {n_pos} positive and none of {n_neg} "
+            "negative prompts")
     if not hits:
         return head + " (try a lower --threshold or fewer prompts)"
     lines = [head, f"{'feature':>8} {'min pos':>10} {'mean pos':>10} {'max neg':>10}"]
