@@ -17,13 +17,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from monosemantic.console import say
 from monosemantic.errors import UserError
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 STATS = ("max", "mean")
 
@@ -51,8 +55,8 @@ class ClassifierResult:
 
 
 @torch.no_grad()
-def text_feature_matrix(lm: Any, sae: Any, hook: str, texts: list[str], mean: bool = False
-                        ) -> Tensor:
+def text_feature_matrix(lm: LoadedModel, sae: SAE, hook: str, texts: list[str],
+                        mean: bool = False) -> Tensor:
     """[N, F] of each text's max activation over its tokens ([N, 2F]: max then mean)."""
     from monosemantic.analysis.inspect import text_features
 
@@ -139,9 +143,9 @@ def fit_classifier(X_NC: Tensor, labels: list[int], *, l1: float, top: int, n_fe
         intercept=b, n_train=len(train_T), n_heldout=len(held_H), l1=l1, iterations=iters)
 
 
-def classifier_search(lm: Any, sae: Any, hook: str, texts: list[str], labels: list[int], *,
-                      l1: float, top: int, mean: bool = False, heldout: float = 0.25,
-                      seed: int = 0) -> ClassifierResult:
+def classifier_search(lm: LoadedModel, sae: SAE, hook: str, texts: list[str],
+                      labels: list[int], *, l1: float, top: int, mean: bool = False,
+                      heldout: float = 0.25, seed: int = 0) -> ClassifierResult:
     """Fit an L1 logistic regression of `labels` on the texts' feature activations."""
     if len(texts) != len(labels):
         raise UserError(f"{len(texts)} texts but {len(labels)} labels")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -28,6 +28,7 @@ from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 __all__ = ["ClassifierResult", "FilterConfig", "FilterHit", "classifier_search",
            "filter_features", "prompt_max_acts", "run_filter"]
@@ -47,7 +48,7 @@ class FilterHit:
 
 
 @torch.no_grad()
-def prompt_max_acts(lm: Any, sae: Any, hook: str, prompts: list[str]) -> Tensor:
+def prompt_max_acts(lm: LoadedModel, sae: SAE, hook: str, prompts: list[str]) -> Tensor:
     """[P, F]: each feature's maximum activation over each prompt's tokens."""
     rows = []
     for text in prompts:
@@ -77,9 +78,9 @@ def select_features(pos_PF: Tensor, neg_NF: Tensor, threshold_F: Tensor, top: in
             for i in ids]
 
 
-def filter_features(lm: Any, sae: Any, hook: str, positive: list[str], negative: list[str], *,
-                    threshold: float = 0.1, relative_to_max: Tensor | None = None,
-                    top: int = 20) -> list[FilterHit]:
+def filter_features(lm: LoadedModel, sae: SAE, hook: str, positive: list[str],
+                    negative: list[str], *, threshold: float = 0.1,
+                    relative_to_max: Tensor | None = None, top: int = 20) -> list[FilterHit]:
     """Features whose max activation over a prompt is > threshold on EVERY positive prompt and
     on NO negative prompt; threshold × the feature's maximum when `relative_to_max` [F] is given
     (features whose recorded maximum is 0 then compare with the raw threshold)."""
