@@ -10,13 +10,14 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monosemantic.console import say
 from monosemantic.errors import UserError
-from monosemantic.featuredb.reader import FeatureDB
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.interp.backends import LLMOptions
+from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.common import CardReader, open_client, run_parallel
 from monosemantic.interp.examples import SplitOptions, split_examples
 from monosemantic.interp.prompts import PROMPT_VERSION, PromptOptions
@@ -24,6 +25,9 @@ from monosemantic.interp.results import ResultsDB
 from monosemantic.interp.scorers import SCORER_NAMES, SCORERS, Judge, ScorerOptions
 from monosemantic.interp.structured import StructuredError
 from monosemantic.runs import feature_db_path
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 
 @dataclass(kw_only=True)
@@ -60,8 +64,9 @@ def _split_options(details: dict[str, Any]) -> tuple[SplitOptions, PromptOptions
             PromptOptions(**details.get("prompt", {})))
 
 
-def score_feature(client, card, explanation: dict[str, Any], cfg: ScoreConfig,
-                  out: ResultsDB, skip: dict[str, set[int]]) -> dict[str, float | str]:
+def score_feature(client: LLMClient, card: FeatureCard, explanation: dict[str, Any],
+                  cfg: ScoreConfig, out: ResultsDB, skip: dict[str, set[int]]
+                  ) -> dict[str, float | str]:
     """Run the scorers on one feature and store their scores; per scorer the score, or
     "unparsed" (no valid judge answer), "too_few_examples" or "done_before"."""
     split_opts, prompt_opts = _split_options(explanation["details"])
@@ -128,7 +133,7 @@ def _interval_means(rows: list[dict[str, Any]]) -> list[float | None]:
     return means
 
 
-def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
+def score(cfg: ScoreConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Score the chosen explanations; returns the summary."""
     path = feature_db_path(cfg.run)
     with FeatureDB(path) as db, ResultsDB(path) as out:
