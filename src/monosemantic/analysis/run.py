@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
-from monosemantic.analysis.decoder import decoder_neighbours, model_logit_effects
+from monosemantic.analysis.decoder import LogitEffects, decoder_neighbours, model_logit_effects
 from monosemantic.analysis.featuremap import (
     cluster_map,
     feature_tokens_from_peaks,
@@ -223,8 +223,9 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     return path
 
 
-def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits, decode_token,
-                n_clusters: int = 0, seed: int = 0):
+def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits: LogitEffects | None,
+                decode_token: Callable[[int], str] | None, n_clusters: int = 0, seed: int = 0
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, list[dict] | None]:
     """((xy [F, 2], cluster [F]), cluster labels) from UMAP on the decoder directions and k-means
     on the map, or (None, None) without umap-learn."""
     xy_F2 = umap_xy(W_dec_FD, seed)

@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from monosemantic.console import say
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB
@@ -41,7 +41,7 @@ class FeatureCardConfig:
         self.run = Path(self.run)
 
 
-def use_color(mode: str, stream=None) -> bool:
+def use_color(mode: str, stream: TextIO | None = None) -> bool:
     if mode == "always":
         return True
     if mode == "never" or os.environ.get("NO_COLOR"):
