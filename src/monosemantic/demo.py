@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from monosemantic.config import save_config, to_dict
+from monosemantic.console import say
 from monosemantic.runs import RunDir
 
 
@@ -34,7 +35,8 @@ class DemoConfig:
     tokens: int = 300_000
     """Activations to harvest (rows of the store; 2% are held out for evaluation)."""
     corpus: str = "local-python"
-    """Text source: local-python (offline default), a .txt/.jsonl/.parquet file or folder, hf:NAME."""
+    """Text source: local-python (offline default), a .txt/.jsonl/.parquet file or folder,
+    hf:NAME."""
     architecture: Literal["relu", "topk", "batchtopk", "jumprelu"] = "topk"
     """SAE architecture. topk by default: in a few hundred CPU steps it meets the quality bar,
     while relu (the Scaling Monosemanticity recipe, made for ~200k steps) does not yet (see the
@@ -80,8 +82,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from monosemantic.data import CorpusConfig
     from monosemantic.devices import resolve_device
     from monosemantic.evals.report import EvalConfig, run_eval, write_json
-    from monosemantic.models import load_model
     from monosemantic.featuredb.card import FeatureCardConfig, show_feature
+    from monosemantic.models import load_model
     from monosemantic.sae import SAEConfig
     from monosemantic.train.trainer import TrainConfig, train
 
@@ -129,7 +131,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         for feature in interesting_features(db, cfg.cards):
             show_feature(FeatureCardConfig(run=Path(run), id=feature))
         if cfg.filter_positive:
-            print("\nMulti-prompt filter: features on every positive prompt, on no negative one")
+            say("\nMulti-prompt filter: features on every positive prompt, on no negative one")
             hits = run_filter(FilterConfig(run=Path(run), positive=cfg.filter_positive,
                                            negative=cfg.filter_negative, top=5,
                                            device=cfg.device, model=None), lm)
@@ -140,7 +142,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                       "config": to_dict(cfg)}
     # The run's eval.json, with the training summary and the demo's timings added.
     write_json(run_dir.eval_path, result)
-    print(summary(result, run_dir, timings))
+    say(summary(result, run_dir, timings))
     return result
 
 

@@ -24,11 +24,16 @@ far beyond the 2^40 rows a run can hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from monosemantic.analysis.windows import ROW_BITS
+
+PayloadFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+"""(row_Q, group_Q) -> (acts_QW, tokens_QW, offset_Q): the windows of entries that got in."""
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -93,7 +98,7 @@ class GroupedBottomK:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def update(self, group_E: Tensor, key_E: Tensor, row_E: Tensor, val_E: Tensor,
-               payload_fn=None) -> None:
+               payload_fn: PayloadFn | None = None) -> None:
         """Offer entries; `payload_fn(row_Q, group_Q) -> (acts_QW, tokens_QW, offset_Q)` is
         called once with the entries that got in (those may still be pushed out later)."""
         if self.r == 0 or group_E.numel() == 0:

@@ -17,12 +17,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 STATS = ("max", "mean")
 
@@ -50,8 +55,8 @@ class ClassifierResult:
 
 
 @torch.no_grad()
-def text_feature_matrix(lm: Any, sae: Any, hook: str, texts: list[str], mean: bool = False
-                        ) -> Tensor:
+def text_feature_matrix(lm: LoadedModel, sae: SAE, hook: str, texts: list[str],
+                        mean: bool = False) -> Tensor:
     """[N, F] of each text's max activation over its tokens ([N, 2F]: max then mean)."""
     from monosemantic.analysis.inspect import text_features
 
@@ -75,7 +80,6 @@ def fit_l1_logistic(X_NC: Tensor, y_N: Tensor, l1: float, max_iter: int = 5000,
     step = 4.0 * n / max(sigma ** 2, 1e-12)
     w_C, b = torch.zeros(c, device=X_NC.device), torch.zeros((), device=X_NC.device)
     v_C, vb, t = w_C.clone(), b.clone(), 1.0
-    it = 0
     for it in range(1, max_iter + 1):
         resid_N = torch.sigmoid(X_NC @ v_C + vb) - y_N
         grad_C, grad_b = X_NC.T @ resid_N / n, resid_N.mean()
@@ -89,8 +93,8 @@ def fit_l1_logistic(X_NC: Tensor, y_N: Tensor, l1: float, max_iter: int = 5000,
         change = float(torch.maximum((w_new - w_C).abs().max(), (b_new - b).abs()))
         w_C, b, t = w_new, b_new, t_new
         if change < tol:
-            break
-    return w_C.cpu(), float(b), it
+            return w_C.cpu(), float(b), it
+    return w_C.cpu(), float(b), max(max_iter, 0)
 
 
 def stratified_split(labels_N: Tensor, heldout: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -139,9 +143,9 @@ def fit_classifier(X_NC: Tensor, labels: list[int], *, l1: float, top: int, n_fe
         intercept=b, n_train=len(train_T), n_heldout=len(held_H), l1=l1, iterations=iters)
 
 
-def classifier_search(lm: Any, sae: Any, hook: str, texts: list[str], labels: list[int], *,
-                      l1: float, top: int, mean: bool = False, heldout: float = 0.25,
-                      seed: int = 0) -> ClassifierResult:
+def classifier_search(lm: LoadedModel, sae: SAE, hook: str, texts: list[str],
+                      labels: list[int], *, l1: float, top: int, mean: bool = False,
+                      heldout: float = 0.25, seed: int = 0) -> ClassifierResult:
     """Fit an L1 logistic regression of `labels` on the texts' feature activations."""
     if len(texts) != len(labels):
         raise UserError(f"{len(texts)} texts but {len(labels)} labels")
@@ -212,11 +216,11 @@ def run_classify(cfg: ClassifyConfig) -> ClassifierResult:
     result = classifier_search(lm, sae, hook, texts, labels, l1=cfg.l1, top=cfg.top,
                                mean=cfg.mean, heldout=cfg.heldout, seed=cfg.seed)
     held = ("n/a" if result.heldout_accuracy is None else f"{result.heldout_accuracy:.1%}")
-    print(f"{len(result.terms)} nonzero coefficient(s) at l1={cfg.l1}; accuracy train "
-          f"{result.train_accuracy:.1%} ({result.n_train}), held out {held} ({result.n_heldout})")
+    say(f"{len(result.terms)} nonzero coefficient(s) at l1={cfg.l1}; accuracy train "
+        f"{result.train_accuracy:.1%} ({result.n_train}), held out {held} ({result.n_heldout})")
     for feat, coef in result.features:
-        print(f"  #{feat:<7} {coef:+.4f}")
+        say(f"  #{feat:<7} {coef:+.4f}")
     if cfg.out is not None:
         atomic_write_text(cfg.out, json.dumps(result.to_dict(), indent=2))
-        print(f"wrote {cfg.out}")
+        say(f"wrote {cfg.out}")
     return result

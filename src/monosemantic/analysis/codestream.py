@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -43,6 +44,9 @@ from monosemantic.activations.prefetch import prefetched
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.devices import torch_threads
 from monosemantic.sae.kernels import SparseCodes
+
+if TYPE_CHECKING:
+    from monosemantic.activations.reader import RowBatch
 
 Encode = Callable[[Tensor], Tensor | SparseCodes]
 """Rows [C, d] -> their codes, dense [C, F] or listed (`SAE.encode_sparse`: topk's list costs
@@ -121,7 +125,7 @@ def _encoded(batches: Iterable, encode: Encode, first_row: int, chunk_rows: int,
             yield _collect(pending)
 
 
-def _encode_chunk(encode: Encode, batch, lo: int, start: int, stop: int) -> SparseRows:
+def _encode_chunk(encode: Encode, batch: RowBatch, lo: int, start: int, stop: int) -> SparseRows:
     """Rows [start, stop) of a batch whose first row is global row `lo`, encoded."""
     with torch.no_grad():  # grad mode is thread-local: the caller's does not reach here
         codes = encode(batch.acts_ND[start:stop])

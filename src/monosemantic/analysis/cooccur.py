@@ -20,6 +20,8 @@ matrix exists: memory O(max_tokens · L0 + block_pairs), time O(max_tokens · L0
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -129,7 +131,7 @@ def cooccurrence_neighbours(n_rows: int, local_E: Tensor, feats_E: Tensor, n_fea
     return ids_FM, scores_FM, counts_FM
 
 
-def _blocks(pairs_F: np.ndarray, budget: int):
+def _blocks(pairs_F: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
     """Consecutive feature ranges whose summed pair bound stays under `budget` (at least one
     feature per block)."""
     n = len(pairs_F)

@@ -11,11 +11,15 @@ positive scalar per token and does not change the ranking of tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from monosemantic.errors import UserError
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 # Module paths of the final norm, per layout (transformers' own names).
 _FINAL_NORM_PATHS = ("model.norm", "model.language_model.norm", "language_model.norm",
@@ -84,17 +88,26 @@ def logit_effects(W_dec_FD: Tensor, W_U_VD: Tensor, gain_D: Tensor | None = None
     return LogitEffects(*(torch.cat([p[i] for p in parts]) for i in range(4)))
 
 
-def model_logit_effects(lm, hook: str, W_dec_FD: Tensor, n_tokens: int = 10) -> LogitEffects:
+def model_logit_effects(lm: LoadedModel, hook: str, W_dec_FD: Tensor, n_tokens: int = 10
+                        ) -> LogitEffects:
     """Logit effects of an SAE on `hook` of a loaded model (hooks of residual width only)."""
     point = lm.hook_point(hook)
     if point.width != lm.d_model:
         raise UserError(f"logit effects need a hook of the residual width {lm.d_model}; "
                         f"{hook} has width {point.width} (run analyze with --logit-tokens 0)")
-    unembed = lm.model.get_output_embeddings()
-    if unembed is None:
+    W_U_VD = unembedding(lm.model)
+    if W_U_VD is None:
         raise UserError(f"{lm.spec} has no output embedding: run analyze with --logit-tokens 0")
     gain_D, centre = norm_gain(final_norm(lm.model), lm.d_model)
-    return logit_effects(W_dec_FD, unembed.weight.detach(), gain_D, centre, n_tokens)
+    return logit_effects(W_dec_FD, W_U_VD, gain_D, centre, n_tokens)
+
+
+def unembedding(model: nn.Module) -> Tensor | None:
+    """The output embedding [V, D] of a Hugging Face causal LM (detached), None without one."""
+    # torch types nn.Module's dynamic attributes as Tensor | Module, so HF's own method reads
+    # as a Tensor to the type checker.
+    unembed = model.get_output_embeddings()  # pyright: ignore[reportCallIssue]
+    return None if unembed is None else unembed.weight.detach()
 
 
 @torch.no_grad()
@@ -131,7 +144,10 @@ def approx_nearest_by_cosine(W_dec_FD: Tensor, n_neighbours: int = 10, seed: int
     # One more than asked: the point itself comes back as its own nearest neighbour.
     index = NNDescent(unit_FD.numpy(), metric="cosine", n_neighbors=max(n_neighbours + 1, 15),
                       random_state=seed, low_memory=True)
-    ids_FK, dist_FK = index.neighbor_graph
+    graph = index.neighbor_graph
+    # None only for a compressed index; this one is built uncompressed.
+    assert graph is not None
+    ids_FK, dist_FK = graph
     ids_FK, cos_FK = torch.from_numpy(ids_FK).long(), 1.0 - torch.from_numpy(dist_FK).float()
     self_FK = ids_FK == torch.arange(n_feat)[:, None]
     cos_FK = torch.where(self_FK | (ids_FK < 0), -float("inf"), cos_FK)

@@ -25,15 +25,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from monosemantic.console import say
+
 
 def umap_xy(W_dec_FD: Tensor, seed: int = 0) -> Tensor | None:
     """[F, 2] UMAP coordinates of the decoder directions (cosine), or None without umap-learn."""
     if importlib.util.find_spec("umap") is None or importlib.util.find_spec("sklearn") is None:
-        print("feature map skipped: umap-learn / scikit-learn are not installed "
-              "(pip install 'monosemantic[analysis]')")
+        say("feature map skipped: umap-learn / scikit-learn are not installed "
+            "(pip install 'monosemantic[analysis]')")
         return None
     if W_dec_FD.shape[0] < 16:
-        print("feature map skipped: fewer than 16 features")
+        say("feature map skipped: fewer than 16 features")
         return None
     import umap
 
@@ -55,8 +57,10 @@ def cluster_map(xy_F2: Tensor, n_clusters: int = 0, seed: int = 0) -> Tensor:
 
     k = n_clusters or default_n_clusters(len(xy_F2))
     k = min(k, len(xy_F2))
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(xy_F2.double().numpy())
-    return torch.from_numpy(km.labels_.astype(np.int64))
+    # sklearn's __init__ is unannotated, so n_init is inferred from its default "auto" as str.
+    km = KMeans(n_clusters=k, n_init=4,  # pyright: ignore[reportArgumentType]
+                random_state=seed).fit(xy_F2.double().numpy())
+    return torch.from_numpy(np.asarray(km.labels_).astype(np.int64))
 
 
 def peak_tokens(top_tokens_FRW: Tensor, top_offset_FR: Tensor, n_examples: int = 5) -> Tensor:
@@ -73,7 +77,7 @@ def feature_tokens(top_tokens_FRW: Tensor | None, top_offset_FR: Tensor | None,
     fired (no examples) gets its top logit tokens instead (on a mid-layer dictionary those are
     noisier than what the feature fires on)."""
     peaks_FR = (peak_tokens(top_tokens_FRW, top_offset_FR, n_examples)
-                if top_tokens_FRW is not None else None)
+                if top_tokens_FRW is not None and top_offset_FR is not None else None)
     return feature_tokens_from_peaks(peaks_FR, logit_ids_FT, n_logits)
 
 
@@ -81,7 +85,12 @@ def feature_tokens_from_peaks(peaks_FR: Tensor | None, logit_ids_FT: Tensor | No
                               n_logits: int = 5) -> list[set[int]]:
     """`feature_tokens` from the peak tokens [F, r] (`peak_tokens`) already taken."""
     sets: list[set[int]] = []
-    n_feat = len(peaks_FR) if peaks_FR is not None else len(logit_ids_FT)
+    if peaks_FR is not None:
+        n_feat = len(peaks_FR)
+    elif logit_ids_FT is not None:
+        n_feat = len(logit_ids_FT)
+    else:
+        raise ValueError("feature tokens need the peak tokens or the logit ids")
     peaks = peaks_FR.tolist() if peaks_FR is not None else None  # one conversion, not F
     for f in range(n_feat):
         toks: set[int] = set()

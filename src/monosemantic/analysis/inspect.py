@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from monosemantic.console import say
 from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
@@ -93,5 +94,5 @@ def inspect_text(cfg: InspectConfig) -> TextFeatures:
     if not tf.tokens:
         raise UserError("the text has no tokens besides special ones: give some text")
     # Without a database the activations are shown without the share of the maximum.
-    print(format_inspection(tf, cfg.top, run.max_act_F()))
+    say(format_inspection(tf, cfg.top, run.max_act_F()))
     return tf

@@ -49,16 +49,16 @@ worker threads (`encode_workers`) while the current one's bookkeeping runs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from monosemantic.analysis.binning import exact_columns, hist_edges, interval_edges
-from monosemantic.analysis.bottomk import UNIFORM_KEYS, GroupedBottomK, uniform_keys
-from monosemantic.analysis.cooccur import RowSample
+from monosemantic.analysis.bottomk import UNIFORM_KEYS, GroupedBottomK, PayloadFn, uniform_keys
 from monosemantic.analysis.codestream import Encode, auto_chunk_rows, one_thread, spans
+from monosemantic.analysis.cooccur import RowSample
 from monosemantic.analysis.windows import RowSpan, SparseRows
 from monosemantic.errors import UserError
 
@@ -190,7 +190,9 @@ class FeatureAnalysis:
         return hist_edges(self.max_F, self.options.hist_bins, self.options.hist_decades)
 
     def nbytes(self) -> int:
-        lists = [self.top, self.random, self.zero] + ([self.intervals] if self.intervals else [])
+        lists: list[GroupedBottomK | RowSample] = [self.top, self.random, self.zero]
+        if self.intervals:
+            lists.append(self.intervals)
         dense = [self.count_F, self.sum_F, self.max_F, self.interval_counts_FI, self.hist_FH]
         if self.cooccur is not None:
             lists.append(self.cooccur)
@@ -202,8 +204,8 @@ class FeatureAnalysis:
 _RANDOM, _ZERO, _INTERVAL = 0, 1, 2
 
 
-def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1):
-    def payload(rows_Q: Tensor, groups_Q: Tensor):
+def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1) -> PayloadFn:
+    def payload(rows_Q: Tensor, groups_Q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return span.windows(rows_Q, groups_Q // group_to_feature, opts.window_left,
                             opts.window_right)
 
@@ -211,7 +213,7 @@ def _windows_fn(span: RowSpan, opts: PassOptions, group_to_feature: int = 1):
 
 
 def stats_pass(batches: Iterable, encode: Encode, n_features: int, opts: PassOptions,
-               first_row: int = 0, on_batch: Callable[[int], None] | None = None,
+               first_row: int = 0, on_batch: Callable[[int], object] | None = None,
                feature_lo: int = 0) -> FeatureAnalysis:
     """Pass 1 over `batches` (RowBatch-like: acts_ND, tokens_N, doc_ids_N in corpus order,
     the first at global row `first_row`); `encode` gives the codes of features
@@ -260,7 +262,7 @@ def _stats_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, opts: 
 
 
 def _offer_zero_rows(zero: GroupedBottomK, cur: SparseRows, opts: PassOptions,
-                     gen: torch.Generator, payload, feature_lo: int = 0) -> None:
+                     gen: torch.Generator, payload: PayloadFn, feature_lo: int = 0) -> None:
     """Offer a few random rows of the batch (distinct) to every feature that is 0 there, in
     one update (one window lookup for all of them)."""
     if zero.r == 0 or opts.zero_rows_per_batch == 0:
@@ -281,7 +283,7 @@ def _offer_zero_rows(zero: GroupedBottomK, cur: SparseRows, opts: PassOptions,
 
 
 def interval_pass(result: FeatureAnalysis, batches: Iterable, encode: Encode,
-                  first_row: int = 0, on_batch: Callable[[int], None] | None = None) -> None:
+                  first_row: int = 0, on_batch: Callable[[int], object] | None = None) -> None:
     """Pass 2 over the same batches as pass 1: interval counts and samples, histogram."""
     opts = result.options
     n_feat, n_int, n_bins = result.n_features, opts.n_intervals, opts.hist_bins
@@ -304,6 +306,9 @@ def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max
                     ) -> None:
     """Pass 2's bookkeeping of one batch."""
     opts = result.options
+    counts_FI, hist_FH, intervals = result.interval_counts_FI, result.hist_FH, result.intervals
+    # `interval_pass` allocates all three before its first batch.
+    assert counts_FI is not None and hist_FH is not None and intervals is not None
     n_int, n_bins = opts.n_intervals, opts.hist_bins
     feats_E, vals_E = cur.feats_E, cur.vals_E
     ratio_E = vals_E / max_F[feats_E]
@@ -312,19 +317,19 @@ def _interval_batch(result: FeatureAnalysis, cur: SparseRows, span: RowSpan, max
     interval_E = exact_columns(ratio_E * n_int, vals_E, n_int, lambda s: interval_edges(
         result.max_F[feats_E[s]], n_int)[:, 1:n_int])
     group_E = feats_E * n_int + interval_E
-    result.interval_counts_FI.view(-1).index_add_(0, group_E, torch.ones_like(group_E))
+    counts_FI.view(-1).index_add_(0, group_E, torch.ones_like(group_E))
     pos_E = (torch.log10(ratio_E) + opts.hist_decades) / opts.hist_decades * n_bins + 1
     bin_E = exact_columns(pos_E, vals_E, n_bins + 1, lambda s: hist_edges(
         result.max_F[feats_E[s]], n_bins, opts.hist_decades)[:, :n_bins])
-    result.hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E, torch.ones_like(bin_E))
+    hist_FH.view(-1).index_add_(0, feats_E * (n_bins + 1) + bin_E, torch.ones_like(bin_E))
     keys_E = uniform_keys(opts.seed, _INTERVAL, cur.rows_E, feats_E + result.feature_lo)
-    result.intervals.update(group_E, keys_E, cur.rows_E, vals_E,
+    intervals.update(group_E, keys_E, cur.rows_E, vals_E,
                             _windows_fn(span, opts, group_to_feature=n_int))
 
 
 def analyze_batches(make_batches: Callable[[], Iterable], encode: Encode, n_features: int,
                     opts: PassOptions, first_row: int = 0,
-                    on_batch: Callable[[int], None] | None = None,
+                    on_batch: Callable[[int], object] | None = None,
                     feature_lo: int = 0) -> FeatureAnalysis:
     """Both passes; `make_batches()` must give the same rows in the same order each call.
 

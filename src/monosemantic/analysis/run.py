@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from monosemantic.analysis.cooccur import cooccurrence_neighbours
-from monosemantic.analysis.decoder import decoder_neighbours, model_logit_effects
+from monosemantic.analysis.decoder import LogitEffects, decoder_neighbours, model_logit_effects
 from monosemantic.analysis.featuremap import (
     cluster_map,
     feature_tokens_from_peaks,
@@ -24,6 +25,7 @@ from monosemantic.analysis.onepass import PassOptions
 from monosemantic.analysis.slices import SlicedAnalysis, analyze_sliced, choose_slice
 from monosemantic.analysis.sources import RowSource, store_rows, text_rows, text_settings
 from monosemantic.config import ConfigError, to_dict
+from monosemantic.console import say
 from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -128,9 +130,9 @@ def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
     settings = text_settings(run.extra, cfg.store or run.store_path)
     if lm is None:
         lm = run.load_model(device, dtype=settings.torch_dtype, spec=cfg.model)
-    print(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
-          f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
-          f"{settings.taken_from})")
+    say(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
+        f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
+        f"{settings.taken_from})")
     return text_rows(lm, cfg.corpus, run.hook, run.d_in, settings, cfg.n_tokens,
                      cfg.batch_size, device), lm
 
@@ -167,8 +169,8 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     n_slices = -(-n_feat // size)
     passes = 2 if cfg.n_intervals > 0 else 1
     if n_slices > 1:
-        print(f"analysing {n_feat:,} features in {n_slices} slices of {size:,} (the rows are "
-              f"read {n_slices} x {passes} times)")
+        say(f"analysing {n_feat:,} features in {n_slices} slices of {size:,} (the rows are "
+            f"read {n_slices} x {passes} times)")
     # Text without --n-tokens: its length is known only at its end.
     bar = progress(total=(passes * n_slices * source.max_rows if source.max_rows is not None
                           else None), desc="analyse", unit="tok")
@@ -185,22 +187,21 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
         if lm is None:
             lm = run.load_model(device, spec=cfg.model)
         logits = model_logit_effects(lm, run.hook, W_dec_FD, cfg.logit_tokens)
-        tokenizer = lm.tokenizer
-        decode_token = lambda t: tokenizer.decode([t])
+        decode_token = _token_decoder(lm)
     neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
                                      cfg.seed) if cfg.neighbours > 0 else None)
     cooccur = None
     entries = analysis.cooccur_entries()
     if entries is not None and importlib.util.find_spec("scipy") is None:
-        print("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
+        say("co-occurrence neighbours skipped: scipy is not installed (pip install scipy)")
     elif entries is not None:
         ids_FM, scores_FM, _counts = cooccurrence_neighbours(
             *entries, n_feat, cfg.cooccur_neighbours, cfg.cooccur_min_count)
         cooccur = (ids_FM, scores_FM)
     coords, clusters = None, None
     if cfg.feature_map and 0 < cfg.feature_map_max < n_feat:
-        print(f"feature map skipped: {n_feat:,} features > --feature-map-max "
-              f"{cfg.feature_map_max:,} (raise it to map them; slow on CPU)")
+        say(f"feature map skipped: {n_feat:,} features > --feature-map-max "
+            f"{cfg.feature_map_max:,} (raise it to map them; slow on CPU)")
     elif cfg.feature_map:
         coords, clusters = feature_map(W_dec_FD.cpu(), analysis, logits, decode_token,
                                        cfg.n_clusters, cfg.seed)
@@ -214,16 +215,17 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     path = writer.finish(meta, decode_token, logits, neighbours, coords, cooccur, clusters)
     alive = int((analysis.count_F > 0).sum())
     slices = f" x {n_slices} slices" if n_slices > 1 else ""
-    print(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
-          f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
-          f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
-          f"{alive:,} features fired")
-    print(f"wrote {path}")
+    say(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
+        f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
+        f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
+        f"{alive:,} features fired")
+    say(f"wrote {path}")
     return path
 
 
-def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits, decode_token,
-                n_clusters: int = 0, seed: int = 0):
+def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits: LogitEffects | None,
+                decode_token: Callable[[int], str] | None, n_clusters: int = 0, seed: int = 0
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, list[dict] | None]:
     """((xy [F, 2], cluster [F]), cluster labels) from UMAP on the decoder directions and k-means
     on the map, or (None, None) without umap-learn."""
     xy_F2 = umap_xy(W_dec_FD, seed)
@@ -233,3 +235,13 @@ def feature_map(W_dec_FD: torch.Tensor, analysis: SlicedAnalysis, logits, decode
     tokens_F = feature_tokens_from_peaks(analysis.peaks_FR,
                                          logits.top_ids_FT if logits is not None else None)
     return (xy_F2, cluster_F), label_clusters(cluster_F, tokens_F, decode_token)
+
+
+def _token_decoder(lm: LoadedModel) -> Callable[[int], str]:
+    """One token id to its text, through the model's tokenizer."""
+    tokenizer = lm.tokenizer
+
+    def decode_token(token: int) -> str:
+        return tokenizer.decode([token])
+
+    return decode_token

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from monosemantic.analysis.classify import ClassifierResult, classifier_search
 from monosemantic.analysis.inspect import text_features
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
+    from monosemantic.sae import SAE
 
 __all__ = ["ClassifierResult", "FilterConfig", "FilterHit", "classifier_search",
            "filter_features", "prompt_max_acts", "run_filter"]
@@ -46,7 +48,7 @@ class FilterHit:
 
 
 @torch.no_grad()
-def prompt_max_acts(lm: Any, sae: Any, hook: str, prompts: list[str]) -> Tensor:
+def prompt_max_acts(lm: LoadedModel, sae: SAE, hook: str, prompts: list[str]) -> Tensor:
     """[P, F]: each feature's maximum activation over each prompt's tokens."""
     rows = []
     for text in prompts:
@@ -76,9 +78,9 @@ def select_features(pos_PF: Tensor, neg_NF: Tensor, threshold_F: Tensor, top: in
             for i in ids]
 
 
-def filter_features(lm: Any, sae: Any, hook: str, positive: list[str], negative: list[str], *,
-                    threshold: float = 0.1, relative_to_max: Tensor | None = None,
-                    top: int = 20) -> list[FilterHit]:
+def filter_features(lm: LoadedModel, sae: SAE, hook: str, positive: list[str],
+                    negative: list[str], *, threshold: float = 0.1,
+                    relative_to_max: Tensor | None = None, top: int = 20) -> list[FilterHit]:
     """Features whose max activation over a prompt is > threshold on EVERY positive prompt and
     on NO negative prompt; threshold × the feature's maximum when `relative_to_max` [F] is given
     (features whose recorded maximum is 0 then compare with the raw threshold)."""
@@ -134,18 +136,19 @@ def run_filter(cfg: FilterConfig, lm: LoadedModel | None = None) -> list[FilterH
     run = RunDir.open(cfg.run)
     max_F = run.max_act_F() if cfg.relative else None
     if cfg.relative and max_F is None:
-        print(f"note: {run.path} has no feature database (run `monosemantic analyze`): "
-              f"the threshold {cfg.threshold} is a raw activation")
+        say(f"note: {run.path} has no feature database (run `monosemantic analyze`): "
+            f"the threshold {cfg.threshold} is a raw activation")
     lm, sae, hook = run.load(cfg.device, cfg.model, lm)
     hits = filter_features(lm, sae, hook, cfg.positive, cfg.negative, threshold=cfg.threshold,
                            relative_to_max=max_F, top=cfg.top)
-    print(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))
+    say(format_hits(hits, max_F, len(cfg.positive), len(cfg.negative)))
     return hits
 
 
 def format_hits(hits: list[FilterHit], max_F: Tensor | None, n_pos: int, n_neg: int) -> str:
     """A table of the hits; with `max_F`, each activation also as a share of the maximum."""
-    head = f"{len(hits)} feature(s) fire on all {n_pos} positive and none of {n_neg} negative prompts"
+    head = (f"{len(hits)} feature(s) fire on all {n_pos} positive and none of {n_neg} "
+            "negative prompts")
     if not hits:
         return head + " (try a lower --threshold or fewer prompts)"
     lines = [head, f"{'feature':>8} {'min pos':>10} {'mean pos':>10} {'max neg':>10}"]

@@ -151,7 +151,7 @@ class SlicedAnalysis:
 
 def analyze_sliced(make_batches: Callable[[], Iterable], encode_slice: EncodeSlice,
                    n_features: int, slice_size: int, opts: PassOptions, first_row: int = 0,
-                   on_batch: Callable[[int], None] | None = None,
+                   on_batch: Callable[[int], object] | None = None,
                    on_slice: Callable[[FeatureAnalysis], None] | None = None
                    ) -> SlicedAnalysis:
     """Both passes for each slice of `slice_size` features in order; `on_slice` gets each

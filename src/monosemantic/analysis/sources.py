@@ -10,10 +10,10 @@ activations: the saved SAE has the store's normalisation scale folded in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -28,7 +28,7 @@ from monosemantic.errors import UserError
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
 
-_HARVEST_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HarvestConfig)}
+_HARVEST_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(HarvestConfig)}
 
 
 @dataclass
@@ -142,7 +142,10 @@ def _text_batches(lm: LoadedModel, corpus: CorpusConfig, hook: str, settings: Te
     may be short: a token window reaches into the neighbouring batches only (`onepass.spans`),
     so those must hold a window's rows."""
     contexts = context_batches(lm, corpus, settings.ctx_len, settings.contexts_per_forward)
-    forwards = model_rows(lm, contexts, [hook], settings.exclude_special)
+    # model_rows is a generator function (its annotation says Iterator): `close` below stops
+    # its tokenizer thread.
+    forwards = cast(Generator[RowsBatch, None, None],
+                    model_rows(lm, contexts, [hook], settings.exclude_special))
     pending: list[RowBatch] = []
     held = taken = 0
     try:
@@ -169,6 +172,8 @@ def _text_batches(lm: LoadedModel, corpus: CorpusConfig, hook: str, settings: Te
 def _row_batch(rows: RowsBatch, hook: str, take: int, device: torch.device) -> RowBatch:
     """The first `take` kept rows of one forward, activations float32 on `device` (token ids
     and positions stay on the CPU, as the store's)."""
+    # None only for the batches model_rows skips before its `start_batch` (0 here).
+    assert rows.acts is not None
     return RowBatch(rows.acts[hook][:take].to(device, torch.float32), rows.tokens_N[:take].long(),
                     rows.doc_ids_N[:take].long(), rows.positions_N[:take].long())
 

@@ -13,7 +13,7 @@ Document bounds are precomputed per span (the run of equal document ids through 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -39,7 +39,7 @@ class SparseRows:
     vals_E: Tensor
     tokens_N: Tensor
     doc_ids_N: Tensor
-    _by_feature: tuple[Tensor, Tensor, Tensor] | None = None
+    _by_feature: tuple[Tensor, Tensor, Tensor] | None = field(default=None, init=False)
 
     def by_feature(self) -> tuple[Tensor, Tensor, Tensor]:
         """(keys feature·2^40 + row, rows, values) sorted by feature, then row (computed once)."""

@@ -11,8 +11,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
+from monosemantic.console import say
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB
 from monosemantic.runs import feature_db_path
 
@@ -40,7 +41,7 @@ class FeatureCardConfig:
         self.run = Path(self.run)
 
 
-def use_color(mode: str, stream=None) -> bool:
+def use_color(mode: str, stream: TextIO | None = None) -> bool:
     if mode == "always":
         return True
     if mode == "never" or os.environ.get("NO_COLOR"):
@@ -112,6 +113,6 @@ def show_feature(cfg: FeatureCardConfig) -> FeatureCard:
     with FeatureDB(feature_db_path(cfg.run)) as db:
         card = db.feature(cfg.id)
         n_tokens = db.meta.get("n_tokens")
-    print(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),
-                      analysed_tokens=n_tokens))
+    say(format_card(card, cfg.examples, cfg.interval_examples, use_color(cfg.color),
+                    analysed_tokens=n_tokens))
     return card

@@ -222,6 +222,8 @@ class FeatureDB:
             "SELECT idx, lo, hi, count, share FROM intervals WHERE feature = ? ORDER BY idx",
             (feature,))]
         for ex in self.examples(feature, "interval"):
+            # The writer stores the interval of every interval example (`_example_columns`).
+            assert ex.interval is not None
             intervals[ex.interval].examples.append(ex)
         hist = self._con.execute("SELECT edges, counts FROM histograms WHERE feature = ?",
                                  (feature,)).fetchone()

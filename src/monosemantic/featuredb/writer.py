@@ -20,15 +20,20 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from monosemantic.config import to_dict
-from monosemantic.fsutil import publish, temp_path
 from monosemantic.featuredb.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
+from monosemantic.fsutil import publish, temp_path
+
+if TYPE_CHECKING:
+    from monosemantic.analysis.bottomk import GroupedBottomK
+    from monosemantic.analysis.decoder import LogitEffects
+    from monosemantic.analysis.onepass import FeatureAnalysis, PassOptions
 
 # Features whose examples are gathered and sorted at once: bounds the writer's own memory.
 _EXAMPLE_CHUNK = 4096
@@ -49,7 +54,7 @@ class FeatureDBWriter:
         self.n_features = 0
         """Features written so far (the next slice starts here)."""
         self.n_tokens: int | None = None
-        self._options: Any = None
+        self._options: PassOptions | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -58,7 +63,7 @@ class FeatureDBWriter:
                  tb: TracebackType | None) -> None:
         self.abort()  # after `finish` there is nothing left to abort
 
-    def add(self, analysis: Any, feature_lo: int | None = None) -> None:
+    def add(self, analysis: FeatureAnalysis, feature_lo: int | None = None) -> None:
         """Write the per-feature tables of `analysis`, whose feature 0 is dictionary feature
         `feature_lo` (default `analysis.feature_lo`, else 0); slices must come in order."""
         con = self._open()
@@ -83,7 +88,7 @@ class FeatureDBWriter:
         self.n_features = lo + analysis.n_features
 
     def finish(self, meta: dict[str, Any], decode_token: Callable[[int], str] | None = None,
-               logit_effects: Any = None,
+               logit_effects: LogitEffects | None = None,
                cosine_neighbours: tuple[Tensor, Tensor] | None = None,
                map_coords: tuple[Tensor, Tensor | None] | None = None,
                cooccur_neighbours: tuple[Tensor, Tensor] | None = None,
@@ -129,10 +134,10 @@ class FeatureDBWriter:
 
 def write_feature_db(
     path: str | Path,
-    analysis: Any,
+    analysis: FeatureAnalysis,
     meta: dict[str, Any],
     decode_token: Callable[[int], str] | None = None,
-    logit_effects: Any = None,
+    logit_effects: LogitEffects | None = None,
     cosine_neighbours: tuple[Tensor, Tensor] | None = None,
     map_coords: tuple[Tensor, Tensor | None] | None = None,
     cooccur_neighbours: tuple[Tensor, Tensor] | None = None,
@@ -153,13 +158,16 @@ def write_feature_db(
                              cooccur_neighbours, clusters)
 
 
-def _write_features(con, analysis, lo: int) -> None:
+def _write_features(con: sqlite3.Connection, analysis: FeatureAnalysis, lo: int) -> None:
     con.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?)", zip(
         range(lo, lo + analysis.n_features), analysis.max_F.tolist(), analysis.count_F.tolist(),
         analysis.density_F.tolist(), analysis.mean_active_F.tolist()))
 
 
-def _write_decoder_tables(con, logits, neighbours, coords, tokens_seen: set[int]) -> None:
+def _write_decoder_tables(con: sqlite3.Connection, logits: LogitEffects | None,
+                          neighbours: tuple[Tensor, Tensor] | None,
+                          coords: tuple[Tensor, Tensor | None] | None,
+                          tokens_seen: set[int]) -> None:
     if logits is not None:
         con.executemany("INSERT INTO logit_effects VALUES (?, ?, ?, ?, ?)",
                         _logit_rows(logits, tokens_seen))
@@ -176,22 +184,27 @@ def _write_decoder_tables(con, logits, neighbours, coords, tokens_seen: set[int]
             (f, x, y, c) for f, ((x, y), c) in enumerate(zip(xy_F2.tolist(), clusters))))
 
 
-def _write_cooccurrence(con, ids_FM: Tensor, scores_FM: Tensor) -> None:
+def _write_cooccurrence(con: sqlite3.Connection, ids_FM: Tensor, scores_FM: Tensor) -> None:
     con.executemany("INSERT INTO neighbours VALUES (?, 'cooccurrence', ?, ?, ?)", (
         (f, rank, o, s) for f, (row_o, row_s) in enumerate(zip(ids_FM.tolist(),
                                                                scores_FM.tolist()))
         for rank, (o, s) in enumerate(zip(row_o, row_s)) if o >= 0))
 
 
-def _example_lists(analysis) -> list[tuple[str, Any, int]]:
+def _example_lists(analysis: FeatureAnalysis) -> list[tuple[str, GroupedBottomK, int]]:
     """(kind, list, groups per feature) in `EXAMPLE_KINDS` order, the lists the pass kept."""
-    lists = {"top": (analysis.top, 1), "random": (analysis.random, 1),
-             "zero": (analysis.zero, 1),
-             "interval": (analysis.intervals, analysis.options.n_intervals)}
-    return [(kind, *lists[kind]) for kind in EXAMPLE_KINDS if lists[kind][0] is not None]
+    lists: dict[str, tuple[GroupedBottomK | None, int]] = {
+        "top": (analysis.top, 1), "random": (analysis.random, 1), "zero": (analysis.zero, 1),
+        "interval": (analysis.intervals, analysis.options.n_intervals)}
+    out = []
+    for kind in EXAMPLE_KINDS:
+        store, per_feature = lists[kind]
+        if store is not None:
+            out.append((kind, store, per_feature))
+    return out
 
 
-def _example_rows(analysis, first: int, stop: int, lo: int, tokens_seen: set[int]
+def _example_rows(analysis: FeatureAnalysis, first: int, stop: int, lo: int, tokens_seen: set[int]
                   ) -> Iterator[tuple]:
     """Examples of local features [first, stop), ordered by (feature, kind, interval, rank),
     as rows of the examples table (feature ids offset by `lo`)."""
@@ -212,7 +225,7 @@ def _example_rows(analysis, first: int, stop: int, lo: int, tokens_seen: set[int
                c["acts"][q, :n].astype("<f4").tobytes())
 
 
-def _example_columns(kind: str, store, per_feature: int, first: int, stop: int
+def _example_columns(kind: str, store: GroupedBottomK, per_feature: int, first: int, stop: int
                      ) -> dict[str, Any]:
     """The filled slots of the groups of local features [first, stop) of one example list,
     in (group, slot) order: one array (or list) per column."""
@@ -231,22 +244,23 @@ def _example_columns(kind: str, store, per_feature: int, first: int, stop: int
         "length": (tokens_QW >= 0).sum(axis=1)}
 
 
-def _write_intervals(con, analysis, lo: int) -> None:
-    counts_FI = analysis.interval_counts_FI
+def _write_intervals(con: sqlite3.Connection, analysis: FeatureAnalysis, lo: int) -> None:
+    counts_FI, hist_FH = analysis.interval_counts_FI, analysis.hist_FH
+    # `add` writes intervals only after pass 2, which fills both.
+    assert counts_FI is not None and hist_FH is not None
     total_F = counts_FI.sum(dim=1, keepdim=True)
     shares_FI = (counts_FI.double() / total_F.clamp(min=1)).tolist()
     edges_FI1 = analysis.interval_edges_FI1().tolist()
     con.executemany("INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?)", (
         (lo + f, j, edges_FI1[f][j], edges_FI1[f][j + 1], c, shares_FI[f][j])
         for f, row in enumerate(counts_FI.tolist()) for j, c in enumerate(row)))
-    hist_FH = analysis.hist_FH.tolist()
     hist_edges = analysis.hist_edges_FH1().tolist()
     con.executemany("INSERT INTO histograms VALUES (?, ?, ?, ?)", (
         (lo + f, json.dumps(hist_edges[f]), json.dumps(counts), counts[0])
-        for f, counts in enumerate(hist_FH)))
+        for f, counts in enumerate(hist_FH.tolist())))
 
 
-def _logit_rows(logits, tokens_seen: set[int]) -> Iterator[tuple]:
+def _logit_rows(logits: LogitEffects, tokens_seen: set[int]) -> Iterator[tuple]:
     for direction, ids_FT, vals_FT in (("up", logits.top_ids_FT, logits.top_vals_FT),
                                        ("down", logits.bottom_ids_FT, logits.bottom_vals_FT)):
         tokens_seen.update(torch.unique(ids_FT).tolist())

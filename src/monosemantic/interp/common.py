@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from monosemantic.errors import UserError
 from monosemantic.featuredb.reader import FeatureCard, FeatureDB
@@ -16,6 +16,9 @@ from monosemantic.interp.backends import LLMOptions, make_backend
 from monosemantic.interp.cache import CallCache, LLMClient
 from monosemantic.progress import progress
 from monosemantic.runs import RunDir
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,7 +43,7 @@ def select_features(db: FeatureDB, features: Iterable[int], all_: bool, sample: 
     return sorted(random.Random(seed).sample(alive, min(sample, len(alive))))
 
 
-def open_client(opts: LLMOptions, db: Path, lm=None) -> LLMClient:
+def open_client(opts: LLMOptions, db: Path, lm: LoadedModel | None = None) -> LLMClient:
     """The configured backend behind the call cache (default: beside the feature database)."""
     backend = make_backend(opts, lm=lm)
     cache = None

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from monosemantic.console import say
 from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.interp.backends import LLMOptions
+from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.common import (
     CardReader,
     open_client,
@@ -30,6 +32,9 @@ from monosemantic.interp.structured import (
     require,
 )
 from monosemantic.runs import feature_db_path
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 
 @dataclass(kw_only=True)
@@ -69,19 +74,20 @@ def _label_and_explanation(obj: Any) -> dict[str, str]:
     return {"label": out["label"].strip(), "explanation": out["explanation"].strip()}
 
 
-def explain_card(client, card: FeatureCard, cfg: ExplainConfig) -> dict[str, Any]:
+def explain_card(client: LLMClient, card: FeatureCard, cfg: ExplainConfig) -> dict[str, Any]:
     """{"label", "explanation", "details"} for one feature."""
     split = split_examples(card, cfg, cfg.mark_fraction)
     got = complete_json(client, explainer_messages(card, split, cfg), _label_and_explanation,
                         max_tokens=cfg.max_tokens, retries=cfg.parse_retries)
     costs = [c.cost_usd for c in got.completions if not c.cached]
+    known_costs = [c for c in costs if c is not None]
     details = {
         "label": got.value["label"], "backend": client.backend.name,
         "model": client.backend.model, "prompt_version": PROMPT_VERSION,
         "attempts": got.attempts,
         "input_tokens": sum(c.input_tokens for c in got.completions),
         "output_tokens": sum(c.output_tokens for c in got.completions),
-        "cost_usd": None if any(c is None for c in costs) else sum(costs),
+        "cost_usd": sum(known_costs) if len(known_costs) == len(costs) else None,
         "cached": all(c.cached for c in got.completions),
         "shown_rows": sorted(ex.row for ex in split.shown()),
         "split": {"explain_top": cfg.explain_top,
@@ -92,7 +98,7 @@ def explain_card(client, card: FeatureCard, cfg: ExplainConfig) -> dict[str, Any
     return {**got.value, "details": details}
 
 
-def explain(cfg: ExplainConfig, lm=None) -> dict[str, Any]:
+def explain(cfg: ExplainConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Explain the chosen features; returns a summary (counts, time, usage)."""
     path = feature_db_path(cfg.run)
     with FeatureDB(path) as db, ResultsDB(path) as out:
@@ -123,8 +129,8 @@ def explain(cfg: ExplainConfig, lm=None) -> dict[str, Any]:
     summary = {"explainer": who, "features": len(features),
                "explained": sum(i is not None for i in ids), "failures": failures,
                "seconds": seconds, "usage": asdict(client.usage)}
-    print(f"explained {summary['explained']} of {len(features)} features with {who} in "
-          f"{seconds:.1f} s; {client.usage.summary()}")
+    say(f"explained {summary['explained']} of {len(features)} features with {who} in "
+        f"{seconds:.1f} s; {client.usage.summary()}")
     for feature, why in failures[:10]:
-        print(f"  feature {feature}: {why}")
+        say(f"  feature {feature}: {why}")
     return summary

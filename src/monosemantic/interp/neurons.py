@@ -16,14 +16,19 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from monosemantic.analysis.onepass import PassOptions, analyze_batches
 from monosemantic.config import from_dict, to_dict
+from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 
 @dataclass(kw_only=True)
@@ -58,13 +63,16 @@ class NeuronsConfig(PassOptions):
             self.out = Path(self.out)
 
 
-def neuron_directions(lm, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def neuron_directions(lm: LoadedModel, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(W_out [d_mlp, D]: each neuron's output direction, gain [D] of a post-MLP norm or None)."""
     from monosemantic.analysis.decoder import norm_gain
     from monosemantic.models.families import FAMILIES
 
     block = lm.model.get_submodule(f"{lm.blocks_path}.{layer}")
-    weight = block.get_submodule(FAMILIES[lm.family].mlp_down).weight.detach().float()
+    weight = block.get_submodule(FAMILIES[lm.family].mlp_down).weight
+    # The down projection (nn.Linear, or GPT-2's Conv1D) holds its matrix as a parameter.
+    assert isinstance(weight, torch.Tensor)
+    weight = weight.detach().float()
     # nn.Linear stores [out, in] = [D, d_mlp]; GPT-2's Conv1D stores [in, out].
     W_out = weight.T if weight.shape == (lm.d_model, lm.d_mlp) else weight
     norm = getattr(block, "post_feedforward_layernorm", None)
@@ -81,6 +89,7 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
         logit_effects,
         nearest_by_cosine,
         norm_gain,
+        unembedding,
     )
     from monosemantic.data import CorpusConfig
     from monosemantic.featuredb.schema import DB_FILENAME
@@ -120,8 +129,10 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
     if cfg.logit_tokens > 0:
         final_gain_D, centre = norm_gain(final_norm(lm.model), lm.d_model)
         dirs_ND = W_out_ND if gain_D is None else W_out_ND * gain_D
-        logits = logit_effects(dirs_ND, lm.model.get_output_embeddings().weight.detach(),
-                               final_gain_D, centre, cfg.logit_tokens)
+        W_U_VD = unembedding(lm.model)
+        if W_U_VD is None:
+            raise UserError(f"{lm.spec} has no output embedding: give --logit-tokens 0")
+        logits = logit_effects(dirs_ND, W_U_VD, final_gain_D, centre, cfg.logit_tokens)
     neighbours = nearest_by_cosine(W_out_ND, cfg.neighbours) if cfg.neighbours > 0 else None
     meta = {"run": str(run.path), "kind": "neurons", "model": run.model, "hook": point.name,
             "sae_hook": run.hook, "store": str(store_dir), "rows": [0, store.n_rows],
@@ -132,7 +143,7 @@ def build_neuron_db(cfg: NeuronsConfig) -> Path:
     if not cfg.keep_store:
         shutil.rmtree(store_dir)
     alive = int((analysis.count_F > 0).sum())
-    print(f"analysed {analysis.n_tokens:,} tokens x {store.d:,} neurons of {point.name} in "
-          f"{seconds:.1f} s; {alive:,} neurons fired; wrote {path}")
+    say(f"analysed {analysis.n_tokens:,} tokens x {store.d:,} neurons of {point.name} in "
+        f"{seconds:.1f} s; {alive:,} neurons fired; wrote {path}")
     return path
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monosemantic.featuredb.reader import Example, FeatureCard
 from monosemantic.interp.backends.base import Message
 from monosemantic.interp.examples import ExampleSplit
-from monosemantic.featuredb.reader import Example, FeatureCard
 
 PROMPT_VERSION = "interp-v1"
 
@@ -109,7 +109,10 @@ def explainer_messages(card: FeatureCard, split: ExampleSplit,
                        opts: PromptOptions | None = None) -> list[Message]:
     """The explainer's prompt for one feature."""
     opts = opts or PromptOptions()
-    fmt = lambda ex: format_example(ex, card.max_act, opts.mark_fraction)
+
+    def fmt(ex: Example) -> str:
+        return format_example(ex, card.max_act, opts.mark_fraction)
+
     parts = [f"Feature #{card.id}: active on {card.density:.3%} of tokens.", "",
              "Strongest activations:", _numbered([fmt(ex) for ex in split.top])]
     lower = [(idx, lo, hi, exs) for idx, lo, hi, exs in split.intervals]

@@ -5,6 +5,7 @@ beyond the columns goes in the JSON `details`."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,13 @@ from monosemantic.featuredb.reader import connect_feature_db
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id an INSERT just gave."""
+    # sqlite3 leaves lastrowid None only before any INSERT on the cursor.
+    assert cur.lastrowid is not None
+    return int(cur.lastrowid)
 
 
 class ResultsDB:
@@ -43,7 +51,7 @@ class ResultsDB:
                 "INSERT INTO explanations (feature, explainer, text, created, details) "
                 "VALUES (?, ?, ?, ?, ?)", (int(feature), explainer, text, _now(),
                                            json.dumps(details)))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def add_score(self, feature: int, explanation: int | None, scorer: str, score: float,
                   details: dict[str, Any]) -> int:
@@ -52,7 +60,7 @@ class ResultsDB:
                 "INSERT INTO scores (feature, explanation, scorer, score, created, details) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (int(feature), explanation, scorer, float(score),
                                               _now(), json.dumps(details)))
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
     def explanations(self, explainer: str | None = None) -> dict[int, dict[str, Any]]:
         """The latest explanation of each feature (by `explainer` when given)."""

@@ -10,12 +10,14 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
-from monosemantic.featuredb.reader import FeatureDB
+from monosemantic.featuredb.reader import FeatureCard, FeatureDB
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.interp.backends import LLMOptions
+from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.common import CardReader, open_client, run_parallel
 from monosemantic.interp.examples import SplitOptions, split_examples
 from monosemantic.interp.prompts import PROMPT_VERSION, PromptOptions
@@ -23,6 +25,9 @@ from monosemantic.interp.results import ResultsDB
 from monosemantic.interp.scorers import SCORER_NAMES, SCORERS, Judge, ScorerOptions
 from monosemantic.interp.structured import StructuredError
 from monosemantic.runs import feature_db_path
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 
 @dataclass(kw_only=True)
@@ -59,8 +64,9 @@ def _split_options(details: dict[str, Any]) -> tuple[SplitOptions, PromptOptions
             PromptOptions(**details.get("prompt", {})))
 
 
-def score_feature(client, card, explanation: dict[str, Any], cfg: ScoreConfig,
-                  out: ResultsDB, skip: dict[str, set[int]]) -> dict[str, float | str]:
+def score_feature(client: LLMClient, card: FeatureCard, explanation: dict[str, Any],
+                  cfg: ScoreConfig, out: ResultsDB, skip: dict[str, set[int]]
+                  ) -> dict[str, float | str]:
     """Run the scorers on one feature and store their scores; per scorer the score, or
     "unparsed" (no valid judge answer), "too_few_examples" or "done_before"."""
     split_opts, prompt_opts = _split_options(explanation["details"])
@@ -77,7 +83,7 @@ def score_feature(client, card, explanation: dict[str, Any], cfg: ScoreConfig,
             got = SCORERS[name](judge, card, split, explanation["text"], rng, prompt_opts)
         except StructuredError as err:
             results[name] = "unparsed"
-            print(f"  feature {card.id} {name}: judge gave no usable answer ({err})")
+            say(f"  feature {card.id} {name}: judge gave no usable answer ({err})")
             continue
         if got is None:
             results[name] = "too_few_examples"
@@ -127,7 +133,7 @@ def _interval_means(rows: list[dict[str, Any]]) -> list[float | None]:
     return means
 
 
-def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
+def score(cfg: ScoreConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Score the chosen explanations; returns the summary."""
     path = feature_db_path(cfg.run)
     with FeatureDB(path) as db, ResultsDB(path) as out:
@@ -154,15 +160,15 @@ def score(cfg: ScoreConfig, lm=None) -> dict[str, Any]:
         summary = {"judge": judge, "features": len(features), "seconds": seconds,
                    "usage": asdict(client.usage), "not_scored": outcomes,
                    "scores": summarize(out, set(features), judge)}
-    print(f"scored {len(features)} features with {judge} in {seconds:.1f} s; "
-          f"{client.usage.summary()}")
+    say(f"scored {len(features)} features with {judge} in {seconds:.1f} s; "
+        f"{client.usage.summary()}")
     for name, entry in summary["scores"].items():
-        print(f"  {name:<10} n={entry['n']:<4} mean {entry['mean']:.3f}  median "
-              f"{entry['median']:.3f}")
+        say(f"  {name:<10} n={entry['n']:<4} mean {entry['mean']:.3f}  median "
+            f"{entry['median']:.3f}")
     for name, counts in outcomes.items():
         if any(counts.values()):
-            print(f"  {name:<10} not scored: " + ", ".join(f"{v} {k.replace('_', ' ')}"
-                                                         for k, v in counts.items() if v))
+            say(f"  {name:<10} not scored: " + ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                       for k, v in counts.items() if v))
     if cfg.summary is not None:
         atomic_write_text(Path(cfg.summary), json.dumps(summary, indent=2) + "\n")
     return summary

@@ -17,14 +17,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from monosemantic.featuredb.reader import Example, FeatureCard
 from monosemantic.interp import prompts
+from monosemantic.interp.backends.base import Message
 from monosemantic.interp.cache import LLMClient
 from monosemantic.interp.examples import ExampleSplit, pick_across_intervals
 from monosemantic.interp.metrics import balanced_accuracy, pearson, rubric_summary
 from monosemantic.interp.structured import ParseError, complete_json, require
-from monosemantic.featuredb.reader import Example, FeatureCard
+
+T = TypeVar("T")
 
 SCORER_NAMES = {"rubric": "specificity_rubric", "detection": "detection", "fuzzing": "fuzzing",
                 "simulation": "simulation"}
@@ -103,7 +106,7 @@ class Judge:
         self.client, self.opts = client, opts
         self.calls = self.attempts = self.input_tokens = self.output_tokens = 0
 
-    def ask(self, messages, validate):
+    def ask(self, messages: list[Message], validate: Callable[[Any], T]) -> T:
         got = complete_json(self.client, messages, validate,
                             max_tokens=self.opts.judge_max_tokens, retries=self.opts.parse_retries)
         self.calls += 1
@@ -112,7 +115,7 @@ class Judge:
         self.output_tokens += sum(c.output_tokens for c in got.completions)
         return got.value
 
-    def chunks(self, items: list):
+    def chunks(self, items: list[T]) -> list[list[T]]:
         step = max(1, self.opts.per_call)
         return [items[i:i + step] for i in range(0, len(items), step)]
 

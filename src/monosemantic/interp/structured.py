@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from monosemantic.interp.backends.base import Completion, Message
 from monosemantic.interp.cache import LLMClient
@@ -49,10 +49,10 @@ def require(obj: Any, fields: dict[str, type | tuple[type, ...]]) -> dict[str, A
 
 
 @dataclass
-class Structured:
+class Structured(Generic[T]):
     """A parsed answer and every completion it took (the first answer plus retries)."""
 
-    value: Any
+    value: T
     completions: list[Completion] = field(default_factory=list)
     attempts: int = 1
 
@@ -62,7 +62,8 @@ class StructuredError(ValueError):
 
 
 def complete_json(client: LLMClient, messages: list[Message], validate: Callable[[Any], T], *,
-                  max_tokens: int, temperature: float = 0.0, retries: int = 2) -> Structured:
+                  max_tokens: int, temperature: float = 0.0, retries: int = 2
+                  ) -> Structured[T]:
     """Ask for JSON; parse strictly and validate; on failure retry up to `retries` times with
     the bad answer and the parse error appended to the conversation."""
     convo = list(messages)

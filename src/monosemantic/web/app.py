@@ -20,12 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monosemantic.errors import UserError
 from monosemantic.web.api import router
 from monosemantic.web.backend import ModelBackend
 from monosemantic.web.jobs import JobQueue
 from monosemantic.web.rundata import RunData, UnknownFeature
+from monosemantic.web.server import ServeConfig
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -62,28 +64,28 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[int, str]:
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if message == "Not Found":  # Starlette's default: say what was not found
             message = f"nothing at {request.url.path[:200]}"
         return _json_error(exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Any:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: e.get(k) for k in ("type", "loc", "msg")} for e in exc.errors()]
         status, message = _validation_message(errors)
         return _json_error(status, message, errors=errors)
 
     @app.exception_handler(UnknownFeature)
-    async def unknown_feature(request: Request, exc: UnknownFeature) -> Any:
+    async def unknown_feature(request: Request, exc: UnknownFeature) -> JSONResponse:
         return _json_error(404, str(exc))
 
     @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError) -> Any:
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
         return _json_error(400, str(exc))
 
     @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception) -> Any:
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the server log, never to the client.
         log.exception("error while serving %s", request.url.path)
         return _json_error(500, f"internal error ({type(exc).__name__}); see the server log")
@@ -120,10 +122,10 @@ class SecurityHeaders:
     headers to every response, with `Server-Timing: app;dur=MS` (time in the app until the
     response starts; the load benchmark reports it beside the client-side latency)."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -135,7 +137,7 @@ class SecurityHeaders:
 
         start = time.perf_counter()
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 timing = f"app;dur={1e3 * (time.perf_counter() - start):.2f}".encode()
                 message = dict(message, headers=[*message.get("headers", []),
@@ -145,7 +147,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(cfg: Any, backend: Any | None = None) -> FastAPI:
+def create_app(cfg: ServeConfig, backend: ModelBackend | None = None) -> FastAPI:
     """The app for `cfg` (a `ServeConfig`); `backend` replaces the lazily loaded model backend
     (tests)."""
     data = RunData(cfg.run)

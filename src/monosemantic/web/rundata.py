@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.evals.report import trainer_dead
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB, FeatureDBError
@@ -169,7 +170,7 @@ class RunData:
             self.token_index()
         except (sqlite3.Error, OSError, ValueError) as err:
             # The requests that need them will compute them again and report the error.
-            print(f"monosemantic serve: could not pre-compute the map / token index: {err}")
+            say(f"monosemantic serve: could not pre-compute the map / token index: {err}")
 
     def close(self) -> None:
         self.db.close()

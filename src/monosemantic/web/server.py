@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 
 
@@ -61,5 +62,5 @@ def serve(cfg: ServeConfig) -> None:
     app = create_app(cfg)
     cfg.run = app.state.data.run.path
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    print(f"monosemantic browser for {cfg.run} at http://{shown}:{cfg.port}/", flush=True)
+    say(f"monosemantic browser for {cfg.run} at http://{shown}:{cfg.port}/")
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from monosemantic.errors import UserError
 from monosemantic.interp.backends.base import (
@@ -18,6 +18,9 @@ from monosemantic.interp.backends.base import (
     TransientError,
 )
 from monosemantic.interp.pricing import Prices
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 __all__ = ["Backend", "BackendError", "Completion", "HTTPOptions", "LLMOptions", "Message",
            "TransientError", "make_backend"]
@@ -67,13 +70,13 @@ class LLMOptions:
         return DEFAULT_MODELS[self.llm]
 
 
-def make_backend(opts: LLMOptions, lm=None) -> Backend:
-    """The backend `opts` names (`lm`: an already loaded LoadedModel for the local one)."""
+def make_backend(opts: LLMOptions, lm: LoadedModel | None = None) -> Backend:
+    """The backend `opts` names (`lm`: an already loaded model for the local one)."""
     if (opts.price_in is None) != (opts.price_out is None):
         raise UserError("give both --price-in and --price-out (USD per million tokens)")
     if opts.concurrency < 1 or opts.max_retries < 0 or opts.timeout <= 0:
         raise UserError("--concurrency must be >= 1, --max-retries >= 0, --timeout > 0")
-    prices = Prices(per_million=None if opts.price_in is None else
+    prices = Prices(per_million=None if opts.price_in is None or opts.price_out is None else
                     (float(opts.price_in), float(opts.price_out)))
     http = HTTPOptions(timeout=opts.timeout, max_retries=opts.max_retries)
     model = opts.model_name()

@@ -9,6 +9,7 @@ answers the reply is primed with "{" and generation stops once the braces balanc
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +19,9 @@ from monosemantic.interp.backends.base import (
     ResponseFormat,
     check_messages,
 )
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
 
 _ROLE_NAMES = {"system": "Instructions", "user": "User", "assistant": "Assistant"}
 
@@ -54,10 +58,11 @@ def json_end(text: str) -> int | None:
 class _StopWhenClosed:
     """transformers stopping criterion: the JSON object of the reply is complete."""
 
-    def __init__(self, tokenizer, prompt_len: int, prefix: str):
+    def __init__(self, tokenizer: Any, prompt_len: int, prefix: str):
         self.tokenizer, self.prompt_len, self.prefix = tokenizer, prompt_len, prefix
 
-    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+                 ) -> torch.Tensor:
         text = self.prefix + self.tokenizer.decode(input_ids[0, self.prompt_len:],
                                                    skip_special_tokens=True)
         done = json_end(text) is not None
@@ -69,7 +74,8 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, model: str = "gemma-3-270m", device: str = "cpu", lm=None):
+    def __init__(self, model: str = "gemma-3-270m", device: str = "cpu",
+                 lm: LoadedModel | None = None):
         if lm is None:
             from monosemantic.models import load_model
 
@@ -100,7 +106,9 @@ class LocalBackend:
         stop = (StoppingCriteriaList([_StopWhenClosed(tok, n_in, prefix)]) if prefix else None)
         sample = temperature > 0
         with self._lock:
-            out_1T = self.lm.model.generate(
+            # torch types nn.Module's dynamic attributes as Tensor | Module, so HF's `generate`
+            # reads as a Tensor to the type checker.
+            out_1T = self.lm.model.generate(  # pyright: ignore[reportCallIssue]
                 ids_1S, attention_mask=torch.ones_like(ids_1S), max_new_tokens=max_tokens,
                 do_sample=sample, temperature=temperature if sample else None,
                 top_p=None, top_k=None, stopping_criteria=stop,
