@@ -19,8 +19,8 @@ from monosemantic.activations.manifest import MANIFEST, StoreError
 from monosemantic.activations.model_rows import context_batches, model_rows, special_token_ids
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.config import to_dict
-from monosemantic.devices import resolve_device
 from monosemantic.data import CorpusConfig, CorpusReport
+from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 

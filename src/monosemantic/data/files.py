@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from monosemantic.data.documents import CorpusConfig, CorpusReport
 from monosemantic.data.local_corpus import read_text_file

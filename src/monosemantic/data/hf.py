@@ -6,7 +6,8 @@ folder of parquet / jsonl / txt files.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from monosemantic.data.documents import HF_PREFIX, CorpusConfig, CorpusReport
 from monosemantic.data.files import missing_field_error, record_text

