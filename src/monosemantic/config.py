@@ -94,8 +94,9 @@ def parse_count(text: str | int) -> int:
     number = raw[:-1] if mult != 1 else raw
     try:
         value = float(number) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer such as 4096 or 2M, got {text!r}")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer such as 4096 or 2M, got {text!r}") from err
     if value != int(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(value)
@@ -146,7 +147,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         origin = typing.get_origin(tp)
         if origin in (list, tuple):
             (inner, *_rest) = typing.get_args(tp) or (str,)
-            kwargs.update(type=_scalar_parser(inner), nargs="*" if f.metadata.get("positional") else "+")
+            kwargs.update(type=_scalar_parser(inner),
+                          nargs="*" if f.metadata.get("positional") else "+")
             if not f.metadata.get("positional"):
                 # `--feature a --feature b` must mean both, not the last one.
                 kwargs["action"] = "extend"

@@ -19,6 +19,7 @@ from monosemantic.activations.manifest import MANIFEST, StoreError
 from monosemantic.activations.model_rows import context_batches, model_rows, special_token_ids
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.config import to_dict
+from monosemantic.console import say
 from monosemantic.data import CorpusConfig, CorpusReport
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -108,17 +109,17 @@ def harvest_with(lm: LoadedModel, cfg: HarvestConfig) -> int:
                for hook, path in store_dirs(cfg).items()}
     if all(w.complete for w in writers.values()):
         rows = next(iter(writers.values())).rows
-        print(f"{cfg.out}: already complete ({rows:,} rows per hook)")
+        say(f"{cfg.out}: already complete ({rows:,} rows per hook)")
         return rows
     report = CorpusReport()
     # A crash between two hooks' final commits can leave some stores complete: skip those.
     stored = _run(cfg, lm, {h: w for h, w in writers.items() if not w.complete}, report)
     for writer in writers.values():
         writer.finish()
-    print(report.summary())
+    say(report.summary())
     short = f" (the corpus ran out; asked for {cfg.tokens:,})" if stored < cfg.tokens else ""
-    print(f"stored {stored:,} rows{short} per hook in {cfg.out}: "
-          + ", ".join(f"{h} ({w.d}, {w.dtype})" for h, w in writers.items()))
+    say(f"stored {stored:,} rows{short} per hook in {cfg.out}: "
+        + ", ".join(f"{h} ({w.d}, {w.dtype})" for h, w in writers.items()))
     return stored
 
 

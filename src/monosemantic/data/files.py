@@ -122,8 +122,9 @@ def _iter_parquet(path: Path, cfg: CorpusConfig,
                   report: CorpusReport) -> Iterator[tuple[str, str]]:
     try:
         import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError("reading .parquet needs pyarrow: pip install 'monosemantic[datasets]'")
+    except ImportError as err:
+        raise UserError(
+            "reading .parquet needs pyarrow: pip install 'monosemantic[datasets]'") from err
     import pyarrow as pa
 
     try:

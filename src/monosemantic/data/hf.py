@@ -32,9 +32,9 @@ def open_streaming_dataset(cfg: CorpusConfig) -> Any:
     try:
         import datasets
         from datasets.exceptions import DatasetNotFoundError
-    except ImportError:
+    except ImportError as err:
         raise UserError("Hugging Face datasets need the `datasets` package: "
-                        "pip install 'monosemantic[datasets]'")
+                        "pip install 'monosemantic[datasets]'") from err
     try:
         return datasets.load_dataset(name, cfg.hf_config, split=cfg.split, streaming=True)
     except ConnectionError as err:

@@ -43,7 +43,8 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "gemma3": Family("gemma3", ("model.layers", "model.language_model.layers", "language_model.layers"),
+    "gemma3": Family("gemma3",
+                     ("model.layers", "model.language_model.layers", "language_model.layers"),
                      attn_out="post_attention_layernorm", mlp_out="post_feedforward_layernorm",
                      mlp_down="mlp.down_proj"),
     "llama": Family("llama", ("model.layers",), attn_out="self_attn", mlp_out="mlp",

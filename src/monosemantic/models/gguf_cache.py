@@ -44,7 +44,8 @@ def gguf_fingerprint(path: Path) -> str:
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as f:
-        for offset in sorted({0, max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)}):
+        middle, tail = max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)
+        for offset in sorted({0, middle, tail}):
             f.seek(offset)
             digest.update(f.read(_SAMPLE_BYTES))
     return digest.hexdigest()

@@ -49,7 +49,8 @@ class LoadedModel:
     """Device of the model's parameters."""
     blocks_path: str = ""
     """Dotted path of the blocks' ModuleList (e.g. `model.layers`)."""
-    _points: dict[str, HookPoint] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _points: dict[str, HookPoint] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     @classmethod
     def from_hf(cls, model: nn.Module, tokenizer: Any, spec: str = "") -> LoadedModel:
@@ -61,7 +62,8 @@ class LoadedModel:
         d_mlp = linear_in_features(first_block.get_submodule(family.mlp_down))
         model.eval()
         model.requires_grad_(False)
-        if tokenizer is not None and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        if (tokenizer is not None and tokenizer.pad_token is None
+                and tokenizer.eos_token is not None):
             tokenizer.pad_token = tokenizer.eos_token
         return cls(model=model, tokenizer=tokenizer, spec=spec, family=family.name,
                    n_layers=int(text_cfg.num_hidden_layers), d_model=int(text_cfg.hidden_size),
@@ -79,7 +81,8 @@ class LoadedModel:
 
     def _resolve(self, name: str) -> HookPoint:
         family = detect_family(self.model)
-        point = canonical_point(family, self.blocks_path, self.n_layers, self.d_model, self.d_mlp, name)
+        point = canonical_point(family, self.blocks_path, self.n_layers, self.d_model,
+                                self.d_mlp, name)
         if point is not None:
             return point
         try:
@@ -92,8 +95,8 @@ class LoadedModel:
         """Measure a raw module's output width with a one-token forward (stopped at the module)."""
         from monosemantic.models.hooks import capture
 
-        point = HookPoint(name=path, module_path=path, layer=raw_module_layer(self.blocks_path, path),
-                          kind="module", width=0)
+        point = HookPoint(name=path, module_path=path,
+                          layer=raw_module_layer(self.blocks_path, path), kind="module", width=0)
         token = self.tokenizer.bos_token_id if self.tokenizer is not None else None
         ids_BS = torch.tensor([[token if token is not None else 0]], device=self.device)
         act = capture(self, ids_BS, [point])[path]
@@ -122,7 +125,8 @@ def _resolve_spec(spec: str) -> str | None:
     if spec == DEFAULT_MODEL:
         return str(_default_dir())
     path = Path(spec).expanduser()
-    looks_like_path = spec.startswith((".", "/", "~", "\\")) or spec.endswith(".gguf") or path.exists()
+    looks_like_path = (spec.startswith((".", "/", "~", "\\")) or spec.endswith(".gguf")
+                       or path.exists())
     if not looks_like_path:
         return None
     if not path.exists():
@@ -138,7 +142,8 @@ def _resolve_spec(spec: str) -> str | None:
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return str(_gguf_dir(ggufs[0]))
-    found = f"; it holds several .gguf files ({', '.join(g.name for g in ggufs)}): pass one" if ggufs else ""
+    found = (f"; it holds several .gguf files ({', '.join(g.name for g in ggufs)}): pass one"
+             if ggufs else "")
     raise UserError(f"{path} has no config.json{found}. Pass a HF model directory "
                     "(config.json + weights) or a .gguf file")
 
