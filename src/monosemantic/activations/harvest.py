@@ -160,6 +160,7 @@ def _run(cfg: HarvestConfig, lm: LoadedModel, writers: dict[str, StoreWriter],
                     f"the store says {start_row:,}; the corpus or tokenizer changed since the "
                     f"harvest began. Restore them or harvest into a new --out directory")
             take = min(rows.n_rows, cfg.tokens - row)
+            assert rows.acts is not None  # model_rows runs the model from start_batch on
             for hook, writer in writers.items():
                 writer.append(rows.acts[hook][:take], rows.tokens_N[:take], rows.doc_ids_N[:take],
                               rows.positions_N[:take], batch=rows.index, first_row=row)
