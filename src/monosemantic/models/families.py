@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from monosemantic.errors import UserError
@@ -99,6 +100,6 @@ def linear_in_features(module: nn.Module) -> int:
     """Input width of an nn.Linear or a GPT-2 Conv1D (whose weight is stored [in, out])."""
     if isinstance(module, nn.Linear):
         return module.in_features
-    if type(module).__name__ == "Conv1D":
+    if type(module).__name__ == "Conv1D" and isinstance(module.weight, torch.Tensor):
         return int(module.weight.shape[0])
     raise TypeError(f"expected a Linear or Conv1D down projection, got {type(module).__name__}")

