@@ -25,11 +25,14 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monosemantic.errors import UserError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfigError(UserError, ValueError):
@@ -47,7 +50,10 @@ def field_docs(cls: type) -> dict[str, str]:
             source = textwrap.dedent(inspect.getsource(klass))
         except (OSError, TypeError):
             continue
-        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        statement = ast.parse(source).body[0]
+        # The source of a class is its (decorated) class statement.
+        assert isinstance(statement, ast.ClassDef), type(statement)
+        body = statement.body
         for node, nxt in zip(body, body[1:]):
             if (
                 isinstance(node, ast.AnnAssign)
@@ -94,8 +100,9 @@ def parse_count(text: str | int) -> int:
     number = raw[:-1] if mult != 1 else raw
     try:
         value = float(number) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer such as 4096 or 2M, got {text!r}")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer such as 4096 or 2M, got {text!r}") from err
     if value != int(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(value)
@@ -130,7 +137,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
             continue
         tp, optional = _unwrap_optional(hints[f.name])
         dest = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             sub_short = prefix if f.metadata.get("short_flags") else (
                 None if short_prefix is None else f"{short_prefix}{f.name}.")
             add_dataclass_arguments(parser, tp, prefix=f"{dest}.", short_prefix=sub_short,
@@ -146,7 +153,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
         origin = typing.get_origin(tp)
         if origin in (list, tuple):
             (inner, *_rest) = typing.get_args(tp) or (str,)
-            kwargs.update(type=_scalar_parser(inner), nargs="*" if f.metadata.get("positional") else "+")
+            kwargs.update(type=_scalar_parser(inner),
+                          nargs="*" if f.metadata.get("positional") else "+")
             if not f.metadata.get("positional"):
                 # `--feature a --feature b` must mean both, not the last one.
                 kwargs["action"] = "extend"
@@ -178,8 +186,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, prefix: 
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
     return dataclasses.MISSING
 
 
@@ -200,7 +208,7 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
+def to_dict(cfg: DataclassInstance) -> dict[str, Any]:
     """JSON-ready dict of a config (Paths become strings, tuples become lists)."""
 
     def convert(value: Any) -> Any:
@@ -225,7 +233,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         tp, _ = _unwrap_optional(hints[name])
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
             value = from_dict(tp, value)
         elif tp is Path and value is not None:
             value = Path(value)
@@ -235,7 +243,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def save_config(cfg: Any, path: Path) -> None:
+def save_config(cfg: DataclassInstance, path: Path) -> None:
     """Write `cfg` as pretty JSON (the `cfg.json` beside results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

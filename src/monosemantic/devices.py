@@ -1,4 +1,5 @@
-"""Device names from configs (`auto`, `cpu`, `cuda`, `cuda:1`, `mps`) resolved once, checked once."""
+"""Device names from configs (`auto`, `cpu`, `cuda`, `cuda:1`, `mps`) resolved once, checked
+once."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from monosemantic.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; a CUDA device on a machine without one is an error."""
+    """`auto` -> cuda when available, else cpu; a CUDA device on a machine without one is
+    an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise UserError(f"--device {name!r} is not a device name (try auto, cpu, cuda, cuda:1)") from err
+        raise UserError(
+            f"--device {name!r} is not a device name (try auto, cpu, cuda, cuda:1)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
     return device

@@ -6,10 +6,15 @@ would be shadowed by the submodule).
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from monosemantic.activations.manifest import StoreError
 from monosemantic.activations.reader import ActivationStore, RowBatch
 from monosemantic.activations.writer import StoreWriter
+
+if TYPE_CHECKING:
+    from monosemantic.activations.harvest import HarvestConfig
+    from monosemantic.activations.stream import norm_scale_of, stream_activations
 
 __all__ = [
     "ActivationStore",

@@ -19,8 +19,9 @@ from monosemantic.activations.manifest import MANIFEST, StoreError
 from monosemantic.activations.model_rows import context_batches, model_rows, special_token_ids
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.config import to_dict
-from monosemantic.devices import resolve_device
+from monosemantic.console import say
 from monosemantic.data import CorpusConfig, CorpusReport
+from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 
@@ -108,17 +109,17 @@ def harvest_with(lm: LoadedModel, cfg: HarvestConfig) -> int:
                for hook, path in store_dirs(cfg).items()}
     if all(w.complete for w in writers.values()):
         rows = next(iter(writers.values())).rows
-        print(f"{cfg.out}: already complete ({rows:,} rows per hook)")
+        say(f"{cfg.out}: already complete ({rows:,} rows per hook)")
         return rows
     report = CorpusReport()
     # A crash between two hooks' final commits can leave some stores complete: skip those.
     stored = _run(cfg, lm, {h: w for h, w in writers.items() if not w.complete}, report)
     for writer in writers.values():
         writer.finish()
-    print(report.summary())
+    say(report.summary())
     short = f" (the corpus ran out; asked for {cfg.tokens:,})" if stored < cfg.tokens else ""
-    print(f"stored {stored:,} rows{short} per hook in {cfg.out}: "
-          + ", ".join(f"{h} ({w.d}, {w.dtype})" for h, w in writers.items()))
+    say(f"stored {stored:,} rows{short} per hook in {cfg.out}: "
+        + ", ".join(f"{h} ({w.d}, {w.dtype})" for h, w in writers.items()))
     return stored
 
 
@@ -159,6 +160,7 @@ def _run(cfg: HarvestConfig, lm: LoadedModel, writers: dict[str, StoreWriter],
                     f"the store says {start_row:,}; the corpus or tokenizer changed since the "
                     f"harvest began. Restore them or harvest into a new --out directory")
             take = min(rows.n_rows, cfg.tokens - row)
+            assert rows.acts is not None  # model_rows runs the model from start_batch on
             for hook, writer in writers.items():
                 writer.append(rows.acts[hook][:take], rows.tokens_N[:take], rows.doc_ids_N[:take],
                               rows.positions_N[:take], batch=rows.index, first_row=row)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ class RowsBatch:
     """Tokens run through the model for this batch (kept or not)."""
 
 
-def special_token_ids(tokenizer) -> list[int]:
+def special_token_ids(tokenizer: Any) -> list[int]:
     """Ids of every special token the tokenizer declares (BOS, EOS, pad, ...)."""
     return sorted({int(i) for i in tokenizer.all_special_ids if i is not None})
 

@@ -6,11 +6,11 @@ batches ready.
 
 Integrity: every shard's size is checked when the store is opened (cheap; catches truncation
 and missing files). SHA-256 (which catches altered bytes) costs 1-2 s per GB on one core here,
-more than the shuffled reading itself, so it runs in a background thread the first time a store object is
-iterated (`verify="background"`, the default): a mismatch is raised, naming the shard, at the
-next batch after it is found, and an iteration that runs to its end first waits for the hashes
-of the shards it read. `verify="open"` hashes everything before returning from the constructor,
-`verify="size"` skips hashing; `verify()` hashes everything on demand.
+more than the shuffled reading itself, so it runs in a background thread the first time a store
+object is iterated (`verify="background"`, the default): a mismatch is raised, naming the shard,
+at the next batch after it is found, and an iteration that runs to its end first waits for the
+hashes of the shards it read. `verify="open"` hashes everything before returning from the
+constructor, `verify="size"` skips hashing; `verify()` hashes everything on demand.
 """
 
 from __future__ import annotations

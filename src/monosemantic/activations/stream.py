@@ -84,6 +84,7 @@ def _mixed_rows(lm: LoadedModel, corpus: CorpusConfig, hook: str, ctx_len: int,
     fill, taken = 0, 0
     batches = context_batches(lm, corpus, ctx_len, model_batch_size, report)
     for rows in model_rows(lm, batches, [hook], exclude_special):
+        assert rows.acts is not None  # start_batch 0: every batch is run
         acts_ND = rows.acts[hook]
         if max_rows is not None:
             acts_ND = acts_ND[:max_rows - taken]

@@ -165,13 +165,14 @@ class StoreWriter:
 
     def _commit(self, resume: tuple[int, int]) -> None:
         rows = self._fill
+        assert self._buffers is not None  # committed only after `_put` filled rows
         spans, size = shard_layout(rows, self.d, self.dtype)
         chunks: list[bytes | memoryview] = []
         offset = 0
         for span in spans:
             chunks.append(bytes(span.offset - offset))
             array = np.ascontiguousarray(self._buffers[span.name][:rows])
-            chunks.append(memoryview(array).cast("B"))
+            chunks.append(array.data.cast("B"))
             offset = span.offset + span.nbytes
         digest = hashlib.sha256()
         for chunk in chunks:

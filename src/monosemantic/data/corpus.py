@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from monosemantic.data.documents import (
     HF_PREFIX,

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Literal
+from typing import Literal
 
 LOCAL_PYTHON = "local-python"
 # "default" is accepted too: other configs name the offline default corpus that way.

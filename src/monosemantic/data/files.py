@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from monosemantic.data.documents import CorpusConfig, CorpusReport
 from monosemantic.data.local_corpus import read_text_file
@@ -122,8 +122,9 @@ def _iter_parquet(path: Path, cfg: CorpusConfig,
                   report: CorpusReport) -> Iterator[tuple[str, str]]:
     try:
         import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError("reading .parquet needs pyarrow: pip install 'monosemantic[datasets]'")
+    except ImportError as err:
+        raise UserError(
+            "reading .parquet needs pyarrow: pip install 'monosemantic[datasets]'") from err
     import pyarrow as pa
 
     try:

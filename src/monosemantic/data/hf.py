@@ -6,7 +6,8 @@ folder of parquet / jsonl / txt files.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from monosemantic.data.documents import HF_PREFIX, CorpusConfig, CorpusReport
 from monosemantic.data.files import missing_field_error, record_text
@@ -31,9 +32,9 @@ def open_streaming_dataset(cfg: CorpusConfig) -> Any:
     try:
         import datasets
         from datasets.exceptions import DatasetNotFoundError
-    except ImportError:
+    except ImportError as err:
         raise UserError("Hugging Face datasets need the `datasets` package: "
-                        "pip install 'monosemantic[datasets]'")
+                        "pip install 'monosemantic[datasets]'") from err
     try:
         return datasets.load_dataset(name, cfg.hf_config, split=cfg.split, streaming=True)
     except ConnectionError as err:

@@ -12,8 +12,8 @@ import os
 import random
 import site
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from monosemantic.data.documents import CorpusConfig, CorpusReport
 from monosemantic.errors import UserError

@@ -21,8 +21,9 @@ The last context is padded (pad token, else the BOS) to `ctx_len`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -4,8 +4,8 @@ on fresh contexts from the store's corpus (documents the harvest never reached).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,10 +22,16 @@ from monosemantic.evals.metrics import (
 from monosemantic.evals.spliced import spliced_loss
 from monosemantic.progress import progress
 
+if TYPE_CHECKING:
+    from monosemantic.activations import ActivationStore
+    from monosemantic.data import Context
+    from monosemantic.models import HookPoint, LoadedModel
+    from monosemantic.sae import SAE
+
 
 def reconstruction_pass(
-    sae: Any,
-    store: Any,
+    sae: SAE,
+    store: ActivationStore,
     rows: range,
     row_batch_size: int = 4096,
     dense_threshold: float = 0.1,
@@ -49,7 +55,7 @@ def reconstruction_pass(
     return {**recon.result(), **density.result()}, density.log10_histogram()
 
 
-def harvested_doc_limit(store: Any, tail_rows: int = 65536) -> int:
+def harvested_doc_limit(store: ActivationStore, tail_rows: int = 65536) -> int:
     """Largest document id in the store: documents up to it were (partly) harvested.
 
     Rows are in corpus order, so the answer lies among the last rows; rows that belong to no
@@ -65,8 +71,8 @@ def harvested_doc_limit(store: Any, tail_rows: int = 65536) -> int:
     return last
 
 
-def fresh_contexts(store: Any, tokenizer: Any, n_contexts: int, ctx_len: int | None = None
-                   ) -> Iterator[Any]:
+def fresh_contexts(store: ActivationStore, tokenizer: Any, n_contexts: int,
+                   ctx_len: int | None = None) -> Iterator[Context]:
     """Up to `n_contexts` full contexts from the store's corpus, starting after the last
     harvested document (the corpus config and ctx_len come from the store's manifest)."""
     from monosemantic.config import from_dict
@@ -86,24 +92,24 @@ def fresh_contexts(store: Any, tokenizer: Any, n_contexts: int, ctx_len: int | N
     return itertools.islice(contexts, n_contexts)
 
 
-def _unspliced_ids(store: Any, lm: Any) -> list[int] | None:
+def _unspliced_ids(store: ActivationStore, lm: LoadedModel) -> list[int] | None:
     """Token ids left unspliced: those the harvest excluded (BOS and other special tokens)."""
     ids = store.manifest.get("special_token_ids") if store.manifest.get("exclude_special") else None
     return list(ids) if ids else None  # None: the tokenizer's special tokens
 
 
 def evaluate_sae(
-    lm: Any,
-    sae: Any,
-    hook: Any,
-    store: Any,
+    lm: LoadedModel | None,
+    sae: SAE,
+    hook: str | HookPoint,
+    store: ActivationStore,
     rows: range | None = None,
     n_tokens: int = 0,
     n_contexts: int = 32,
     batch_size: int = 2,
     row_batch_size: int = 4096,
     dense_threshold: float = 0.1,
-    contexts: Any = None,
+    contexts: Iterable[Context] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a (raw-activation) SAE: reconstruction and sparsity on store rows, then the
     model's loss with the SAE spliced in at `hook`.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
@@ -46,6 +47,18 @@ def next_token_targets(tokens_BS: torch.Tensor, splice_BS: torch.Tensor
     return targets_BS, score_BS
 
 
+@overload
+def ce_and_kl(
+    logits_p_BSV: torch.Tensor, logits_q_BSV: torch.Tensor, targets_BS: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def ce_and_kl(
+    logits_p_BSV: torch.Tensor, logits_q_BSV: None, targets_BS: torch.Tensor
+) -> tuple[torch.Tensor, None, None]: ...
+
+
 def ce_and_kl(
     logits_p_BSV: torch.Tensor, logits_q_BSV: torch.Tensor | None, targets_BS: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -55,8 +68,9 @@ def ce_and_kl(
     logits_q_NV = None if logits_q_BSV is None else logits_q_BSV.reshape(B * S, V)
     targets_N1 = targets_BS.reshape(B * S, 1).to(logits_p_BSV.device)
     ce_p_N = torch.empty(B * S, device=logits_p_BSV.device)
-    ce_q_N = None if logits_q_NV is None else torch.empty_like(ce_p_N)
-    kl_N = None if logits_q_NV is None else torch.empty_like(ce_p_N)
+    # Filled (and returned) only when q is given.
+    ce_q_N = torch.empty_like(ce_p_N)
+    kl_N = torch.empty_like(ce_p_N)
     chunk = max(1, _ELEMENTS_PER_CHUNK // V)
     for start in range(0, B * S, chunk):
         rows = slice(start, start + chunk)
@@ -70,9 +84,9 @@ def ce_and_kl(
             kl_terms_CV = torch.where(p_CV > 0, p_CV * (logp_CV - logq_CV), 0.0)
             kl_N[rows] = kl_terms_CV.sum(dim=-1)
 
-    def shaped(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.reshape(B, S)
-    return shaped(ce_p_N), shaped(ce_q_N), shaped(kl_N)
+    if logits_q_NV is None:
+        return ce_p_N.reshape(B, S), None, None
+    return ce_p_N.reshape(B, S), ce_q_N.reshape(B, S), kl_N.reshape(B, S)
 
 
 @dataclass

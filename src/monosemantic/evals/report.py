@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monosemantic.config import to_dict
+from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.evals.evaluate import evaluate_sae
@@ -104,13 +105,13 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
         result["metrics"].update(dead)
         result["formulas"]["dead"] = DEAD_FORMULA
     write_json(run.eval_path, result)
-    print(format_table(result["metrics"]))
-    print(f"wrote {run.eval_path}")
+    say(format_table(result["metrics"]))
+    say(f"wrote {run.eval_path}")
     if cfg.plot:
         title = f"{sae.cfg.architecture} SAE, {sae.cfg.n_features:,} features, {run.hook}"
         png = plot_density_histogram(result["density_histogram"], run.density_plot_path, title)
         if png is not None:
-            print(f"wrote {png}")
+            say(f"wrote {png}")
     return result
 
 

@@ -9,11 +9,16 @@ at every position except BOS / special tokens, which the activation store exclud
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from monosemantic.evals.loss import SplicedLossAccumulator, ce_and_kl, next_token_targets
+
+if TYPE_CHECKING:
+    from monosemantic.data import ContextBatch
+    from monosemantic.models import HookPoint, LoadedModel
+    from monosemantic.sae import SAE
 
 
 def special_token_ids(tokenizer: Any) -> list[int]:
@@ -25,7 +30,7 @@ def special_token_ids(tokenizer: Any) -> list[int]:
     return sorted(int(i) for i in ids)
 
 
-def sae_reconstruct(sae: Any, act_BSD: torch.Tensor) -> torch.Tensor:
+def sae_reconstruct(sae: SAE, act_BSD: torch.Tensor) -> torch.Tensor:
     """`decode(encode(x))` on the last dim of any-shaped activations, in the SAE's dtype/device.
 
     Uses the inference path (`encode`/`decode`), not `forward`, so batch-level rules such as
@@ -51,26 +56,26 @@ def _replace_at(mask_BS: torch.Tensor, make: Callable[[torch.Tensor], torch.Tens
     return fn
 
 
-def _batch_tensors(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _batch_tensors(batch: ContextBatch | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(tokens_BS, attention_mask_BS or None) of a `ContextBatch` or a `[B, S]` LongTensor."""
     if isinstance(batch, torch.Tensor):
         return batch, None
     return batch.tokens, getattr(batch, "attention_mask", None)
 
 
-def _logits(lm: Any, tokens_BS: torch.Tensor,
+def _logits(lm: LoadedModel, tokens_BS: torch.Tensor,
             attention_mask_BS: torch.Tensor | None) -> torch.Tensor:
     out = lm.model(input_ids=tokens_BS, attention_mask=attention_mask_BS, use_cache=False)
     return out.logits
 
 
 def spliced_loss(
-    lm: Any,
-    sae: Any,
-    hook: Any,
-    batches: Iterable[Any],
+    lm: LoadedModel,
+    sae: SAE,
+    hook: str | HookPoint,
+    batches: Iterable[ContextBatch | torch.Tensor],
     keep_token_ids: Sequence[int] | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> dict[str, float | int]:
     """CE clean / spliced / zero-ablated, loss recovered, KL and ΔCE over `batches`.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from monosemantic.errors import UserError
@@ -43,7 +44,8 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "gemma3": Family("gemma3", ("model.layers", "model.language_model.layers", "language_model.layers"),
+    "gemma3": Family("gemma3",
+                     ("model.layers", "model.language_model.layers", "language_model.layers"),
                      attn_out="post_attention_layernorm", mlp_out="post_feedforward_layernorm",
                      mlp_down="mlp.down_proj"),
     "llama": Family("llama", ("model.layers",), attn_out="self_attn", mlp_out="mlp",
@@ -98,6 +100,6 @@ def linear_in_features(module: nn.Module) -> int:
     """Input width of an nn.Linear or a GPT-2 Conv1D (whose weight is stored [in, out])."""
     if isinstance(module, nn.Linear):
         return module.in_features
-    if type(module).__name__ == "Conv1D":
+    if type(module).__name__ == "Conv1D" and isinstance(module.weight, torch.Tensor):
         return int(module.weight.shape[0])
     raise TypeError(f"expected a Linear or Conv1D down projection, got {type(module).__name__}")

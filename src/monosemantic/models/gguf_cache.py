@@ -44,7 +44,8 @@ def gguf_fingerprint(path: Path) -> str:
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as f:
-        for offset in sorted({0, max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)}):
+        middle, tail = max(0, size // 2 - _SAMPLE_BYTES // 2), max(0, size - _SAMPLE_BYTES)
+        for offset in sorted({0, middle, tail}):
             f.seek(offset)
             digest.update(f.read(_SAMPLE_BYTES))
     return digest.hexdigest()
@@ -145,8 +146,10 @@ def _dequantize_to(gguf: Path, out: Path) -> None:
         bar.update(1)
     # The weights are plain float tensors now; drop the GGUF quantizer so save_pretrained
     # writes an ordinary (non-quantized) checkpoint that loads without the GGUF file.
-    model.hf_quantizer = None
+    # transformers sets both attributes per instance on quantized loads; neither the model nor
+    # the config class declares them, so the type checker cannot know them.
+    model.hf_quantizer = None  # pyright: ignore[reportArgumentType]
     if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+        del model.config.quantization_config  # pyright: ignore[reportAttributeAccessIssue]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

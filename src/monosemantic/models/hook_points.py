@@ -62,8 +62,9 @@ def canonical_point(family: Family, blocks: str, n_layers: int, d_model: int, d_
                         f"layers 0..{n_layers - 1}")
     kind = next(k for k, suffix in KIND_SUFFIXES.items() if suffix == match.group(2))
     block = f"{blocks}.{layer}"
-    module = {"resid_pre": block, "resid_post": block, "attn_out": f"{block}.{family.attn_out}",
-              "mlp_out": f"{block}.{family.mlp_out}", "mlp_post": f"{block}.{family.mlp_down}"}[kind]
+    module = {"resid_pre": block, "resid_post": block,
+              "attn_out": f"{block}.{family.attn_out}", "mlp_out": f"{block}.{family.mlp_out}",
+              "mlp_post": f"{block}.{family.mlp_down}"}[kind]
     width = d_mlp if kind == "mlp_post" else d_model
     return HookPoint(name=name, module_path=module, layer=layer, kind=kind, width=width)
 

@@ -101,7 +101,8 @@ def _run(lm: LoadedModel, input_ids_BS: Tensor, attention_mask_BS: Tensor | None
 
 
 def capture(lm: LoadedModel, input_ids_BS: Tensor, names: Iterable[str | HookPoint],
-            attention_mask_BS: Tensor | None = None, *, stop_early: bool = True) -> dict[str, Tensor]:
+            attention_mask_BS: Tensor | None = None, *,
+            stop_early: bool = True) -> dict[str, Tensor]:
     """Activations `[B, S, width]` at `names` (keys: the names as given), without gradients.
 
     The forward stops as soon as every requested hook has fired, so later blocks and the

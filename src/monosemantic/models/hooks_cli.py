@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.models.hook_points import HookPoint
 from monosemantic.models.loading import DEFAULT_MODEL, load_model
@@ -20,7 +21,8 @@ class HooksConfig:
     layer: int = -1
     """Only list the hook points of this block (-1: all blocks)."""
     modules: bool = False
-    """Also list every raw HF module path (they are valid hook names too: their output is hooked)."""
+    """Also list every raw HF module path (they are valid hook names too: their output is
+    hooked)."""
 
 
 def format_points(points: list[HookPoint]) -> str:
@@ -39,13 +41,13 @@ def run_hooks(cfg: HooksConfig) -> list[HookPoint]:
     if cfg.layer >= lm.n_layers:
         raise UserError(f"--layer {cfg.layer}: this model has layers 0..{lm.n_layers - 1}")
     points = [p for p in lm.hook_points() if cfg.layer < 0 or p.layer == cfg.layer]
-    print(f"{cfg.model}: family {lm.family}, {lm.n_layers} layers, d_model {lm.d_model}, "
-          f"d_mlp {lm.d_mlp}; activations are [batch, seq, width]")
+    say(f"{cfg.model}: family {lm.family}, {lm.n_layers} layers, d_model {lm.d_model}, "
+        f"d_mlp {lm.d_mlp}; activations are [batch, seq, width]")
     if points:
-        print(format_points(points))
+        say(format_points(points))
     if cfg.modules:
-        print("\nraw module paths (hook name = path; the module's output is hooked):")
+        say("\nraw module paths (hook name = path; the module's output is hooked):")
         for path, module in lm.model.named_modules():
             if path:
-                print(f"  {path}  ({type(module).__name__})")
+                say(f"  {path}  ({type(module).__name__})")
     return points

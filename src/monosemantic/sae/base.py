@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
 
 
-def check_positive_int(cfg: Any, name: str) -> None:
+def check_positive_int(cfg: SAEConfig, name: str) -> None:
     """Raise `ConfigError` unless the field `name` of `cfg` is an integer >= 1."""
     value = getattr(cfg, name)
     if not isinstance(value, int) or value <= 0:
         raise ConfigError(f"SAE {name} must be a positive integer, got {value!r}")
 
 
-def check_non_negative(cfg: Any, *names: str) -> None:
+def check_non_negative(cfg: SAEConfig, *names: str) -> None:
     """Raise `ConfigError` unless each named field of `cfg` is a finite number >= 0."""
     for name in names:
         value = getattr(cfg, name)
@@ -40,7 +40,7 @@ def check_non_negative(cfg: Any, *names: str) -> None:
             raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
 
-def check_positive(cfg: Any, *names: str) -> None:
+def check_positive(cfg: SAEConfig, *names: str) -> None:
     """Raise `ConfigError` unless each named field of `cfg` is > 0."""
     for name in names:
         if not getattr(cfg, name) > 0:
@@ -159,8 +159,10 @@ class SAE(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ."""
-        W_dec_FD = torch.randn(self.cfg.n_features, self.cfg.d_in)
-        W_dec_FD *= self.cfg.decoder_init_norm / W_dec_FD.norm(dim=1, keepdim=True)
+        init_norm = self.cfg.decoder_init_norm
+        assert init_norm is not None  # SAEConfig.__post_init__ resolves None
+        W_dec_FD = torch.randn(self.W_dec.shape)
+        W_dec_FD *= init_norm / W_dec_FD.norm(dim=1, keepdim=True)
         self.W_dec.copy_(W_dec_FD)
         self.W_enc.copy_(W_dec_FD.T)
         self.b_enc.zero_()

@@ -64,7 +64,7 @@ class SAEConfig:
         if self.d_in is not None:
             check_positive_int(self, "d_in")
         check_positive_int(self, "n_features")
-        if not self.decoder_init_norm > 0:  # type: ignore[operator]
+        if self.decoder_init_norm is None or not self.decoder_init_norm > 0:
             raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
         cls.check_config(self)
 

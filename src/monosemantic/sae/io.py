@@ -88,7 +88,8 @@ def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | Non
              norm_scale: float = 1.0) -> Path:
     """Fold `norm_scale` and decoder norms in, write the SAELens-layout folder atomically."""
     out_dir = Path(out_dir)
-    if getattr(sae, "threshold_count", None) is not None and int(sae.threshold_count) == 0:
+    threshold_count = getattr(sae, "threshold_count", None)  # batchtopk's buffer
+    if threshold_count is not None and int(threshold_count) == 0:
         warnings.warn("saving a batchtopk SAE whose inference threshold was never estimated "
                       "(no training step): its saved threshold is 0", stacklevel=2)
     folded = fold_for_inference(sae, norm_scale)

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from monosemantic.config import ConfigError, to_dict
 from monosemantic.data.documents import CorpusConfig
@@ -123,7 +123,8 @@ class TrainConfig:
         self.out = Path(self.out)
         if self.store is not None:
             self.store = Path(self.store)
-        self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        # The CLI and JSON give a list; `validate` reports a length other than two.
+        self.adam_betas = cast("tuple[float, float]", tuple(self.adam_betas))
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -24,9 +24,15 @@ FINITE_CHECK_BATCHES = 4
 
 
 class TrainData(Protocol):
-    d: int
-    norm_scale: float
-    n_train_rows: int | None
+    # Read-only here (properties), so a source may declare a narrower type (StreamData's None).
+    @property
+    def d(self) -> int: ...
+
+    @property
+    def norm_scale(self) -> float: ...
+
+    @property
+    def n_train_rows(self) -> int | None: ...
 
     def train_batches(self, start_step: int) -> Iterator[Tensor]: ...
 

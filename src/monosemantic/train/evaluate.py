@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from monosemantic.train.data import check_finite
 from monosemantic.train.metrics import ReconstructionSums
 
+if TYPE_CHECKING:
+    from monosemantic.sae import SAE
+
 
 @torch.no_grad()
-def evaluate(sae: nn.Module, batches: Iterable[Tensor], device: torch.device,
+def evaluate(sae: SAE, batches: Iterable[Tensor], device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
              ) -> dict[str, float]:
     """Reconstruction metrics of `sae` over `batches` (normalized activations, as in training).
@@ -39,5 +43,5 @@ def evaluate(sae: nn.Module, batches: Iterable[Tensor], device: torch.device,
     return result
 
 
-def _width(sae: nn.Module) -> int:
-    return int(sae.cfg.d_in)
+def _width(sae: SAE) -> int:
+    return int(sae.W_dec.shape[1])

@@ -62,7 +62,9 @@ class MetricsLogger:
         self._tb = None
         require_backends(wandb_project, tensorboard)
         if wandb_project:
-            import wandb
+            # wandb is in no extra (require_backends checked it is installed), so the type
+            # checker's environment lacks it.
+            import wandb  # pyright: ignore[reportMissingImports]
 
             self._wandb = wandb.init(project=wandb_project, config=config,
                                      dir=str(run_dir), name=Path(run_dir).name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,11 +13,17 @@ from monosemantic.config import to_dict
 from monosemantic.errors import UserError
 from monosemantic.sae import SAE, create_sae
 from monosemantic.train.checkpoint import (
-    load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dead import FeatureTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
+
+if TYPE_CHECKING:
+    from monosemantic.train.data import TrainData
 
 CHECKPOINT_VERSION = 1
 
@@ -49,8 +55,9 @@ class TrainState:
         sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in)).to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
+        beta1, beta2 = cfg.adam_betas  # validate() checked there are two
         optimizer = torch.optim.Adam(
-            sae.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=0.0,
+            sae.parameters(), lr=cfg.lr, betas=(beta1, beta2), weight_decay=0.0,
             # The fused CUDA kernel updates all parameters in one launch.
             fused=device.type == "cuda")
         return cls(cfg=cfg, sae=sae, optimizer=optimizer,
@@ -98,7 +105,7 @@ class TrainState:
         self.wall_time = float(state["wall_time"])
         self.last_records = dict(state.get("last_records", {}))
 
-    def save_final_sae(self, out_dir: Path, data: Any, summary: dict[str, Any]) -> None:
+    def save_final_sae(self, out_dir: Path, data: TrainData, summary: dict[str, Any]) -> None:
         """Save the SAE (normalization folded in) with the run's metadata beside it."""
         from monosemantic.sae import save_sae
 

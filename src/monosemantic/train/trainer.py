@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from monosemantic.train.logger import MetricsLogger, require_backends
 from monosemantic.train.rundir import prepare_run_dir
 from monosemantic.train.schedules import Schedule
 from monosemantic.train.state import TrainState
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["TrainConfig", "train", "NonFiniteLossError"]
 
@@ -70,7 +73,7 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
     return Path(cfg.out)
 
 
-def _close(batches: Any) -> None:
+def _close(batches: Iterator[torch.Tensor]) -> None:
     # Stops a store reader's prefetch thread now rather than at garbage collection.
     close = getattr(batches, "close", None)
     if close is not None:
@@ -205,7 +208,7 @@ class Loop:
             f"the loss became NaN/Inf at step {bad}; training stopped ({where}). Lower --lr, "
             "check the activations, or keep --grad-clip on; the run resumes from that checkpoint")
 
-    def _log_train(self, logger: MetricsLogger, bar: Any) -> None:
+    def _log_train(self, logger: MetricsLogger, bar: tqdm) -> None:
         state, cfg = self.state, self.cfg
         self._check_finite_loss()
         now = time.perf_counter()
