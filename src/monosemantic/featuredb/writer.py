@@ -97,7 +97,7 @@ class FeatureDBWriter:
 
         Arguments as `write_feature_db`'s; every tensor covers all features written."""
         con = self._open()
-        if self.n_tokens is None:
+        if self.n_tokens is None or self._options is None:
             raise ValueError("no feature slice was added")
         meta = {**meta, "schema_version": SCHEMA_VERSION, "n_tokens": self.n_tokens,
                 "n_features": self.n_features, "options": to_dict(self._options)}

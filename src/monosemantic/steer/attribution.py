@@ -136,7 +136,8 @@ def metric_per_row(target_id: int, baseline_id: int | None) -> Callable[[Tensor]
 
 @torch.no_grad()
 def ablation_effects(lm: LoadedModel, hook: str, ids_1S: Tensor, positions_N: Tensor,
-                     deltas_ND: Tensor, metric: Callable[[Tensor], Tensor], batch_size: int = 32) -> Tensor:
+                     deltas_ND: Tensor, metric: Callable[[Tensor], Tensor],
+                     batch_size: int = 32) -> Tensor:
     """metric(clean) − metric(x + deltas[n] at positions[n]) for each n [N], batched.
 
     Each batch holds an unedited row 0 and one edited row per n, so the clean value is taken in

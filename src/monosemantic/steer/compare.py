@@ -88,8 +88,11 @@ def _generate(lm: LoadedModel, ids_1S: Tensor, max_new_tokens: int, temperature:
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out_1T = lm.model.generate(input_ids=ids_1S, attention_mask=torch.ones_like(ids_1S),
-                               max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
+    # torch types nn.Module's dynamic attributes as Tensor | Module, so HF's `generate` reads
+    # as a Tensor to the type checker.
+    out_1T = lm.model.generate(  # pyright: ignore[reportCallIssue]
+        input_ids=ids_1S, attention_mask=torch.ones_like(ids_1S),
+        max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
     return tok.decode(out_1T[0, ids_1S.shape[1]:], skip_special_tokens=True)
 
 
