@@ -80,3 +80,17 @@ def test_never_fired_rows_label_each_window_with_its_tokens():
     assert [(r["key"], r["label"]) for r in rows] == [
         ("training", "dead (no activation in the last 500 training tokens)")]
     assert never_fired_rows(None, {}, 4, None, 0) == []
+
+
+def test_training_settings_leave_out_options_the_architecture_ignores():
+    from monosemantic.web.rundata import training_settings
+
+    cfg = {"architecture": "topk", "k": 32, "l1_coefficient": 5.0, "l0_coefficient": 1.0,
+           "lr": 1e-3}
+    assert training_settings(cfg) == {"architecture": "topk", "k": 32, "lr": 1e-3}
+    relu = training_settings({**cfg, "architecture": "relu"})
+    assert relu == {"architecture": "relu", "l1_coefficient": 5.0, "lr": 1e-3}
+    jump = training_settings({**cfg, "architecture": "jumprelu"})
+    assert jump == {"architecture": "jumprelu", "l0_coefficient": 1.0, "lr": 1e-3}
+    unknown = training_settings({**cfg, "architecture": "future"})
+    assert set(unknown) == {"architecture", "k", "l1_coefficient", "l0_coefficient", "lr"}

@@ -28,8 +28,24 @@ CURVE_KEYS = ("step", "tokens", "loss", "loss_mse", "loss_aux", "nmse", "varianc
               "l0", "dead_fraction", "dead_window_tokens", "dense_fraction",
               "dense_window_tokens", "lr")
 # Training-config keys shown on the overview.
-TRAIN_KEYS = ("architecture", "n_features", "k", "l1_coefficient", "lr", "batch_size", "steps",
-              "total_tokens", "ctx_len", "model", "hook", "store", "seed", "dead_window_tokens")
+TRAIN_KEYS = ("architecture", "n_features", "k", "l1_coefficient", "l0_coefficient", "lr",
+              "batch_size", "steps", "total_tokens", "ctx_len", "model", "hook", "store", "seed",
+              "dead_window_tokens")
+
+
+def training_settings(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The TRAIN_KEYS of a (flattened) training config, without the SAE options its
+    architecture ignores (a topk run's l1_coefficient, a relu run's k)."""
+    from monosemantic.sae.factory import SAE_CLASSES
+
+    unused: set[str] = set()
+    # An architecture this version does not know: show every setting.
+    cls = SAE_CLASSES.get(str(train_cfg.get("architecture")))
+    if cls is not None:
+        unused = {"l1_coefficient", "l0_coefficient"} - {cls.sparsity_coefficient_field}
+        if not cls.uses_k:
+            unused.add("k")
+    return {k: train_cfg[k] for k in TRAIN_KEYS if k in train_cfg and k not in unused}
 
 
 class UnknownFeature(LookupError):
@@ -251,7 +267,7 @@ class RunData:
             "d_in": sae_cfg.get("d_in"),
             "k": sae_cfg.get("k") or train_cfg.get("k"),
             "analysed_tokens": meta.get("n_tokens"),
-            "training": {k: train_cfg[k] for k in TRAIN_KEYS if k in train_cfg},
+            "training": training_settings(train_cfg),
             "eval": metrics,
             "eval_formulas": evaluation.get("formulas"),
             "curves": read_curves(self.run.metrics_path),
