@@ -278,6 +278,11 @@ class RunDir:
         from monosemantic.activations.reader import ActivationStore
 
         path = Path(override) if override is not None else self.store_path
+        if override is None and path is not None and not path.exists() \
+                and self.store_dir.is_dir():
+            # A store harvested into the run (the demo's) is recorded relative to the working
+            # directory of `train`; it moves with the run, so it is found from any directory.
+            path = self.store_dir
         other = f", or {alternative}" if alternative else ""
         if path is None:
             raise UserError(f"{self.path} was trained on streamed activations (no store): give "

@@ -4,6 +4,7 @@ run was trained on, its store and the maxima from its feature database."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,13 @@ def test_what_a_folder_may_hold_before_training(tmp_path):
         run.check_trainable()
     run.cfg_path.write_text("{}")  # a run (to resume) may hold anything
     run.check_trainable()
+
+
+def test_a_store_inside_the_run_is_found_from_another_directory(tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "demo"
+    write_store(run_dir / "acts", n_rows=100, d=D)
+    # Recorded relative to the directory `train` ran in, as the demo records it.
+    run = make_run(run_dir, {"store": "runs/demo/acts", "holdout_rows": [90, 100]})
+    monkeypatch.chdir(tmp_path / "runs")
+    assert not Path("runs/demo/acts").exists()
+    assert run.store().path.resolve() == (run_dir / "acts").resolve()
