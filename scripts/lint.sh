@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
-.venv/bin/pyright
+# -p: the project's own settings, never a pyrightconfig.json found in a parent folder.
+.venv/bin/pyright -p pyproject.toml src
