@@ -218,7 +218,7 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
     say(f"analysed {analysis.n_tokens:,} tokens x {n_feat:,} features in {seconds:.1f} s "
         f"({passes} pass{'es' if passes > 1 else ''}{slices}, state "
         f"{analysis.state_bytes / 2**20:.1f} MiB{' per slice' if slices else ''}); "
-        f"{alive:,} features fired")
+        f"{alive:,} features fired, {n_feat - alive:,} never fired in these tokens")
     say(f"wrote {path}")
     return path
 
