@@ -88,6 +88,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.interp.neurons", "NeuronsConfig", "build_neuron_db",
         "Build a feature database of MLP neurons (the autointerp baseline).",
     ),
+    "plan-memory": Command(
+        "monosemantic.scale.plan_cli", "PlanMemoryConfig", "run_plan_memory",
+        "Per-device memory and traffic of training an SAE on N GPUs (a planning model).",
+    ),
 }
 
 
