@@ -52,7 +52,8 @@ def describe(cfg: PlanMemoryConfig, plan: MemoryPlan, fewest: int | None) -> lis
     ]
     lines = [
         f"d {count(cfg.d_in, 'd_in'):,}, F {count(cfg.n_features, 'n_features'):,}, {arch}, "
-        f"batch {count(cfg.batch_size, 'batch_size'):,} tokens/step, {cfg.world} devices "
+        f"batch {count(cfg.batch_size, 'batch_size'):,} tokens/step, {cfg.world} device"
+        f"{'' if cfg.world == 1 else 's'} "
         f"(mode {cfg.mode}: data {plan.data_parallel} x features {plan.feature_parallel})",
         f"per rank: {plan.local_batch:,} tokens, {plan.local_features:,} features, "
         f"{plan.n_params:,} parameters",
