@@ -11,12 +11,14 @@ normalisation done per rank instead of globally moves them by percents."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.train_data import sparse_activations, write_store
 from monosemantic.sae import load_sae
@@ -45,11 +47,11 @@ def _env() -> dict:
             "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
 
 
-def _train(run: Path, store: Path, arch: str, ranks: int) -> None:
+def _train(run: Path, store: Path, arch: str, ranks: int, *extra: str) -> None:
     launcher = ([] if ranks == 1 else
                 ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)])
     cmd = [sys.executable, *launcher, "-m", "monosemantic", "train", str(run),
-           "--store", str(store), *_args(arch)]
+           "--store", str(store), *_args(arch), *extra]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
 
@@ -109,3 +111,24 @@ def test_batch_size_must_split_over_ranks(tmp_path, store):
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "does not split evenly over 2 ranks" in done.stderr
+
+
+def test_resume_loads_the_same_checkpoint_on_every_rank(tmp_path, store):
+    """A 2-rank run resumed from its step-25 checkpoint ends where the uninterrupted one ended
+    (tracker, Adam state, metric sums and the readers' positions restored on both ranks)."""
+    run = tmp_path / "run"
+    _train(run, store, "topk", 2, "--keep-checkpoints", "2")
+    whole = load_sae(run / "sae").inference_state()
+    whole_records = _records(run)
+    last = sorted((run / "checkpoints").iterdir())[-1]
+    assert "50" in last.name
+    last.unlink()
+    shutil.rmtree(run / "sae")
+
+    _train(run, store, "topk", 2, "--keep-checkpoints", "2")
+    resumed = load_sae(run / "sae").inference_state()
+    for name, value in whole.items():
+        assert torch.equal(resumed[name], value), name
+    timing = ("tokens_per_s", "elapsed_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in _records(run)] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in whole_records]
