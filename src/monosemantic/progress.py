@@ -9,7 +9,8 @@ from tqdm.auto import tqdm
 
 
 def progress(total: int | None = None, desc: str = "", unit: str = "it", **kwargs: Any) -> tqdm:
-    """A tqdm bar; disabled when MONOSEMANTIC_QUIET is set."""
-    disable = os.environ.get("MONOSEMANTIC_QUIET", "") not in ("", "0")
+    """A tqdm bar; disabled when MONOSEMANTIC_QUIET is set (or `disable=True` is passed)."""
+    disable = kwargs.pop("disable", False) or os.environ.get(
+        "MONOSEMANTIC_QUIET", "") not in ("", "0")
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True,
                 unit_scale=True, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -53,3 +54,16 @@ class MemoryData:
         return {"model": "synthetic", "hook": "none", "store": None,
                 "holdout_rows": [self.n_train_rows, self.x_ND.shape[0]],
                 "norm_scale": self.norm_scale}
+
+
+def write_store(path: Path, x_ND: torch.Tensor) -> Path:
+    """A float32 activation store at `path` holding the rows of `x_ND` (one document per 64)."""
+    from monosemantic.activations.writer import StoreWriter
+
+    n = x_ND.shape[0]
+    writer = StoreWriter(path, {"model": "synthetic", "hook": "blocks.0.hook_resid_post"},
+                         d=x_ND.shape[1], dtype="float32", shard_rows=1024)
+    writer.append(x_ND, torch.zeros(n, dtype=torch.long), torch.arange(n) // 64,
+                  torch.arange(n) % 64, batch=0, first_row=0)
+    writer.finish()
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.train_data import sparse_activations
+from helpers.train_data import sparse_activations, write_store
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint
 
 TRAIN_ARGS = ["--steps", "120", "--batch-size", "128", "--n-features", "32", "--lr", "3e-3",
@@ -32,18 +32,6 @@ trainer.Loop.step = slow_step
 from monosemantic.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def write_store(path: Path, x_ND: torch.Tensor) -> Path:
-    from monosemantic.activations.writer import StoreWriter
-
-    n = x_ND.shape[0]
-    writer = StoreWriter(path, {"model": "synthetic", "hook": "blocks.0.hook_resid_post"},
-                         d=x_ND.shape[1], dtype="float32", shard_rows=1024)
-    writer.append(x_ND, torch.zeros(n, dtype=torch.long), torch.arange(n) // 64,
-                  torch.arange(n) % 64, batch=0, first_row=0)
-    writer.finish()
-    return path
 
 
 def _env() -> dict:

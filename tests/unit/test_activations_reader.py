@@ -54,6 +54,18 @@ def test_start_batch_resumes_the_same_sequence(store):
     assert all(torch.equal(a, b) for a, b in zip(full[7:], tail))
 
 
+def test_parts_of_each_batch_make_up_the_whole_batch(store):
+    """Data-parallel ranks: part i of n is the i-th slice of every batch, resumable too."""
+    whole = list(store.iter_batches(12, seed=5, start_batch=2, rows=range(0, 90)))
+    parts = [list(store.iter_batches(12, seed=5, start_batch=2, rows=range(0, 90),
+                                     part=(i, 3))) for i in range(3)]
+    for b, batch in enumerate(whole):
+        assert [len(p[b]) for p in parts] == [4, 4, 4]
+        assert torch.equal(torch.cat([p[b] for p in parts]), batch)
+    with pytest.raises(ValueError, match="equally"):
+        next(store.iter_batches(10, part=(0, 3)))
+
+
 def test_rows_range_selects_train_and_holdout(store):
     train = row_ids(store.iter_batches(10, rows=range(0, 80), seed=2))
     holdout = row_ids(store.iter_batches(5, rows=range(80, 100), seed=2))

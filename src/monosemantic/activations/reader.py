@@ -208,7 +208,7 @@ class ActivationStore:
     def iter_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0,
                      start_batch: int = 0, normalize: bool = False,
                      dtype: torch.dtype = torch.float32, rows: range | None = None,
-                     prefetch: int = 4) -> Iterator[Tensor]:
+                     prefetch: int = 4, part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
         """`Tensor[B, D]` batches of activations.
 
         shuffle: every row of `rows` once, in a random order fixed by `seed` (the last partial
@@ -217,9 +217,16 @@ class ActivationStore:
         start_batch: skip that many batches at no cost (resume a trainer exactly).
         normalize: multiply by `norm_scale`. rows: a `range` of global row indices (train /
         holdout split). prefetch: batches prepared ahead in a background thread.
+        part: (i, n) reads only the i-th of n equal consecutive slices of each batch's rows as
+        listed above (data-parallel training: the n parts are the whole batch); `batch_size`
+        must be a multiple of n.
         """
         if batch_size <= 0:
             raise UserError(f"batch_size must be positive, got {batch_size}")
+        index, n_parts = part
+        if batch_size % n_parts or not 0 <= index < n_parts:
+            raise ValueError(f"part {part} does not split batches of {batch_size} equally")
+        part_size = batch_size // n_parts
         rows = self._row_range(rows)
         total = self.n_batches(batch_size, rows, shuffle)
         if not 0 <= start_batch <= total:
@@ -230,6 +237,8 @@ class ActivationStore:
             for b in range(start_batch, total):
                 positions = np.arange(b * batch_size, min((b + 1) * batch_size, len(rows)))
                 index_N = (np.sort(perm[positions]) if perm is not None else positions)
+                if n_parts > 1:
+                    index_N = index_N[index * part_size:(index + 1) * part_size]
                 yield self._to_tensor(self._gather(index_N + rows.start, "acts"), normalize,
                                       dtype)
 

@@ -13,7 +13,7 @@ save/load need to know about it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -45,6 +45,26 @@ def check_positive(cfg: SAEConfig, *names: str) -> None:
     for name in names:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+
+
+class BatchGroup(Protocol):
+    """The processes that share one global batch in data-parallel training (each holds an
+    equal slice of its rows): losses that depend on batch statistics reduce them over it."""
+
+    @property
+    def world(self) -> int: ...
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over the processes, in place (no autograd)."""
+        ...
+
+    def min_(self, t: torch.Tensor) -> torch.Tensor:
+        """Minimum over the processes, in place."""
+        ...
+
+    def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
+        """Every process's `t` concatenated along dim 0 in process order."""
+        ...
 
 
 class SAEOutput:
@@ -277,7 +297,10 @@ class SAE(nn.Module):
         return nn.functional.linear(f_BF, self.W_dec.T, self.b_dec)
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+        """Codes and losses of the batch `x_BD`. With `group`, `x_BD` is this process's slice of
+        a global batch: the loss is the one whose gradient, averaged over the group, is the
+        global batch's gradient (losses that are means of per-row terms need nothing more)."""
         raise NotImplementedError
 
     @staticmethod

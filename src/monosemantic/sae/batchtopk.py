@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import ConfigError
-from monosemantic.sae.base import SAE
+from monosemantic.sae.base import SAE, BatchGroup
 from monosemantic.sae.kernels import SparseCodes
 from monosemantic.sae.topk import TopKSAE
 
@@ -77,10 +77,14 @@ class BatchTopKSAE(TopKSAE):
     def _keep(self, z_BF: torch.Tensor) -> torch.Tensor:
         return z_BF.float() > self.threshold
 
-    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor) -> SparseCodes:
-        """Training: the k·B largest ReLU(z) of the batch; eval mode: the threshold codes."""
+    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
+                     group: BatchGroup | None = None) -> SparseCodes:
+        """Training: the k·B largest ReLU(z) of the batch; eval mode: the threshold codes.
+        With `group`, B is the global batch (see `_group_codes`)."""
         if not self.training and int(self.threshold_count) > 0:
             return self.codes_where(x_BD, z_BF, self._keep(z_BF) & (z_BF > 0))
+        if group is not None and self.training:
+            return self._group_codes(x_BD, z_BF, group)
         n_rows, n_feat = z_BF.shape
         n_keep = min(self.cfg.k * n_rows, z_BF.numel())
         vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
@@ -93,12 +97,46 @@ class BatchTopKSAE(TopKSAE):
         z_N = self.picked_pre_acts(x_BD, z_BF.reshape(-1)[flat_N], row_N, idx_N)
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
+    def _group_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
+                     group: BatchGroup) -> SparseCodes:
+        """This process's share of the global batch's k·B largest ReLU(z) (z without grad).
+
+        Each process offers its own k·B largest values (the global ones are among them); the
+        (k·B)-th largest of all offers is the cut, and the positive values >= the cut are kept.
+        Zero codes change no loss, gradient or count, so only exact ties at a positive cut
+        can differ from one process's pick of exactly k·B: all tied values are kept."""
+        n_rows, n_feat = z_BF.shape
+        n_keep = min(self.cfg.k * n_rows, z_BF.numel()) * group.world
+        vals_C, flat_C = torch.topk(torch.relu(z_BF).flatten(), min(n_keep, z_BF.numel()),
+                                    sorted=False)
+        with torch.no_grad():
+            cut = torch.topk(group.gather_cat(vals_C.detach()), n_keep, sorted=False)[0].min()
+        keep_C = (vals_C >= cut) & (vals_C > 0)
+        flat_N = torch.sort(flat_C[keep_C])[0]
+        row_N, idx_N = flat_N // n_feat, flat_N % n_feat
+        z_N = z_BF.reshape(-1)[flat_N]
+        self._update_threshold(z_N, group)
+        z_N = self.picked_pre_acts(x_BD, z_N, row_N, idx_N)
+        return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
+
     @torch.no_grad()
-    def _update_threshold(self, vals_N: torch.Tensor) -> None:
+    def _update_threshold(self, vals_N: torch.Tensor, group: BatchGroup | None = None) -> None:
         positive_N = vals_N[vals_N > 0]
+        if group is not None:
+            # The global smallest kept value (+inf on a process that kept none).
+            smallest = (positive_N.min().float() if positive_N.numel()
+                        else torch.full((), float("inf"), device=vals_N.device))
+            smallest = group.min_(smallest.clone())
+            if not bool(torch.isfinite(smallest)):
+                return
+            self._move_threshold(smallest)
+            return
         if positive_N.numel() == 0:
             return
         smallest = positive_N.min().float()
+        self._move_threshold(smallest)
+
+    def _move_threshold(self, smallest: torch.Tensor) -> None:
         count = int(self.threshold_count)
         rate = 1.0 if count == 0 else self.cfg.batchtopk_threshold_rate
         self.threshold.mul_(1.0 - rate).add_(rate * smallest)

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from monosemantic.sae.base import SAE, SAEOutput, check_non_negative, check_positive
+from monosemantic.sae.base import (
+    SAE,
+    BatchGroup,
+    SAEOutput,
+    check_non_negative,
+    check_positive,
+)
 
 if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
@@ -118,7 +124,8 @@ class JumpReLUSAE(SAE):
         return z_BS * (z_BS.float() > theta_S)  # z·1 or z·0, as JumpReLUFunction.forward
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+        # `group` needs nothing: the MSE and the L0 are means of per-row terms.
         z_BF = self.pre_acts(x_BD)
         theta_F = self.threshold
         eps = self.cfg.jumprelu_bandwidth

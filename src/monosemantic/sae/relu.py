@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from monosemantic.sae.base import SAE, SAEOutput, check_non_negative
+from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, check_non_negative
 from monosemantic.sae.kernels import SparseCodes
 
 if TYPE_CHECKING:
@@ -63,8 +63,10 @@ class ReluSAE(SAE):
         return int(torch.count_nonzero(f_BF)) <= SPARSE_MAX_DENSITY * f_BF.numel()
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0, sparse: bool | None = None) -> SAEOutput:
+                l1_scale: float = 1.0, sparse: bool | None = None,
+                group: BatchGroup | None = None) -> SAEOutput:
         """Loss and codes; `sparse` forces a path (2-D x), None picks by density on CPU.
+        `group` needs nothing here: both terms are means of per-row terms.
 
         The automatic choice runs on CPU only: counting the active codes reads a number back
         from the device, which a GPU step must not wait for (and GPU matmuls are cheap)."""

@@ -14,6 +14,10 @@ variance about its batch mean), multiplied by the batch's total variance E‖x �
 no gradient). The paper's main loss is the MSE normalised by that same variance, so this keeps
 exactly the paper's ratio between the two terms while our main term stays ‖x − x̂‖².
 k_aux = min(aux_k, number of dead latents).
+
+Data-parallel (a `BatchGroup` of processes, each with an equal slice of the batch): the two
+variances and ē are the global batch's (reduced over the group), and each process's term is
+scaled by the group size so that the mean over the processes is the global term.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import ConfigError
-from monosemantic.sae.base import SAE, SAEOutput, check_non_negative
+from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, check_non_negative
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 
 if TYPE_CHECKING:
@@ -101,30 +105,32 @@ class TopKSAE(SAE):
         z_N = self.picked_pre_acts(x_BD, z_BK.reshape(-1), row_N, idx_N)
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
-    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor) -> SparseCodes:
-        """The codes the training loss uses (z without grad)."""
+    def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
+                     group: BatchGroup | None = None) -> SparseCodes:
+        """The codes the training loss uses (z without grad); per row, so `group` is unused."""
         return self._pick_topk(x_BD, z_BF, self.cfg.k)
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
         # z only selects; gradients reach the encoder through the picked entries alone.
         z_BF = self.selection_pre_acts(x_BD)
-        codes = self._train_codes(x_BD, z_BF)
+        codes = self._train_codes(x_BD, z_BF, group)
         x_hat_BD = codes.decode(self.W_dec) + self.b_dec
         mse = self.mse(x_BD, x_hat_BD)
         if dead_mask_F is None:
             aux = mse.new_zeros(())
         else:
-            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F)
+            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group)
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=None, codes=codes, losses={"mse": mse, "aux": aux},
                          loss=mse + aux)
 
     def auxk_loss(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, z_BF: torch.Tensor,
-                  dead_mask_F: torch.Tensor) -> torch.Tensor:
+                  dead_mask_F: torch.Tensor, group: BatchGroup | None = None) -> torch.Tensor:
         """AuxK loss (formula in the module docstring); 0 when no latent is dead.
 
         `z_BF` are the pre-activations without grad; the picked dead latents get their gradient
-        through the sampled encoder."""
+        through the sampled encoder. `dead_mask_F` must be the same on every process of
+        `group`."""
         # A host read: free on CPU; on a GPU one sync per step once the trainer passes the mask
         # (only while some feature may be dead).
         n_dead = int(dead_mask_F.sum())
@@ -135,16 +141,30 @@ class TopKSAE(SAE):
         e_hat_BD = self._pick_topk(x_BD, z_dead_BF, k_aux).decode(self.W_dec).float()
         e_BD = (x_BD.float() - x_hat_BD.float()).detach()
         with torch.no_grad():
-            e_var = (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)
-            x_f = x_BD.float()
-            x_var_per_row = (x_f - x_f.mean(0)).pow(2).sum() / x_BD.shape[0]
+            if group is None:
+                e_var = (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)
+                x_f = x_BD.float()
+                x_var_per_row = (x_f - x_f.mean(0)).pow(2).sum() / x_BD.shape[0]
+            else:
+                e_var = _global_centered_sq(e_BD, group).clamp_min(1e-12)
+                x_var_per_row = (_global_centered_sq(x_BD.float(), group)
+                                 / (x_BD.shape[0] * group.world))
         nmse = (e_hat_BD - e_BD).pow(2).sum() / e_var
+        if group is not None:
+            nmse = nmse * group.world
         return self.cfg.aux_coefficient * nmse * x_var_per_row
 
     @torch.no_grad()
     def init_from_data(self, x_ND: torch.Tensor) -> None:
         """Set b_dec to the geometric median of `x_ND` (Weiszfeld's algorithm)."""
         self.b_dec.copy_(geometric_median(x_ND).to(self.b_dec))
+
+
+def _global_centered_sq(t_BD: torch.Tensor, group: BatchGroup) -> torch.Tensor:
+    """Σ_b‖t_b − t̄‖² over the group's global batch (t̄ its global mean), on every process."""
+    n_rows = t_BD.shape[0] * group.world
+    mean_D = group.sum_(t_BD.sum(0)) / n_rows
+    return group.sum_((t_BD - mean_D).pow(2).sum())
 
 
 @torch.no_grad()

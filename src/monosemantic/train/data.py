@@ -58,9 +58,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 class StoreData:
     """Batches from an `ActivationStore`: rows [0, n_train) shuffled for training, the last
-    `holdout_fraction` of rows (corpus order) for evaluation."""
+    `holdout_fraction` of rows (corpus order) for evaluation.
 
-    def __init__(self, cfg: TrainConfig):
+    `part` = (rank, world): training batches are this rank's slice of each global batch of
+    `cfg.batch_size` rows (`ActivationStore.iter_batches`); evaluation batches are whole."""
+
+    def __init__(self, cfg: TrainConfig, part: tuple[int, int] = (0, 1)):
         from monosemantic.activations import ActivationStore
 
         assert cfg.store is not None
@@ -70,6 +73,7 @@ class StoreData:
         self.path = Path(cfg.store)
         self.store = ActivationStore(self.path)
         self.batch_size = cfg.batch_size
+        self.part = part
         self.seed = cfg.seed
         self.d = int(self.store.d)
         self.norm_scale = float(self.store.norm_scale)
@@ -90,7 +94,7 @@ class StoreData:
             yield from self.store.iter_batches(
                 self.batch_size, shuffle=True, seed=epoch_seed(self.seed, ep),
                 start_batch=start if ep == epoch else 0, normalize=True,
-                rows=range(0, self.n_train_rows))
+                rows=range(0, self.n_train_rows), part=self.part)
 
     def eval_batches(self, max_rows: int) -> Iterator[Tensor]:
         start = self.eval_rows.start
@@ -190,10 +194,15 @@ class StreamData:
 
 
 def open_data(cfg: TrainConfig, device: torch.device, total_steps: int | None = None,
-              norm_scale: float | None = None) -> TrainData:
-    """The data source `cfg` asks for (`total_steps` and `norm_scale` matter for streaming)."""
+              norm_scale: float | None = None, part: tuple[int, int] = (0, 1)) -> TrainData:
+    """The data source `cfg` asks for (`total_steps` and `norm_scale` matter for streaming;
+    `part` = (rank, world) of data-parallel training, store only)."""
     if cfg.store is not None:
-        return StoreData(cfg)
+        return StoreData(cfg, part)
+    if part[1] > 1:
+        raise UserError("data-parallel training (torchrun) reads an activation store only: "
+                        "harvest the activations first and pass --store (streaming from a "
+                        "model is not sharded across ranks yet)")
     if total_steps is None:
         raise UserError("streaming needs a length: give --steps or --total-tokens")
     return StreamData(cfg, total_steps, device, norm_scale)

@@ -3,6 +3,10 @@
 The step is the hot loop, so it never waits on the device: metrics, the dead-feature counters and
 the NaN watch live in device tensors and are read back only every `log_every` steps, before an
 evaluation and before a checkpoint (a checkpoint is never written after a non-finite loss).
+
+Under torchrun (`distributed`) every rank trains the same SAE on its slice of each global batch:
+gradients are averaged, the dead-feature counts summed every step (one dead mask for AuxK),
+the metric sums gathered on rank 0 when they are read; rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import latest_checkpoint
 from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
+from monosemantic.train.distributed import Ranks, drop_sums, fold_sums, process_group
 from monosemantic.train.evaluate import evaluate
 from monosemantic.train.logger import MetricsLogger, require_backends
 from monosemantic.train.rundir import prepare_run_dir
@@ -47,30 +52,49 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
     """
     validate(cfg)
     require_backends(cfg.wandb_project, cfg.tensorboard)
-    device = resolve_device(cfg.device)
+    with process_group(resolve_device(cfg.device)) as (ranks, device):
+        _train(cfg, data, ranks, device)
+    return Path(cfg.out)
+
+
+def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch.device) -> None:
+    if ranks.active:
+        if data is not None:
+            raise UserError("a custom data source is not split across ranks: train it in one "
+                            "process, or pass --store")
+        if cfg.batch_size % ranks.world:
+            raise UserError(f"--batch-size {cfg.batch_size} does not split evenly over "
+                            f"{ranks.world} ranks: use a multiple of {ranks.world}")
+    part = (ranks.rank, ranks.world)
     norm_scale = None
     if data is None and cfg.store is None:
         # Streaming: the length comes from the options; a resumed run reuses its scale.
         resolve(cfg, None)
         norm_scale = _checkpoint_norm_scale(cfg.out)
-        data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale)
+        data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale, part=part)
     elif data is None:
-        data = open_data(cfg, device)
+        data = open_data(cfg, device, part=part)
     resolve(cfg, data.n_train_rows, data.d)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
-    resume = prepare_run_dir(cfg)
+    # Rank 0 checks and writes the run directory; the others then read the same checkpoint.
+    resume = prepare_run_dir(cfg) if ranks.is_main else None
+    ranks.barrier()
+    if not ranks.is_main:
+        resume = latest_checkpoint(Path(cfg.out))
 
     state = TrainState.create(cfg, data.d, device)
     if resume is not None:
         state.load(resume[1], data.d)
+        if not ranks.is_main:
+            drop_sums(state)  # rank 0 holds the checkpoint's metric sums
     else:
         batches = data.train_batches(0)
-        first_BD = next(batches).to(device)
+        # The whole first global batch on every rank: the same data-dependent init everywhere.
+        first_BD = ranks.gather_cat(next(batches).to(device))
         _close(batches)
         check_finite(first_BD, "training batch 0")
         state.sae.init_from_data(first_BD)
-    Loop(cfg, data, state, device).run()
-    return Path(cfg.out)
+    Loop(cfg, data, state, device, ranks).run()
 
 
 def _close(batches: Iterator[torch.Tensor]) -> None:
@@ -103,9 +127,11 @@ class Loop:
     """One training run from `state.step` to `cfg.steps`: steps, logs, evals, checkpoints."""
 
     def __init__(self, cfg: TrainConfig, data: TrainData | None, state: TrainState,
-                 device: torch.device):
-        """`data` may be None for a loop that is only driven through `step` (benchmarks)."""
+                 device: torch.device, ranks: Ranks | None = None):
+        """`data` may be None for a loop that is only driven through `step` (benchmarks);
+        `ranks`: this process among the data-parallel ranks (`data` gives its slices)."""
         self.cfg, self.data, self.state, self.device = cfg, data, state, device
+        self.ranks = ranks if ranks is not None else Ranks()
         assert cfg.steps is not None and cfg.lr is not None
         self.schedule = Schedule(cfg.steps, cfg.lr, cfg.l1_warmup_fraction,
                                  cfg.lr_warmup_fraction, cfg.lr_decay_fraction)
@@ -122,8 +148,11 @@ class Loop:
         assert total is not None
         if self.data is None:
             raise ValueError("Loop.run needs the run's data; this loop was built with data=None")
-        logger = MetricsLogger(self.run_dir, cfg.wandb_project, cfg.tensorboard, to_dict(cfg))
-        bar = progress(total=total, desc="train", unit="step", initial=state.step)
+        main = self.ranks.is_main
+        logger = (MetricsLogger(self.run_dir, cfg.wandb_project, cfg.tensorboard, to_dict(cfg))
+                  if main else None)
+        bar = progress(total=total, desc="train", unit="step", initial=state.step,
+                       disable=not main)
         self.t_log, self.step_log = time.perf_counter(), state.step
         self.t_start, self.wall_before = time.perf_counter(), state.wall_time
         batches = iter(self.data.train_batches(state.step))
@@ -148,12 +177,14 @@ class Loop:
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total:
                     self._checkpoint()
             self._check_finite_loss()
-            summary = self._summary()
-            state.save_final_sae(RunDir(self.run_dir).sae_dir, self.data, summary)
+            if main:
+                summary = self._summary()
+                state.save_final_sae(RunDir(self.run_dir).sae_dir, self.data, summary)
         finally:
             _close(batches)
             bar.close()
-            logger.close()
+            if logger is not None:
+                logger.close()
 
     def step(self, x_BD: torch.Tensor) -> None:
         """One optimizer step on the batch `x_BD` (already normalised, on the device).
@@ -172,10 +203,12 @@ class Loop:
         # tracker's host-side bound proves that no feature is dead: AuxK would find nothing.
         dead_mask_F = (state.tracker.dead_mask() if state.sae.needs_dead_mask
                        and state.tracker.may_have_dead() else None)
+        group = {"group": self.ranks} if self.ranks.active else {}
         with self.autocast():
             out = self.forward(x_BD, dead_mask_F=dead_mask_F,
-                               l1_scale=self.schedule.l1_scale(step))
+                               l1_scale=self.schedule.l1_scale(step), **group)
         out.loss.backward()
+        self.ranks.average_grads_(self.params)
         state.sae.before_optimizer_step()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
@@ -183,20 +216,31 @@ class Loop:
         state.optimizer.zero_grad(set_to_none=True)
         state.sae.after_optimizer_step()
         # Per-feature counts straight from the codes: sparse paths never build a dense B×F f.
-        fires_F = state.tracker.record(out.fires_F(), x_BD.shape[0])
-        state.recon.add(x_BD, out.x_hat_BD.detach(), fires_F.sum())
-        state.losses.add(step, out.loss, out.losses)
+        # The tracker counts the global batch, so every rank has the same dead mask.
+        fires_F = out.fires_F()
+        n_active = fires_F.sum()
+        state.tracker.record(self.ranks.sum_(fires_F), x_BD.shape[0] * self.ranks.world)
+        state.recon.add(x_BD, out.x_hat_BD.detach(), n_active)
+        if self.ranks.active:  # each rank's share of the mean over the ranks
+            world = self.ranks.world
+            state.losses.add(step, out.loss / world, {k: v / world for k, v in out.losses.items()})
+        else:
+            state.losses.add(step, out.loss, out.losses)
         state.step = step + 1
 
     def _checkpoint(self) -> None:
         self._check_finite_loss()
         start = time.perf_counter()
         assert self.data is not None  # only `run` checkpoints
+        if not self.ranks.is_main:
+            return
         self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
                                          self._wall_time(), self.data.norm_scale)
         self.overhead_seconds += time.perf_counter() - start
 
     def _check_finite_loss(self) -> None:
+        # Every read of the sums comes through here, on all ranks at the same steps.
+        fold_sums(self.ranks, self.state)
         bad = self.state.losses.bad_step()
         if bad is None:
             return
@@ -208,10 +252,20 @@ class Loop:
             f"the loss became NaN/Inf at step {bad}; training stopped ({where}). Lower --lr, "
             "check the activations, or keep --grad-clip on; the run resumes from that checkpoint")
 
-    def _log_train(self, logger: MetricsLogger, bar: tqdm) -> None:
-        state, cfg = self.state, self.cfg
+    def _log_train(self, logger: MetricsLogger | None, bar: tqdm) -> None:
+        state = self.state
         self._check_finite_loss()
         now = time.perf_counter()
+        if logger is not None:
+            self._write_train_record(logger, bar, now)
+        state.losses.reset()
+        state.recon.reset()
+        state.tracker.reset_window()
+        state.tracker.refresh_bound()  # the device was just read anyway
+        self.t_log, self.step_log, self.overhead_seconds = now, state.step, 0.0
+
+    def _write_train_record(self, logger: MetricsLogger, bar: tqdm, now: float) -> None:
+        state, cfg = self.state, self.cfg
         seconds = max(now - self.t_log - self.overhead_seconds, 1e-9)
         tokens = (state.step - self.step_log) * cfg.batch_size
         last = state.step - 1
@@ -233,15 +287,12 @@ class Loop:
         logger.log(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", L0=f"{record['l0']:.1f}",
                         dead=f"{100 * record['dead_fraction']:.1f}%", refresh=False)
-        state.losses.reset()
-        state.recon.reset()
-        state.tracker.reset_window()
-        state.tracker.refresh_bound()  # the device was just read anyway
         state.last_records["train"] = record
-        self.t_log, self.step_log, self.overhead_seconds = now, state.step, 0.0
 
-    def _eval(self, logger: MetricsLogger) -> None:
+    def _eval(self, logger: MetricsLogger | None) -> None:
         self._check_finite_loss()
+        if logger is None:  # rank 0 alone evaluates (on the whole held-out set)
+            return
         start = time.perf_counter()
         assert self.data is not None  # only `run` evaluates
         result = evaluate(self.state.sae, self.data.eval_batches(self.cfg.eval_max_rows),
