@@ -67,3 +67,10 @@ def write_store(path: Path, x_ND: torch.Tensor) -> Path:
                   torch.arange(n) % 64, batch=0, first_row=0)
     writer.finish()
     return path
+
+
+def metrics_records(run: Path) -> list[dict]:
+    """Every record of RUN/metrics.jsonl, in order (the file must be complete)."""
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

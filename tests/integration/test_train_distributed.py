@@ -9,7 +9,6 @@ lr·1e-9/eps. batchtopk at 2 ranks has one such feature (measured 2e-4 relative 
 on the metrics), hence the bounds: 1e-3 on the weights, 1e-4 on the metrics. A selection or
 normalisation done per rank instead of globally moves them by percents."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.train_data import sparse_activations, write_store
+from helpers.train_data import metrics_records, sparse_activations, write_store
 from monosemantic.sae import load_sae
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -56,10 +55,6 @@ def _train(run: Path, store: Path, arch: str, ranks: int, *extra: str) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
-def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     x_ND = sparse_activations(n_rows=4096, d=16, n_true=48, active=3, seed=2)[0] * 10.0
@@ -91,7 +86,7 @@ def test_ranks_match_one_process(tmp_path, store, single_runs, arch, world):
     for name, value in state_1.items():
         assert float((state_2[name] - value).norm()) <= 1e-3 * float(value.norm()), name
 
-    recs_1, recs_2 = _records(single), _records(double)
+    recs_1, recs_2 = metrics_records(single), metrics_records(double)
     # Rank 0 alone logged: one record per (split, step), the same ones as the single process.
     assert [(r["split"], r["step"]) for r in recs_2] == [(r["split"], r["step"]) for r in recs_1]
     for r1, r2 in zip(recs_1, recs_2):
@@ -119,7 +114,7 @@ def test_resume_loads_the_same_checkpoint_on_every_rank(tmp_path, store):
     run = tmp_path / "run"
     _train(run, store, "topk", 2, "--keep-checkpoints", "2")
     whole = load_sae(run / "sae").inference_state()
-    whole_records = _records(run)
+    whole_records = metrics_records(run)
     last = sorted((run / "checkpoints").iterdir())[-1]
     assert "50" in last.name
     last.unlink()
@@ -130,5 +125,5 @@ def test_resume_loads_the_same_checkpoint_on_every_rank(tmp_path, store):
     for name, value in whole.items():
         assert torch.equal(resumed[name], value), name
     timing = ("tokens_per_s", "elapsed_s")
-    assert [{k: v for k, v in r.items() if k not in timing} for r in _records(run)] == \
+    assert [{k: v for k, v in r.items() if k not in timing} for r in metrics_records(run)] == \
         [{k: v for k, v in r.items() if k not in timing} for r in whole_records]

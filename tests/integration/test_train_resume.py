@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.train_data import sparse_activations, write_store
+from helpers.train_data import metrics_records, sparse_activations, write_store
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint
 
 TRAIN_ARGS = ["--steps", "120", "--batch-size", "128", "--n-features", "32", "--lr", "3e-3",
@@ -42,10 +42,6 @@ def _train_cli(run: Path, store: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "monosemantic.cli", "train", str(run),
                            "--store", str(store), *TRAIN_ARGS],
                           env=_env(), capture_output=True, text=True, timeout=600)
-
-
-def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +85,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, store):
                        final_ref["tracker"]["tokens_since_fire_F"])
 
     # One record per (split, step), and the same numbers as the uninterrupted run.
-    recs, ref_recs = _records(run), _records(reference)
+    recs, ref_recs = metrics_records(run), metrics_records(reference)
     keys = [(r["split"], r["step"]) for r in recs]
     assert keys == [(r["split"], r["step"]) for r in ref_recs]
     for a, b in zip(recs, ref_recs):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.train_data import MemoryData, sparse_activations
+from helpers.train_data import MemoryData, metrics_records, sparse_activations
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -25,10 +25,6 @@ def _cfg(out: Path, architecture: str = "relu", k: int = 32, l1_coefficient: flo
     return TrainConfig(**base)
 
 
-def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def sparse_x():
     return sparse_activations(n_rows=8192, d=D, n_true=32, active=3, seed=0)[0]
@@ -40,7 +36,7 @@ def test_training_learns_sparse_data(tmp_path, sparse_x, arch, extra):
     """Golden-metric style: loss falls and held-out variance explained ends high."""
     run = train(_cfg(tmp_path / arch, architecture=arch, **extra),
                 data=MemoryData(sparse_x, BATCH, holdout_fraction=0.1))
-    records = _records(run)
+    records = metrics_records(run)
     train_recs = [r for r in records if r["split"] == "train"]
     eval_recs = [r for r in records if r["split"] == "eval"]
     assert [r["step"] for r in train_recs] == list(range(25, 301, 25))
@@ -106,7 +102,7 @@ def test_every_architecture_trains_and_saves(tmp_path, sparse_x, arch):
     run = train(_cfg(tmp_path / arch, architecture=arch, k=4, steps=30, eval_every=0,
                      checkpoint_every=0, log_every=10, dead_window_tokens=4 * BATCH),
                 data=MemoryData(sparse_x, BATCH, holdout_fraction=0.1))
-    last = _records(run)[-1]
+    last = metrics_records(run)[-1]
     assert last["split"] == "eval" and 0 < last["variance_explained"] <= 1
     sae = load_sae(run / "sae")
     assert sae.cfg.architecture == arch and sae.cfg.n_features == 64
@@ -162,9 +158,9 @@ def test_resume_refuses_changed_config_and_dimension(tmp_path, sparse_x):
     with pytest.raises(UserError, match="width 16, but the data has width 8"):
         train(_cfg(run, steps=20, eval_every=0), data=MemoryData(sparse_x[:, :8], BATCH))
     # Same config, run complete: nothing retrained, metrics not duplicated.
-    before = _records(run)
+    before = metrics_records(run)
     train(_cfg(run, steps=20, eval_every=0, log_every=5), data=data)
-    assert _records(run) == before
+    assert metrics_records(run) == before
 
 
 def test_not_a_run_directory_is_refused(tmp_path, sparse_x):

@@ -5,6 +5,7 @@ import shutil
 
 import torch
 
+from helpers.train_data import metrics_records
 from monosemantic.data import CorpusConfig
 from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import checkpoint_path, load_checkpoint
@@ -27,7 +28,7 @@ def _cfg(tmp_path, tiny_model_dir, out):
 
 def test_streaming_trains_and_resumes_exactly(tmp_path, tiny_model_dir):
     run = train(_cfg(tmp_path, tiny_model_dir, tmp_path / "run"))
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    recs = metrics_records(run)
     evals = [r for r in recs if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [10, 20]
     assert evals[-1]["rows"] == 128  # 0.1 x 20 steps x 64 rows, as whole batches
