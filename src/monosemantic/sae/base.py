@@ -159,6 +159,11 @@ class SAE(nn.Module):
         self._workspace: torch.Tensor | None = None
         self.reset_parameters()
 
+    feature_dims: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
+    """The dimension along which each per-feature tensor of `state_dict()` runs over the F
+    features (a feature-sharded rank holds a contiguous slice of it); every other entry
+    (b_dec, counters) is the same whole tensor on every rank. Subclasses add their own."""
+
     # ---- shape-suffixed aliases (the contract's names) ----
     @property
     def W_enc_DF(self) -> nn.Parameter:

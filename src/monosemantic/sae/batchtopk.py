@@ -31,6 +31,7 @@ class BatchTopKSAE(TopKSAE):
 
     # Saved with its threshold as a JumpReLU, as SAELens itself does.
     saelens_architecture = "jumprelu"
+    feature_dims = {**TopKSAE.feature_dims, "threshold": 0}
 
     @classmethod
     def check_config(cls, cfg: SAEConfig) -> None:

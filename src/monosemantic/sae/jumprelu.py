@@ -83,6 +83,8 @@ class JumpReLUSAE(SAE):
     sparsity_coefficient_field = "l0_coefficient"
     saelens_architecture = "jumprelu"
 
+    feature_dims = {**SAE.feature_dims, "log_threshold": 0}
+
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:
         return 7e-5
