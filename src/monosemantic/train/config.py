@@ -20,7 +20,7 @@ from monosemantic.sae import SAEConfig, sae_class
 # Options that may change between a crash and its resume without changing the run's result.
 RESUME_SAFE_FIELDS = frozenset({
     "device", "log_every", "eval_every", "eval_max_rows", "checkpoint_every", "keep_checkpoints",
-    "wandb_project", "tensorboard", "compile", "stream_batch_size",
+    "wandb_project", "tensorboard", "compile", "stream_batch_size", "dist_timeout",
 })
 
 
@@ -118,6 +118,11 @@ class TrainConfig:
     and optimizer state stay float32. (float16 is not offered: it would need loss scaling.)"""
     compile: bool = False
     """Compile the SAE forward with torch.compile."""
+    dist_timeout: float = 600.0
+    """Under torchrun: seconds a rank waits for the others (to join, and in each collective)
+    before it stops with an error instead of hanging. While rank 0 alone evaluates or writes a
+    checkpoint the others wait in their next collective, so keep it above the longest of those
+    (600 s covers a multi-GB checkpoint on a slow shared disk)."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -159,6 +164,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--grad-clip must be >= 0 (0 disables), got {cfg.grad_clip}")
     if cfg.dead_window_tokens is not None and cfg.dead_window_tokens < 1:
         raise ConfigError(f"--dead-window-tokens must be >= 1, got {cfg.dead_window_tokens}")
+    if not cfg.dist_timeout > 0:
+        raise ConfigError(f"--dist-timeout must be > 0 seconds, got {cfg.dist_timeout}")
     _positive(cfg, "log_every", "keep_checkpoints", "eval_max_rows", "ctx_len",
               "stream_batch_size", "norm_estimate_batches")
     if cfg.store is None and cfg.stream_buffer_rows < 2 * cfg.batch_size:

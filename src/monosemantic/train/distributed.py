@@ -12,12 +12,14 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
 from monosemantic.errors import UserError
+from monosemantic.train.preflight import explained_failures
 
 if TYPE_CHECKING:
     from monosemantic.train.state import TrainState
@@ -87,10 +89,12 @@ def _env_int(name: str) -> int | None:
 
 
 @contextmanager
-def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
+def process_group(device: torch.device, timeout_s: float = 600.0
+                  ) -> Iterator[tuple[Ranks, torch.device]]:
     """Join torchrun's process group for the block (gloo on CPU, nccl on CUDA) and yield this
     rank and its device (cuda:LOCAL_RANK for CUDA); outside torchrun yield `Ranks()` and
-    `device` unchanged."""
+    `device` unchanged. Joining and every collective wait at most `timeout_s` for the other
+    ranks (`preflight.explained_failures` says why they failed)."""
     world = _env_int("WORLD_SIZE")
     if world is None or world == 1:
         yield Ranks(), device
@@ -102,9 +106,12 @@ def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
                             "uses cuda:LOCAL_RANK)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    with explained_failures(rank, timeout_s, joining=True):
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout_s))
     try:
-        yield Ranks(rank=rank, world=world), device
+        with explained_failures(rank, timeout_s):
+            yield Ranks(rank=rank, world=world), device
     finally:
         dist.destroy_process_group()
 

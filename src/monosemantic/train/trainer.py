@@ -31,6 +31,7 @@ from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finit
 from monosemantic.train.distributed import Ranks, drop_sums, fold_sums, process_group
 from monosemantic.train.evaluate import evaluate
 from monosemantic.train.logger import MetricsLogger, require_backends
+from monosemantic.train.preflight import check_same_options
 from monosemantic.train.rundir import prepare_run_dir
 from monosemantic.train.schedules import Schedule
 from monosemantic.train.state import TrainState
@@ -52,7 +53,7 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
     """
     validate(cfg)
     require_backends(cfg.wandb_project, cfg.tensorboard)
-    with process_group(resolve_device(cfg.device)) as (ranks, device):
+    with process_group(resolve_device(cfg.device), cfg.dist_timeout) as (ranks, device):
         _train(cfg, data, ranks, device)
     return Path(cfg.out)
 
@@ -75,6 +76,7 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     elif data is None:
         data = open_data(cfg, device, part=part)
     resolve(cfg, data.n_train_rows, data.d)
+    check_same_options(ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     # Rank 0 checks and writes the run directory; the others then read the same checkpoint.
     resume = prepare_run_dir(cfg) if ranks.is_main else None
