@@ -70,3 +70,12 @@ def test_other_errors_pass_unchanged():
     with pytest.raises(RankFailureError) as caught, explained_failures(rank=1, timeout_s=1.0):
         raise RuntimeError(GLOO_TIMEOUT)
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_dist_timeout_must_be_positive(tmp_path):
+    from monosemantic.config import ConfigError
+    from monosemantic.train.config import TrainConfig, validate
+
+    validate(TrainConfig(out=tmp_path, store=tmp_path, dist_timeout=0.5))
+    with pytest.raises(ConfigError, match="--dist-timeout must be > 0"):
+        validate(TrainConfig(out=tmp_path, store=tmp_path, dist_timeout=0))

@@ -136,7 +136,7 @@ def explain_failure(err: RuntimeError, rank: int, timeout_s: float,
                   "slow (rank 0 evaluates and writes checkpoints while the others wait), raise "
                   "--dist-timeout")
     elif "connection reset" in lowered or "connection closed" in lowered or \
-            isinstance(err, (dist.DistNetworkError, dist.DistBackendError)):
+            isinstance(err, dist.DistNetworkError):
         what = "the connection to another rank broke during a collective: that rank most " \
                "likely died"
         advice = ("look at the other ranks' output for their first error (running out of "
