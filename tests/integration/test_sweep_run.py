@@ -11,6 +11,7 @@ import pytest
 from helpers.train_data import sparse_activations, write_store
 from monosemantic.cli import main
 from monosemantic.errors import UserError
+from monosemantic.sweep import run as sweep_run
 from monosemantic.sweep.config import RunOptions
 from monosemantic.sweep.record import SWEEP_TABLE, read_sweep
 from monosemantic.sweep.run import SweepConfig, run_sweep
@@ -56,6 +57,20 @@ def test_sequential_sweep_writes_one_record_per_run(reference):
         assert (reference / r.run / "sae").is_dir() and (reference / r.run / "eval.json").is_file()
 
 
+def test_relu_sweep_runs_the_papers_recipe_over_lambdas(tmp_path, store):
+    assert main(["sweep", str(tmp_path / "relu"), "--store", str(store), "--n-features", "32",
+                 "--tokens", "1280", "--l1-coefficient", "1", "5", "--batch-size", "128",
+                 "--device", "cpu", "--log-every", "5", "--loss-recovered", "false"]) == 0
+    records = read_sweep(tmp_path / "relu")
+    assert [r.run for r in records] == ["f32_t1280_l1-1", "f32_t1280_l1-5"]
+    assert [r.sparsity for r in records] == [{"l1_coefficient": 1.0}, {"l1_coefficient": 5.0}]
+    for r in records:
+        assert set(r.train_loss_terms) == {"mse", "l1"} and r.lr == 5e-5
+        assert r.train_loss == pytest.approx(sum(r.train_loss_terms.values()))
+    saved = json.loads((tmp_path / "relu" / records[0].run / "cfg.json").read_text())
+    assert (saved["l1_warmup_fraction"], saved["lr_decay_fraction"]) == (0.05, 0.2)
+
+
 def test_worker_processes_and_parts_give_the_same_table(tmp_path, store, reference):
     expected = (reference / SWEEP_TABLE).read_bytes()
     assert _sweep(tmp_path / "jobs", store, "--jobs", "2") == 0
@@ -77,7 +92,9 @@ def test_finished_runs_are_skipped(tmp_path, store, reference, monkeypatch, caps
 
     monkeypatch.setattr(trainer, "train", no_training)
     assert _sweep(out, store) == 0
-    assert "4 already finished" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "4 already finished" in printed and f"next: monosemantic scaling {out}" in printed
+    assert all(name in printed for name in NAMES)  # the summary table
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/sae/*")} == stamps
     assert {p: p.read_bytes() for p in out.glob("*/sweep_record.json")} == records
     assert (out / SWEEP_TABLE).read_bytes() == (reference / SWEEP_TABLE).read_bytes()
@@ -148,7 +165,7 @@ def test_python_api_refuses_an_empty_grid(tmp_path, store):
         run_sweep(SweepConfig(out=tmp_path / "empty", store=store, n_features=[], tokens=[10]))
 
 
-def test_loss_recovered_with_the_stores_model(tmp_path, tiny_model_dir):
+def test_loss_recovered_with_the_stores_model(tmp_path, tiny_model_dir, monkeypatch):
     from monosemantic.activations.harvest import HarvestConfig, harvest
     from monosemantic.data import CorpusConfig
 
@@ -162,12 +179,16 @@ def test_loss_recovered_with_the_stores_model(tmp_path, tiny_model_dir):
                           hooks=("blocks.1.hook_resid_post",), tokens=2000,
                           corpus=CorpusConfig(source=str(corpus), txt_unit="line"), ctx_len=32,
                           batch_size=8, dtype="float32", shard_rows=512, device="cpu"))
+    loads = []
+    load = sweep_run._load_store_model
+    monkeypatch.setattr(sweep_run, "_load_store_model", lambda cfg: loads.append(1) or load(cfg))
     records = run_sweep(SweepConfig(out=tmp_path / "sw", store=tmp_path / "acts",
-                                    n_features=["64"], tokens=[1280], loss_contexts=4,
+                                    n_features=["32", "64"], tokens=[1280], loss_contexts=4,
                                     train=RunOptions(batch_size=128, device="cpu"),
                                     architecture="topk", k=[8]))
-    (record,) = records
-    report = json.loads((tmp_path / "sw" / record.run / "eval.json").read_text())
-    assert report["sizes"]["spliced_contexts"] == 4
-    assert record.loss_recovered == pytest.approx(report["metrics"]["loss_recovered"])
-    assert record.d_in == 32
+    assert len(records) == 2 and len(loads) == 1  # one model for all runs of a process
+    for record in records:
+        report = json.loads((tmp_path / "sw" / record.run / "eval.json").read_text())
+        assert report["sizes"]["spliced_contexts"] == 4
+        assert record.loss_recovered == pytest.approx(report["metrics"]["loss_recovered"])
+        assert record.d_in == 32

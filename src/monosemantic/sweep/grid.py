@@ -58,8 +58,9 @@ class GridPoint:
                                    "n_features": self.n_features,
                                    field_name: int(value) if field_name == "k" else float(value)}
         sae = SAEConfig(**options)
-        return TrainConfig(out=Path(cfg.out) / self.name, store=cfg.store, sae=sae, lr=self.lr,
-                           total_tokens=self.tokens, **to_dict(cfg.train))
+        # Absolute: the runs' metadata then finds the store from any working directory.
+        return TrainConfig(out=Path(cfg.out) / self.name, store=Path(cfg.store).resolve(),
+                           sae=sae, lr=self.lr, total_tokens=self.tokens, **to_dict(cfg.train))
 
 
 def grid_points(cfg: SweepConfig) -> list[GridPoint]:

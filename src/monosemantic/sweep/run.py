@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shlex
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,9 +132,11 @@ def _load_store_model(cfg: SweepConfig) -> LoadedModel | None:
         return None
 
 
-def work(cfg: SweepConfig, points: list[GridPoint], quiet: bool = False) -> list[tuple[str, str]]:
+def work(cfg: SweepConfig, points: list[GridPoint], quiet: bool = False,
+         on_done: Callable[[GridPoint], object] | None = None) -> list[tuple[str, str]]:
     """Run every point of `points` that no other process holds and that has no record yet;
-    returns (run, message) of the points that failed with a user-facing error."""
+    returns (run, message) of the points that failed with a user-facing error. `on_done` is
+    called after each point this process ran (progress)."""
     if quiet:  # worker processes: the parent shows the sweep's progress
         os.environ["MONOSEMANTIC_QUIET"] = "1"
     model = StoreModel(cfg)
@@ -147,17 +150,14 @@ def work(cfg: SweepConfig, points: list[GridPoint], quiet: bool = False) -> list
                 run_point(cfg, point, model.get())
             except UserError as err:
                 failures.append((point.name, str(err)))
+        if on_done is not None:
+            on_done(point)
     return failures
 
 
 def _sequential(cfg: SweepConfig, pending: list[GridPoint], total: int) -> list:
-    failures = []
     with progress(total=total, desc="sweep", unit="run", initial=total - len(pending)) as bar:
-        for point in pending:
-            bar.set_postfix_str(point.name)
-            failures += work(cfg, [point])
-            bar.update(1)
-    return failures
+        return work(cfg, pending, on_done=lambda _point: bar.update(1))
 
 
 def _parallel(cfg: SweepConfig, pending: list[GridPoint], total: int) -> list:
