@@ -152,12 +152,19 @@ def test_other_options_on_the_same_folder_are_refused(tmp_path, store, reference
     (["--k", "40"], "k = 40 is larger than n_features = 32"),
     (["--holdout-fraction", "0"], "none held out"),
     (["--store", "no/such/store"], "activation store no/such/store does not exist"),
+    (["--n-features", "2"], "k = 4 is larger than n_features = 2"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, store, extra, message, capsys):
     # A repeated list option extends the grid; a repeated scalar (--store) replaces it.
     assert _sweep(tmp_path / "bad", store, *extra) == 2
     assert message in capsys.readouterr().err
     assert not any((tmp_path / "bad").glob("f*"))
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused(tmp_path, store, capsys):
+    assert _sweep(store, store) == 2
+    assert "is not a sweep folder (no sweep_cfg.json) and holds" in capsys.readouterr().err
+    assert not any(store.glob("f*"))
 
 
 def test_python_api_refuses_an_empty_grid(tmp_path, store):

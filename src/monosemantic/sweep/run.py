@@ -14,6 +14,7 @@ import os
 import shlex
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 from monosemantic.runs import RunDir
-from monosemantic.sweep.config import SweepConfig, parse_part
+from monosemantic.sweep.config import SWEEP_CFG, SweepConfig, parse_part
 from monosemantic.sweep.grid import GridPoint, grid_points, my_points
 from monosemantic.sweep.point import read_record, run_point
 from monosemantic.sweep.record import SWEEP_TABLE, SweepRecord
@@ -77,6 +78,7 @@ def check_sweep(cfg: SweepConfig) -> list[GridPoint]:
     for point in points:
         validate(point.train_config(cfg))
     _check_store(cfg)
+    _check_folder(Path(cfg.out))
     for point in points:
         RunDir(Path(cfg.out) / point.name).check_trainable()
     return points
@@ -98,6 +100,19 @@ def _check_store(cfg: SweepConfig) -> None:
         raise UserError(f"store {cfg.store} has {store.n_rows - held_out:,} training rows, "
                         f"fewer than one batch of {cfg.train.batch_size:,}: lower --batch-size "
                         "or harvest more tokens")
+
+
+def _check_folder(out: Path) -> None:
+    """OUT is new, empty or a sweep folder: a sweep never scatters runs into another folder
+    (a store or a run given as OUT by mistake)."""
+    if not out.is_dir() or (out / SWEEP_CFG).is_file():
+        return
+    # Dot entries (.locks/, temp files) may come from a sweep starting beside this one.
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if others:
+        listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise UserError(f"{out} is not a sweep folder (no {SWEEP_CFG}) and holds {listed}: "
+                        "choose a new or empty folder for the sweep")
 
 
 class StoreModel:
@@ -174,7 +189,12 @@ def _parallel(cfg: SweepConfig, pending: list[GridPoint], total: int) -> list:
             bar.update(finished - bar.n)
             if not running or any(f.exception() is not None for f in done):
                 break
-        return [failure for future in futures for failure in future.result()]
+        try:
+            return [failure for future in futures for failure in future.result()]
+        except BrokenProcessPool as err:
+            raise UserError("a sweep worker process died (killed, or out of memory?): run the "
+                            "same command again; its run resumes from its last checkpoint") \
+                from err
 
 
 def _report(cfg: SweepConfig, points: list[GridPoint], records: list[SweepRecord],
