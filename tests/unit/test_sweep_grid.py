@@ -72,6 +72,7 @@ def test_run_options_default_to_the_trainers_recipe():
     (dict(architecture="topk", l1_coefficient=[1.0]), "--l1-coefficient does not apply"),
     (dict(n_features=["1k", "1024"]), "lists a value twice"),
     (dict(lr=[0.0]), "--lr takes values > 0"),
+    (dict(tokens=[1000, 1024]), "the same number of steps"),
 ])
 def test_bad_grids_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -101,3 +102,21 @@ def test_only_grid_and_execution_options_may_change():
 def test_flops_are_dense_six_per_weight_per_token():
     assert training_flops(d_in=64, n_features=1024, tokens=10**6) == 6 * (2 * 64 * 1024) * 10**6
     assert FLOPS_FORMULA == "12·d·F·tokens"
+
+
+def test_table_is_sorted_by_the_settings_not_by_the_folders(tmp_path):
+    from monosemantic.sweep.record import SWEEP_TABLE, SweepRecord, read_sweep
+    from monosemantic.sweep.table import write_table
+
+    def record(run, n_features, k):
+        return SweepRecord(run=run, architecture="topk", n_features=n_features, d_in=8,
+                           tokens=1000, steps=1, batch_size=1000, lr=1e-3, flops=1.0,
+                           flops_formula=FLOPS_FORMULA, train_loss=1.0, sparsity={"k": k})
+
+    for r in (record("a", 64, 4), record("b", 32, 16), record("c", 32, 4)):
+        (tmp_path / r.run).mkdir()
+        (tmp_path / r.run / "sweep_record.json").write_text(r.to_json())
+    (tmp_path / "not_a_run").mkdir()
+    assert [r.run for r in write_table(tmp_path)] == ["c", "b", "a"]
+    assert [r.run for r in read_sweep(tmp_path)] == ["c", "b", "a"]
+    assert (tmp_path / SWEEP_TABLE).read_text().count("\n") == 3

@@ -73,6 +73,11 @@ def grid_points(cfg: SweepConfig) -> list[GridPoint]:
         raise ConfigError("the grid is empty: give at least one --n-features and one --tokens")
     if min(sizes) < 1 or min(tokens) < 1:
         raise ConfigError("--n-features and --tokens take positive values")
+    steps = [steps_for(t, cfg.train.batch_size) for t in tokens]
+    if len(set(steps)) != len(steps):
+        raise ConfigError(f"--tokens {tokens} give the same number of steps of "
+                          f"{cfg.train.batch_size:,} tokens twice ({steps}): the runs would be "
+                          "the same; drop one")
     lrs: list[float | None] = list(_unique("--lr", list(cfg.lr))) or [None]
     if any(lr is not None and not lr > 0 for lr in lrs):
         raise ConfigError(f"--lr takes values > 0, got {cfg.lr}")

@@ -113,8 +113,8 @@ def finished_records(out: Path) -> list[SweepRecord]:
 
 
 def _order(record: SweepRecord) -> tuple:
-    return (record.n_features, record.tokens, record.lr,
-            json.dumps(record.sparsity, sort_keys=True), record.run)
+    return (record.n_features, record.tokens, record.lr, sorted(record.sparsity.items()),
+            record.run)
 
 
 def write_table(out: Path) -> list[SweepRecord]:
