@@ -100,6 +100,22 @@ def test_finished_runs_are_skipped(tmp_path, store, reference, monkeypatch, caps
     assert (out / SWEEP_TABLE).read_bytes() == (reference / SWEEP_TABLE).read_bytes()
 
 
+def test_a_trained_run_without_its_record_is_evaluated_not_trained(tmp_path, store, reference,
+                                                                   monkeypatch):
+    out = tmp_path / "unevaluated"
+    shutil.copytree(reference, out)
+    (out / "f64_t1280_k4" / "sweep_record.json").unlink()
+    (out / "f64_t1280_k4" / "eval.json").unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a trained run was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    assert _sweep(out, store) == 0
+    assert (out / "f64_t1280_k4" / "eval.json").is_file()
+    assert (out / SWEEP_TABLE).read_bytes() == (reference / SWEEP_TABLE).read_bytes()
+
+
 def test_interrupted_sweep_resumes_to_the_same_table(tmp_path, store, reference, monkeypatch):
     out = tmp_path / "interrupted"
     step = trainer.Loop.step

@@ -85,8 +85,9 @@ def evaluate_run(cfg: SweepConfig, run: RunDir, lm: LoadedModel | None) -> dict[
         with redirected(None):  # the sweep prints its own table
             return run_eval(eval_cfg, lm)["metrics"]
     except UserError as err:
-        raise UserError(f"{run.path}: {err} (the sweep measures the loss recovered unless "
-                        "--loss-recovered false)") from err
+        hint = " (the sweep measures the loss recovered unless --loss-recovered false)" \
+            if lm is not None else ""
+        raise UserError(f"{run.path}: {err}{hint}") from err
 
 
 def build_record(run: RunDir, point: GridPoint, metrics: dict[str, Any],
