@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.evals.report", "EvalConfig", "run_eval",
         "Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss.",
     ),
+    "sweep": Command(
+        "monosemantic.sweep.run", "SweepConfig", "run_sweep",
+        "Train a grid of SAEs (sizes x tokens x lr x sparsity) and tabulate them.",
+    ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",
         "Analyse every feature of a trained SAE into RUN/features.sqlite.",

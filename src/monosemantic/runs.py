@@ -10,6 +10,7 @@ RUN/features.sqlite        `analyze`; `explain` / `score` add to it (RUN/llm_cac
 RUN/neurons/               `neurons` (its default output)
 RUN/acts/                  the run's own activation store, when harvested into it (the demo)
 RUN/demo_cfg.json          the demo's options (the demo's folder is one run and its store)
+RUN/sweep_record.json      `sweep`: the run's line of the sweep table (OUT/sweep.jsonl)
 ```
 Commands take the run folder or its sae/ folder. The heavy parts (torch, the model, the
 store) are imported only by the methods that need them.
@@ -56,6 +57,7 @@ class RunDir:
     NEURONS = "neurons"
     STORE = "acts"
     DEMO_CFG = "demo_cfg.json"
+    SWEEP_RECORD = "sweep_record.json"
     # What a folder may already hold when `train` starts a run in it: the run's own store,
     # harvested into it, and the demo's options. Anything else is someone else's.
     BEFORE_TRAINING = (STORE, DEMO_CFG)
