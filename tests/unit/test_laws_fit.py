@@ -158,3 +158,11 @@ def test_lr_cell_places_the_optimum_between_tried_lrs():
     assert cell.interior and cell.lr == pytest.approx(lr_opt, rel=1e-6)
     (edge,) = lr_cells(pts[:2])
     assert not edge.interior and edge.lr == 2e-4
+
+
+def test_irreducible_option_is_obeyed():
+    (group,) = group_records(synthetic_records(LAW, Grid(noise=0.01)), "train_loss")
+    never = fit_group(group, "train_loss", "parametric", "no", 0, 0.95, 0)
+    assert never["loss"]["offset"] == 0 and "--irreducible no" in never["loss"]["irreducible"]
+    always = fit_group(group, "train_loss", "parametric", "yes", 0, 0.95, 0)
+    assert always["loss"]["offset"] > 0

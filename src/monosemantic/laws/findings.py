@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 PAPER_NOTE = ("Paper: Templeton et al. 2024, 'Scaling Monosemanticity'. It reports the shapes "
-              "below; this project does not have its fitted exponent values, so no number of "
-              "the paper's is quoted or compared.")
+              "quoted beside each law; this project does not have its fitted exponent values, so "
+              "no number of the paper's is quoted or compared.")
 
 PAPER_SHAPES = {
     "loss": "loss at the compute-optimal frontier falls as a power law in compute",

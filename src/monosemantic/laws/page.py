@@ -24,6 +24,8 @@ def write_page(path: Path, report: dict[str, Any], figures: dict[str, Path | Non
             f"<code>{html.escape(report['method'])}</code>. {html.escape(PAPER_NOTE)}</p>"]
     for group in report["groups"]:
         body += _group_section(group, figures.get(group["group"]))
+    body.append(f"<p>Plan a budget: <code>monosemantic plan --compute 1e18 --fit "
+                f"{html.escape(str(report['sweep']))}</code></p>")
     for label, message in report.get("failed", {}).items():
         body.append(f"<h2>{html.escape(label)}</h2><p class=warn>not fitted: "
                     f"{html.escape(message)}</p>")

@@ -104,6 +104,7 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
         "batch_size": batch, "steps": math.ceil(tokens / batch),
         "loss": loss, "loss_interval": loss_iv,
         "extrapolation": c / group["compute_range"][1],
+        "compute_range": group["compute_range"],
     }
     lr = group.get("lr")
     if lr and "exponent" in lr:
@@ -156,6 +157,8 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     if ratio > 1:
         lines.append(f"  note: {ratio:,.3g}x the sweep's largest compute; the intervals assume "
                      "the laws hold that far out")
+    elif p["compute"] < p["compute_range"][0]:
+        lines.append("  note: below the sweep's smallest compute; the laws were not fitted there")
     lines.append(f"memory per GPU: {p['plan_memory']}")
     say("\n".join(lines))
     return p
