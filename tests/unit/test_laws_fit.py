@@ -166,3 +166,13 @@ def test_irreducible_option_is_obeyed():
     assert never["loss"]["offset"] == 0 and "--irreducible no" in never["loss"]["irreducible"]
     always = fit_group(group, "train_loss", "parametric", "yes", 0, 0.95, 0)
     assert always["loss"]["offset"] > 0
+
+
+def test_cells_with_the_best_lr_on_the_grid_edge_are_left_out():
+    # true lr_opt runs from 9e-4 (small compute: above every lr tried) down to 2e-4
+    grid = Grid(lrs=(1e-4, 2e-4, 4e-4, 8e-4), noise=0.002, lr_law=(3e-2, -0.15))
+    lr = _fit(synthetic_records(LAW, grid), n_bootstrap=0)["lr"]
+    assert "left out" in lr["note"]
+    assert any(not c["interior"] for c in lr["cells"])
+    # measured: −0.146 with the edge cells left out, −0.163 with them kept
+    assert lr["exponent"] == pytest.approx(-0.15, abs=0.01)
