@@ -138,6 +138,9 @@ def test_non_finite_flops_are_refused():
     records[2] = replace(records[2], flops=math.nan)
     with pytest.raises(UserError, match="flops"):
         group_records(records, "train_loss")
+    records[2] = replace(records[2], flops=1e12, tokens=0)
+    with pytest.raises(UserError, match="no training tokens"):
+        group_records(records, "train_loss")
 
 
 def _point(run, flops, loss, lr=1e-3, f=1, d=1):

@@ -87,6 +87,10 @@ def _group(label: str, records: list[SweepRecord], metric: str) -> Group:
     if bad_flops:
         raise UserError(f"{label}: runs {bad_flops} have no finite positive flops: fix or "
                         "remove their lines in sweep.jsonl")
+    bad_size = [p.run for p in points if p.n_features <= 0 or p.tokens <= 0]
+    if bad_size:
+        raise UserError(f"{label}: runs {bad_size} have no features or no training tokens: "
+                        "fix or remove their lines in sweep.jsonl")
     cells: dict[tuple[int, int, int], list[Point]] = defaultdict(list)
     for p in points:
         cells[(p.n_features, p.tokens, p.seed)].append(p)
