@@ -96,6 +96,14 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.scale.plan_cli", "PlanMemoryConfig", "run_plan_memory",
         "Per-device memory and traffic of training an SAE on N GPUs (a planning model).",
     ),
+    "scaling": Command(
+        "monosemantic.laws.scaling_cli", "ScalingConfig", "run_scaling",
+        "Fit a sweep's scaling laws against compute into OUT/scaling.json.",
+    ),
+    "plan": Command(
+        "monosemantic.laws.plan_cli", "PlanConfig", "run_plan",
+        "Compute-optimal size, tokens and loss at a FLOP budget, from a fit.",
+    ),
 }
 
 
