@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -101,7 +102,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
     if not any(figures.values()):
         say("no PNG figures: matplotlib is not installed (pip install 'monosemantic[plots]')")
     top = max(g["compute_range"][1] for g in report["groups"])
-    say(f"next: monosemantic plan --compute {next_compute(top)} --fit {out}")
+    say(f"next: monosemantic plan --compute {next_compute(top)} --fit {shlex.quote(str(out))}")
     return report
 
 
