@@ -5,32 +5,18 @@ resumes with another number of ranks to the same store."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.torchrun import run_cli
 from monosemantic.activations import ActivationStore
 from monosemantic.activations.manifest import MANIFEST, read_manifest
 from monosemantic.activations.owned import RECORDS
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 HOOKS = ["blocks.1.hook_resid_post", "blocks.0.mlp.hook_post"]
 WORDS = "the golden gate bridge def return import numpy sparse features fox dog".split()
-
-
-def run_cli(ranks: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m monosemantic ARGS`, under torchrun with `ranks` processes when > 1; one thread
-    per process (so every run computes the same bits, and 2 ranks fit 2 cores)."""
-    launcher = ([] if ranks == 1 else
-                ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)])
-    env = {**os.environ, "MONOSEMANTIC_QUIET": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, *launcher, "-m", "monosemantic", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
