@@ -21,6 +21,7 @@ from monosemantic.data import (
     CorpusConfig,
     CorpusReport,
     batch_contexts,
+    documents_part,
     iter_documents,
     pack_contexts,
 )
@@ -64,9 +65,13 @@ def keep_mask(batch: ContextBatch, special_ids: Sequence[int], exclude_special: 
 
 
 def context_batches(lm: LoadedModel, corpus: CorpusConfig, ctx_len: int, batch_size: int,
-                    report: CorpusReport | None = None) -> Iterator[ContextBatch]:
-    """`[batch_size, ctx_len]` token batches of the corpus, in corpus order."""
+                    report: CorpusReport | None = None, part: tuple[int, int] = (0, 1)
+                    ) -> Iterator[ContextBatch]:
+    """`[batch_size, ctx_len]` token batches of the corpus, in corpus order; `part` = (i, n):
+    of its i-th of n parts only (`documents_part`)."""
     documents = iter_documents(corpus, report)
+    if part[1] > 1:
+        documents = documents_part(documents, part)
     return batch_contexts(pack_contexts(lm.tokenizer, documents, ctx_len), batch_size)
 
 
