@@ -12,8 +12,7 @@ import pytest
 
 from helpers.torchrun import run_cli
 from monosemantic.activations import ActivationStore
-from monosemantic.activations.manifest import MANIFEST, read_manifest
-from monosemantic.activations.owned import RECORDS
+from monosemantic.activations.manifest import MANIFEST, RECORDS, read_manifest
 
 HOOKS = ["blocks.1.hook_resid_post", "blocks.0.mlp.hook_post"]
 WORDS = "the golden gate bridge def return import numpy sparse features fox dog".split()
@@ -106,3 +105,13 @@ def test_an_unreadable_corpus_stops_every_rank(tmp_path, tiny_model_dir):
     assert done.returncode != 0
     assert f"on ranks 0, 1 of 2: corpus {missing} does not exist" in done.stderr
     assert "rank 1 stopped: rank 0 reports the error" in done.stderr
+
+
+def test_one_process_finishes_a_crashed_distributed_harvest(tmp_path, tiny_model_dir, corpus,
+                                                            single):
+    """It reads only the manifest, so it harvests everything again, and leaves no `.ranks`."""
+    out = tmp_path / "store"
+    harvest(2, tiny_model_dir, corpus, out)
+    _crash(out, keep=3)
+    harvest(1, tiny_model_dir, corpus, out)
+    assert store_files(out) == store_files(single)

@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import Tensor
 
 from monosemantic.activations.manifest import (
+    RECORDS,
     StoreError,
     finalize_scale,
     read_manifest,
@@ -27,9 +28,6 @@ from monosemantic.activations.manifest import (
 )
 from monosemantic.activations.writer import ShardBuffer, to_storage
 from monosemantic.fsutil import atomic_write_text
-
-RECORDS = ".ranks"
-"""Folder of a store under distributed harvest that holds the shard records."""
 
 
 def shard_span(first_row: int, n_rows: int, shard_rows: int) -> range:

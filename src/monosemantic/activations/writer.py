@@ -10,6 +10,7 @@ which batch of the harvest to run again (and how many of its rows are already st
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from monosemantic.activations.manifest import (
     MANIFEST,
+    RECORDS,
     STORAGE_DTYPES,
     StoreError,
     finalize_scale,
@@ -218,5 +220,7 @@ class StoreWriter:
         finalize_scale(self.manifest)
         self.manifest["complete"] = True
         write_manifest(self.path, self.manifest)
+        # Records of a distributed harvest this process resumed (and redid from its manifest).
+        shutil.rmtree(self.path / RECORDS, ignore_errors=True)
         self._buffer.release()
         return self.manifest

@@ -5,14 +5,15 @@ ranks (smaller when --feature-slice or --max-pass-memory ask for it), and rank r
 r, r + N, r + 2N, ... : both passes over all the rows, for its features only. A slice's results
 do not depend on which other slices exist (slices.py), so each rank writes its slices'
 per-feature tables into a part database (RUN/.features.rank<r>.sqlite, `finish_part`) and
-sends rank 0 the little that outlives them (counts, peak tokens, co-occurrence entries:
-`SlicedAnalysis`, about 28 bytes per feature). Rank 0 copies the parts' rows into
-RUN/features.sqlite slice by slice in feature order (the row ids a 1-process run gives), then
-computes the analyses of the whole dictionary once (logit effects, decoder and co-occurrence
-neighbours, the map), publishes, and removes the parts. The database equals the 1-process one
-table for table, row for row; only the meta that describes the computation differs
-(`feature_slice`, `pass_state_bytes`, `pass_seconds`). The run folder must be on a filesystem
-every rank sees.
+sends rank 0 the little that outlives them (`SlicedAnalysis`: fire counts and peak tokens,
+28 bytes per feature of the dictionary from every rank, and its co-occurrence entries).
+
+Rank 0 copies the parts' rows into RUN/features.sqlite slice by slice in feature order (the row
+ids a 1-process run gives), computes the analyses of the whole dictionary once (logit effects,
+decoder and co-occurrence neighbours, the map), publishes, and removes the parts. The database
+equals the 1-process one table for table, row for row; only the meta that describes the
+computation differs (`feature_slice`, `pass_state_bytes`, `pass_seconds`). The run folder must
+be on a filesystem every rank sees.
 """
 
 from __future__ import annotations
@@ -95,5 +96,6 @@ def _merge(cfg: AnalyzeConfig, ranks: Ranks, gathered: list[SlicedAnalysis],
                 writer.add_part(part_path(run.path, i % ranks.world), lo, hi)
             finish_database(writer, cfg, sae, run, source, lm, device, merged, seconds)
     finally:
-        for rank in range(ranks.world):
-            part_path(run.path, rank).unlink(missing_ok=True)
+        # Every part, also those a crashed run with more ranks left behind.
+        for part in run.path.glob(part_path(run.path, 0).name.replace("0", "*")):
+            part.unlink(missing_ok=True)
