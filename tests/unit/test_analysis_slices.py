@@ -234,3 +234,6 @@ def test_a_part_holds_only_its_slices(tmp_path):
     with FeatureDBWriter(tmp_path / "features.sqlite") as writer:
         with pytest.raises(ValueError, match="feature order"):
             writer.add_part(tmp_path / "part.sqlite", 10, 12)  # [0, 10) first
+        with pytest.raises(UserError, match="every rank sees"):
+            writer.add_part(tmp_path / "rank1.sqlite", 0, 5)  # on another machine
+    assert not (tmp_path / "rank1.sqlite").exists()

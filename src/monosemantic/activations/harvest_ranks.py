@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from monosemantic.activations.harvest import TORCH_DTYPES, HarvestConfig, header, store_dirs
-from monosemantic.activations.manifest import read_manifest
+from monosemantic.activations.manifest import StoreError, read_manifest
 from monosemantic.activations.model_rows import context_batches, model_rows
 from monosemantic.activations.owned import OwnedShards, finalize_store, read_records, shard_span
 from monosemantic.activations.writer import StoreWriter
@@ -44,7 +44,7 @@ def harvest_ranks(cfg: HarvestConfig, ranks: Ranks, device: torch.device) -> int
     per hook. Setup errors on any rank stop every rank (`collective.agree`)."""
     dirs = store_dirs(cfg)
     lm = agree(ranks, lambda: _setup(cfg, ranks, device, dirs))
-    manifests = agree(ranks, lambda: {h: read_manifest(p) for h, p in dirs.items()})
+    manifests = agree(ranks, lambda: _read_manifests(dirs))
     todo = [h for h in dirs if not manifests[h]["complete"]]
     if not todo:
         rows = int(manifests[cfg.hooks[0]]["rows"])
@@ -89,6 +89,15 @@ def _setup(cfg: HarvestConfig, ranks: Ranks, device: torch.device,
                         cfg.shard_rows)
     # The other ranks read rank 0's manifests only after this step (the next `agree`).
     return lm
+
+
+def _read_manifests(dirs: dict[str, Path]) -> dict[str, dict]:
+    """The manifests rank 0 wrote or checked, as this rank sees them."""
+    try:
+        return {hook: read_manifest(path) for hook, path in dirs.items()}
+    except StoreError as err:
+        raise StoreError(f"this rank cannot read the store rank 0 prepared ({err}); --out must "
+                         "be a folder every rank sees (a shared filesystem)") from err
 
 
 def _run(cfg: HarvestConfig, lm: LoadedModel, writers: dict[str, OwnedShards],

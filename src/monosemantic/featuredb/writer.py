@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from monosemantic.config import to_dict
+from monosemantic.errors import UserError
 from monosemantic.featuredb.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
 from monosemantic.fsutil import publish, temp_path
 
@@ -114,6 +115,9 @@ class FeatureDBWriter:
         """Copy the slice of features [lo, hi) from the part database `part` (`finish_part`),
         as `add` would write it (same rows, same row ids)."""
         con = self._open()
+        if not Path(part).is_file():  # ATTACH would create an empty database
+            raise UserError(f"part database {part} is missing: a distributed analysis needs a "
+                            "run folder every rank sees (a shared filesystem)")
         con.execute("ATTACH DATABASE ? AS part", (str(part),))
         try:
             meta = dict(con.execute("SELECT key, value FROM part.meta").fetchall())
