@@ -127,3 +127,13 @@ def test_resume_loads_the_same_checkpoint_on_every_rank(tmp_path, store):
     timing = ("tokens_per_s", "elapsed_s")
     assert [{k: v for k, v in r.items() if k not in timing} for r in metrics_records(run)] == \
         [{k: v for k, v in r.items() if k not in timing} for r in whole_records]
+
+
+def test_a_missing_store_stops_every_rank(tmp_path):
+    missing = tmp_path / "acts"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "monosemantic", "train", str(tmp_path / "run"), "--store", str(missing),
+           *_args("relu")]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"on ranks 0, 1 of 2: --store {missing} does not exist" in done.stderr

@@ -21,6 +21,7 @@ from monosemantic.analysis.onepass import PassOptions, analyze_batches
 from monosemantic.analysis.run import AnalyzeConfig
 from monosemantic.analysis.slices import (
     SLICE_ALIGN,
+    SlicedAnalysis,
     analyze_sliced,
     choose_slice,
     feature_ranges,
@@ -187,3 +188,52 @@ def test_slices_must_come_in_feature_order(tmp_path):
         writer.add(parts[0])
         with pytest.raises(ValueError, match="feature order"):
             writer.add(parts[2])
+
+
+def ranked_db(path, sae, size, world, opts=OPTS):
+    """`sliced_db` as `analysis.ranks` makes it: rank r analyses slices r, r + world, ... into
+    its part database; the summaries merge; the parts are copied in feature order."""
+    ranges = feature_ranges(F, size)
+    summaries = []
+    for rank in range(world):
+        with FeatureDBWriter(path.with_name(f"part{rank}.sqlite"), part=True) as part:
+            summaries.append(analyze_sliced(dyadic_rows(), sae.encode_slice, F, size, opts,
+                                            on_slice=part.add, ranges=ranges[rank::world]))
+            part.finish_part()
+    merged = SlicedAnalysis(F, size)
+    for rank, summary in enumerate(summaries):
+        merged.merge(summary, ranges[rank::world])
+    with FeatureDBWriter(path) as writer:
+        for i, (lo, hi) in enumerate(ranges):
+            writer.add_part(path.with_name(f"part{i % world}.sqlite"), lo, hi)
+        cooccur = cooccurrence_neighbours(*merged.cooccur_entries(), F,
+                                          opts.cooccur_neighbours, opts.cooccur_min_count)[:2]
+        neighbours, coords, clusters = decoder_tables(sae, feature_tokens_from_peaks(
+            merged.peaks_FR, None))
+        return writer.finish({"pass_seconds": 3.0}, None, None, neighbours, coords, cooccur,
+                             clusters)
+
+
+@pytest.mark.parametrize(("size", "world"), [(5, 2), (3, 3), (1, 5)])
+def test_slices_of_several_ranks_merge_into_the_unsliced_database(tmp_path, size, world):
+    sae = dyadic_sae("relu")
+    want = dump(unsliced_db(tmp_path / "full.sqlite", sae))
+    got = dump(ranked_db(tmp_path / "ranked.sqlite", sae, size, world))
+    for table in want:
+        assert got[table] == want[table], table
+
+
+def test_a_part_holds_only_its_slices(tmp_path):
+    sae = dyadic_sae("relu")
+    with FeatureDBWriter(tmp_path / "part.sqlite", part=True) as part:
+        analyze_sliced(dyadic_rows(), sae.encode_slice, F, 5, OPTS, on_slice=part.add,
+                       ranges=[(0, 5), (10, 12)])
+        part.finish_part()
+    rows = db_rows(tmp_path / "part.sqlite")
+    assert [r[1] for r in rows["features"]] == [0, 1, 2, 3, 4, 10, 11]
+    with FeatureDBWriter(tmp_path / "features.sqlite") as writer:
+        with pytest.raises(ValueError, match="feature order"):
+            writer.add_part(tmp_path / "part.sqlite", 10, 12)  # [0, 10) first
+        with pytest.raises(UserError, match="every rank sees"):
+            writer.add_part(tmp_path / "rank1.sqlite", 0, 5)  # on another machine
+    assert not (tmp_path / "rank1.sqlite").exists()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from monosemantic.config import (
     add_dataclass_arguments,
@@ -13,7 +14,7 @@ from monosemantic.config import (
     from_dict,
     to_dict,
 )
-from monosemantic.data import CorpusConfig, CorpusReport, iter_documents
+from monosemantic.data import CorpusConfig, CorpusReport, documents_part, iter_documents
 from monosemantic.data.corpus import shuffle_buffered
 from monosemantic.data.documents import split_text
 from monosemantic.data.local_corpus import list_candidate_files
@@ -144,3 +145,33 @@ def test_corpus_options_nest_into_a_command_line():
     assert cfg == CorpusConfig(source="data.jsonl", text_field="body", max_documents=2000,
                                extensions=(".py", ".rst"), txt_unit="line", shuffle=False)
     assert "Field (.jsonl, Hugging Face)" in parser.format_help()
+
+
+@pytest.mark.parametrize("n_parts", [1, 2, 3])
+def test_document_parts_are_disjoint_and_make_the_corpus(tmp_path, n_parts):
+    cfg = _local(_write_tree(tmp_path))
+    whole = [(d.doc_id, d.text) for d in iter_documents(cfg)]
+    parts = [[(d.doc_id, d.text) for d in documents_part(iter_documents(cfg), (i, n_parts))]
+             for i in range(n_parts)]
+    assert all(doc_id % n_parts == i for i, part in enumerate(parts) for doc_id, _ in part)
+    assert sorted(doc for part in parts for doc in part) == sorted(whole)
+    with pytest.raises(ValueError):
+        documents_part(iter_documents(cfg), (n_parts, n_parts))
+
+
+def test_context_batches_of_a_part_hold_only_its_documents(tmp_path, tiny_tok):
+    from types import SimpleNamespace
+
+    from monosemantic.activations.model_rows import context_batches
+
+    cfg = _local(_write_tree(tmp_path))
+    lm = SimpleNamespace(tokenizer=tiny_tok)  # context_batches reads only the tokenizer
+    seen = []
+    for i in range(2):
+        doc_ids = torch.cat([b.doc_ids.flatten() for b in
+                             context_batches(lm, cfg, 32, 4, part=(i, 2))])
+        real = doc_ids[doc_ids >= 0].unique()
+        assert len(real) and bool((real % 2 == i).all())
+        seen.append(set(real.tolist()))
+    whole = torch.cat([b.doc_ids.flatten() for b in context_batches(lm, cfg, 32, 4)])
+    assert seen[0] | seen[1] == set(whole[whole >= 0].unique().tolist())

@@ -5,10 +5,14 @@ store per hook (all with the same rows, in the same order). Running the same com
 an unfinished `out` resumes it: batches already stored are tokenized but not run, and the run
 ends with exactly the rows an uninterrupted one would have written (same batches through the
 model, so the same bits). Resuming with other options is refused, listing what differs.
+
+Under torchrun (`torchrun --nproc-per-node N -m monosemantic harvest ...`) the ranks share the
+forward passes and write the same store, file for file (`harvest_ranks`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -19,7 +23,7 @@ from monosemantic.activations.manifest import MANIFEST, StoreError
 from monosemantic.activations.model_rows import context_batches, model_rows, special_token_ids
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.config import to_dict
-from monosemantic.console import say
+from monosemantic.console import redirected, say
 from monosemantic.data import CorpusConfig, CorpusReport
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -89,14 +93,24 @@ def _check(cfg: HarvestConfig) -> None:
 
 def harvest(cfg: HarvestConfig) -> Path:
     """Harvest (or resume) and return the store directory (`out`; with several hooks, `out` is
-    the parent of the per-hook stores). Prints the corpus report at the end."""
+    the parent of the per-hook stores). Prints the corpus report at the end.
+
+    Under torchrun the ranks share the forward passes and write the same store
+    (`harvest_ranks`); rank 0 alone prints."""
     from monosemantic.models import load_model
+    from monosemantic.train.distributed import process_group
 
     _check(cfg)
     store_dirs(cfg)
-    lm = load_model(cfg.model, device=str(resolve_device(cfg.device)),
-                    dtype=TORCH_DTYPES[cfg.model_dtype])
-    harvest_with(lm, cfg)
+    with process_group(resolve_device(cfg.device)) as (ranks, device):
+        if ranks.active:
+            from monosemantic.activations.harvest_ranks import harvest_ranks
+
+            with contextlib.nullcontext() if ranks.is_main else redirected(None):
+                harvest_ranks(cfg, ranks, device)
+            return Path(cfg.out)
+        lm = load_model(cfg.model, device=str(device), dtype=TORCH_DTYPES[cfg.model_dtype])
+        harvest_with(lm, cfg)
     return Path(cfg.out)
 
 
@@ -104,7 +118,7 @@ def harvest_with(lm: LoadedModel, cfg: HarvestConfig) -> int:
     """`harvest` with the model already loaded (`cfg.model` is recorded, not loaded); returns
     the rows stored per hook."""
     _check(cfg)
-    writers = {hook: StoreWriter(path, _header(cfg, lm, hook), lm.hook_point(hook).width,
+    writers = {hook: StoreWriter(path, header(cfg, lm, hook), lm.hook_point(hook).width,
                                  cfg.dtype, cfg.shard_rows)
                for hook, path in store_dirs(cfg).items()}
     if all(w.complete for w in writers.values()):
@@ -123,7 +137,7 @@ def harvest_with(lm: LoadedModel, cfg: HarvestConfig) -> int:
     return stored
 
 
-def _header(cfg: HarvestConfig, lm: LoadedModel, hook: str) -> dict:
+def header(cfg: HarvestConfig, lm: LoadedModel, hook: str) -> dict:
     """What identifies a harvest: resuming requires all of it to be the same."""
     point = lm.hook_point(hook)
     return {

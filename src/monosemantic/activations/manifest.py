@@ -29,6 +29,9 @@ from monosemantic.fsutil import atomic_write
 FORMAT = "monosemantic.activations"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+RECORDS = ".ranks"
+"""Folder of a store under distributed harvest that holds the ranks' shard records
+(`activations.owned`); gone once the store is complete."""
 ALIGN = 64
 
 STORAGE_DTYPES: dict[str, tuple[np.dtype, torch.dtype]] = {

@@ -8,7 +8,7 @@ Rows come out in corpus order: context by context, position by position.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from monosemantic.data import (
     CorpusConfig,
     CorpusReport,
     batch_contexts,
+    documents_part,
     iter_documents,
     pack_contexts,
 )
@@ -64,27 +65,38 @@ def keep_mask(batch: ContextBatch, special_ids: Sequence[int], exclude_special: 
 
 
 def context_batches(lm: LoadedModel, corpus: CorpusConfig, ctx_len: int, batch_size: int,
-                    report: CorpusReport | None = None) -> Iterator[ContextBatch]:
-    """`[batch_size, ctx_len]` token batches of the corpus, in corpus order."""
+                    report: CorpusReport | None = None, part: tuple[int, int] = (0, 1)
+                    ) -> Iterator[ContextBatch]:
+    """`[batch_size, ctx_len]` token batches of the corpus, in corpus order; `part` = (i, n):
+    of its i-th of n parts only (`documents_part`)."""
     documents = iter_documents(corpus, report)
+    if part[1] > 1:
+        documents = documents_part(documents, part)
     return batch_contexts(pack_contexts(lm.tokenizer, documents, ctx_len), batch_size)
 
 
 def model_rows(lm: LoadedModel, batches: Iterable[ContextBatch], hooks: Sequence[str],
-               exclude_special: bool = True, start_batch: int = 0) -> Iterator[RowsBatch]:
+               exclude_special: bool = True, start_batch: int = 0,
+               run_rows: Callable[[int, int], bool] | None = None) -> Iterator[RowsBatch]:
     """Activations at `hooks` for the kept positions of each batch.
 
     Batches before `start_batch` are tokenized and counted but not run (`acts` None): that is
-    how a harvest resumes. Tokenization runs one batch ahead in a background thread.
+    how a harvest resumes. `run_rows(first_row, n_rows)`, when given, says for every later
+    batch whether to run it, from the global index of its first kept row and its count (how
+    a rank of a distributed harvest runs only the batches of its shards). Tokenization runs
+    one batch ahead in a background thread.
     """
     special = special_token_ids(lm.tokenizer)
+    row = 0
     for index, batch in enumerate(prefetched(iter(batches), depth=2, name="harvest-tokenize")):
         keep_BS = keep_mask(batch, special, exclude_special)
+        n_rows = int(keep_BS.sum())
         acts = None
-        if index >= start_batch:
+        if index >= start_batch and (run_rows is None or run_rows(row, n_rows)):
             acts_BSD = capture(lm, batch.tokens, list(hooks))
             keep_dev_BS = keep_BS.to(lm.device)
             acts = {name: a[keep_dev_BS] for name, a in acts_BSD.items()}
-        yield RowsBatch(index=index, n_rows=int(keep_BS.sum()), acts=acts,
+        row += n_rows
+        yield RowsBatch(index=index, n_rows=n_rows, acts=acts,
                         tokens_N=batch.tokens[keep_BS], doc_ids_N=batch.doc_ids[keep_BS],
                         positions_N=batch.positions[keep_BS], n_tokens=batch.tokens.numel())

@@ -36,8 +36,8 @@ def stream_activations(model: LoadedModel | str, corpus: CorpusConfig | str, hoo
                        batch_size: int = 4096, *, ctx_len: int = 256, model_batch_size: int = 8,
                        buffer_rows: int = 65536, seed: int = 0, exclude_special: bool = True,
                        skip_rows: int = 0, max_rows: int | None = None, scale: float = 1.0,
-                       device: str = "cpu", report: CorpusReport | None = None
-                       ) -> Iterator[Tensor]:
+                       device: str = "cpu", report: CorpusReport | None = None,
+                       part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
     """Float32 `[batch_size, D]` batches of `hook` activations, shuffled within the buffer.
 
     model: a LoadedModel, or a spec `load_model` accepts (loaded on `device`).
@@ -46,7 +46,9 @@ def stream_activations(model: LoadedModel | str, corpus: CorpusConfig | str, hoo
     first (they are still computed: the model has to run to get past them). `max_rows` stops
     after that many rows have been taken from the model (None: the whole corpus). The final
     partial batch is dropped. `scale` multiplies every row (pass a store's or
-    `norm_scale_of`'s value to normalize). The same arguments give the same batches.
+    `norm_scale_of`'s value to normalize). `part` = (i, n): stream only the documents of
+    the corpus's i-th of n disjoint parts (`data.documents_part`; a data-parallel rank's).
+    The same arguments give the same batches.
     """
     if batch_size <= 0 or buffer_rows < 2 or skip_rows < 0:
         raise UserError(f"need batch_size > 0, buffer_rows >= 2 and skip_rows >= 0 (got "
@@ -56,7 +58,7 @@ def stream_activations(model: LoadedModel | str, corpus: CorpusConfig | str, hoo
 
         model = load_model(model, device=device)
     chunks = _mixed_rows(model, _corpus_config(corpus), hook, ctx_len, model_batch_size,
-                         buffer_rows, seed, exclude_special, max_rows, report)
+                         buffer_rows, seed, exclude_special, max_rows, report, part)
     pending: list[Tensor] = []
     held = 0
     for rows_ND in chunks:
@@ -76,13 +78,14 @@ def stream_activations(model: LoadedModel | str, corpus: CorpusConfig | str, hoo
 
 def _mixed_rows(lm: LoadedModel, corpus: CorpusConfig, hook: str, ctx_len: int,
                 model_batch_size: int, buffer_rows: int, seed: int, exclude_special: bool,
-                max_rows: int | None, report: CorpusReport | None) -> Iterator[Tensor]:
+                max_rows: int | None, report: CorpusReport | None,
+                part: tuple[int, int] = (0, 1)) -> Iterator[Tensor]:
     """Float32 chunks of shuffled rows (each chunk a fresh tensor, never the buffer itself)."""
     width = lm.hook_point(hook).width
     gen = torch.Generator().manual_seed(seed)
     buffer_ND = torch.empty(buffer_rows, width, device=lm.device)
     fill, taken = 0, 0
-    batches = context_batches(lm, corpus, ctx_len, model_batch_size, report)
+    batches = context_batches(lm, corpus, ctx_len, model_batch_size, report, part)
     for rows in model_rows(lm, batches, [hook], exclude_special):
         assert rows.acts is not None  # start_batch 0: every batch is run
         acts_ND = rows.acts[hook]

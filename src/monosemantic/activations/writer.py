@@ -10,6 +10,7 @@ which batch of the harvest to run again (and how many of its rows are already st
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from monosemantic.activations.manifest import (
     MANIFEST,
+    RECORDS,
     STORAGE_DTYPES,
     StoreError,
     finalize_scale,
@@ -61,6 +63,56 @@ def stored_to_torch(array: np.ndarray, storage_dtype: str) -> Tensor:
     return torch.from_numpy(array)
 
 
+class ShardBuffer:
+    """The rows of one shard being filled (at most `shard_rows`), written as one shard file."""
+
+    def __init__(self, shard_rows: int, d: int, dtype: str):
+        self.shard_rows, self.d, self.dtype = shard_rows, d, dtype
+        self._arrays: dict[str, np.ndarray] | None = None
+        self.fill = 0
+        """Rows held."""
+        self._sum_sq = 0.0
+
+    def put(self, stored_ND: np.ndarray, meta: dict[str, np.ndarray]) -> None:
+        """Append rows (`to_storage` output and their tokens, doc_ids, positions)."""
+        if self._arrays is None:
+            spans, _ = shard_layout(self.shard_rows, self.d, self.dtype)
+            self._arrays = {s.name: np.zeros(s.shape, s.dtype) for s in spans}
+        lo, hi = self.fill, self.fill + len(stored_ND)
+        self._arrays["acts"][lo:hi] = stored_ND
+        for name, values in meta.items():
+            self._arrays[name][lo:hi] = values
+        values_ND = stored_to_torch(stored_ND, self.dtype)
+        self._sum_sq += float(values_ND.double().square().sum())
+        self.fill = hi
+
+    def write(self, path: Path, index: int) -> dict:
+        """Write the rows held as `path/shard_<index>` (atomically), empty the buffer and
+        return the shard's manifest entry."""
+        rows = self.fill
+        assert self._arrays is not None  # written only after `put` filled rows
+        spans, size = shard_layout(rows, self.d, self.dtype)
+        chunks: list[bytes | memoryview] = []
+        offset = 0
+        for span in spans:
+            chunks.append(bytes(span.offset - offset))
+            array = np.ascontiguousarray(self._arrays[span.name][:rows])
+            chunks.append(array.data.cast("B"))
+            offset = span.offset + span.nbytes
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        atomic_write(path / shard_name(index), chunks)
+        entry = {"file": shard_name(index), "rows": rows, "bytes": size,
+                 "sha256": digest.hexdigest(), "sum_sq": self._sum_sq}
+        self.fill, self._sum_sq = 0, 0.0
+        return entry
+
+    def release(self) -> None:
+        """Free the arrays (a later `put` allocates them again)."""
+        self._arrays = None
+
+
 class StoreWriter:
     """Writes (or resumes) the store at `path`.
 
@@ -86,9 +138,7 @@ class StoreWriter:
             self.path.mkdir(parents=True, exist_ok=True)
             self.manifest = fresh
             write_manifest(self.path, self.manifest)
-        self._buffers: dict[str, np.ndarray] | None = None
-        self._fill = 0
-        self._sum_sq = 0.0
+        self._buffer = ShardBuffer(shard_rows, d, dtype)
 
     def _check_same(self, fresh: dict, header: dict) -> None:
         diffs = header_differences(self.manifest, header)
@@ -131,7 +181,7 @@ class StoreWriter:
         if self.complete:
             raise StoreError(f"{self.path} is already complete")
         n = len(acts_ND)
-        next_row = self.rows + self._fill
+        next_row = self.rows + self._buffer.fill
         if first_row > next_row:
             raise ValueError(f"rows {next_row}..{first_row} were never appended")
         skip = next_row - first_row
@@ -142,55 +192,27 @@ class StoreWriter:
         meta_np = {k: v[skip:].detach().cpu().numpy() for k, v in meta.items()}
         done = 0
         while done < n - skip:
-            take = min(self.shard_rows - self._fill, n - skip - done)
-            self._put(stored_ND[done:done + take], {k: v[done:done + take]
-                                                    for k, v in meta_np.items()})
+            take = min(self.shard_rows - self._buffer.fill, n - skip - done)
+            self._buffer.put(stored_ND[done:done + take], {k: v[done:done + take]
+                                                           for k, v in meta_np.items()})
             done += take
-            if self._fill == self.shard_rows:
+            if self._buffer.fill == self.shard_rows:
                 consumed = skip + done
                 resume = (batch, first_row) if consumed < n else (batch + 1, first_row + n)
                 self._commit(resume)
 
-    def _put(self, stored_ND: np.ndarray, meta: dict[str, np.ndarray]) -> None:
-        if self._buffers is None:
-            spans, _ = shard_layout(self.shard_rows, self.d, self.dtype)
-            self._buffers = {s.name: np.zeros(s.shape, s.dtype) for s in spans}
-        lo, hi = self._fill, self._fill + len(stored_ND)
-        self._buffers["acts"][lo:hi] = stored_ND
-        for name, values in meta.items():
-            self._buffers[name][lo:hi] = values
-        values_ND = stored_to_torch(stored_ND, self.dtype)
-        self._sum_sq += float(values_ND.double().square().sum())
-        self._fill = hi
-
     def _commit(self, resume: tuple[int, int]) -> None:
-        rows = self._fill
-        assert self._buffers is not None  # committed only after `_put` filled rows
-        spans, size = shard_layout(rows, self.d, self.dtype)
-        chunks: list[bytes | memoryview] = []
-        offset = 0
-        for span in spans:
-            chunks.append(bytes(span.offset - offset))
-            array = np.ascontiguousarray(self._buffers[span.name][:rows])
-            chunks.append(array.data.cast("B"))
-            offset = span.offset + span.nbytes
-        digest = hashlib.sha256()
-        for chunk in chunks:
-            digest.update(chunk)
         index = len(self.manifest["shards"])
-        atomic_write(self.path / shard_name(index), chunks)
-        self.manifest["shards"].append({"file": shard_name(index), "rows": rows, "bytes": size,
-                                        "sha256": digest.hexdigest(), "sum_sq": self._sum_sq})
-        self.manifest["rows"] = self.rows + rows
+        self.manifest["shards"].append(self._buffer.write(self.path, index))
+        self.manifest["rows"] = self.rows + self.manifest["shards"][-1]["rows"]
         self.manifest["resume"] = {"batch": resume[0], "row": resume[1]}
         write_manifest(self.path, self.manifest)
-        self._fill, self._sum_sq = 0, 0.0
 
     def finish(self) -> dict:
         """Commit the last (partial) shard, set the normalization scale, mark complete."""
         if self.complete:
             return self.manifest
-        if self._fill:
+        if self._buffer.fill:
             self._commit(self.resume)
         if self.rows == 0:
             raise StoreError(f"no rows were harvested into {self.path}: the corpus gave no "
@@ -198,5 +220,7 @@ class StoreWriter:
         finalize_scale(self.manifest)
         self.manifest["complete"] = True
         write_manifest(self.path, self.manifest)
-        self._buffers = None
+        # Records of a distributed harvest this process resumed (and redid from its manifest).
+        shutil.rmtree(self.path / RECORDS, ignore_errors=True)
+        self._buffer.release()
         return self.manifest

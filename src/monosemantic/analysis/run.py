@@ -3,6 +3,7 @@ the decoder analyses, all written to RUN/features.sqlite."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import time
@@ -25,7 +26,7 @@ from monosemantic.analysis.onepass import PassOptions
 from monosemantic.analysis.slices import SlicedAnalysis, analyze_sliced, choose_slice
 from monosemantic.analysis.sources import RowSource, store_rows, text_rows, text_settings
 from monosemantic.config import ConfigError, to_dict
-from monosemantic.console import say
+from monosemantic.console import redirected, say
 from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -141,29 +142,49 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
     """Run both passes and the decoder analyses; write and return RUN/features.sqlite.
 
     `lm`: the run's model already loaded (for text rows and logit effects), else loaded when
-    needed."""
+    needed. Under torchrun the ranks share the feature slices (`analysis.ranks`); rank 0
+    alone prints."""
     from monosemantic.featuredb.writer import FeatureDBWriter
+    from monosemantic.train.distributed import process_group
 
+    with process_group(resolve_device(cfg.device)) as (ranks, device):
+        if ranks.active:
+            from monosemantic.analysis.ranks import analyze_ranks
+
+            with contextlib.nullcontext() if ranks.is_main else redirected(None):
+                return analyze_ranks(cfg, ranks, device, lm)
+        run, sae, source, lm = open_inputs(cfg, device, lm)
+        # Published by `finish` only; an error on the way leaves no database.
+        with FeatureDBWriter(run.db_path) as writer:
+            return _analyze_into(writer, cfg, sae, run, source, lm, device)
+
+
+def open_inputs(cfg: AnalyzeConfig, device: torch.device, lm: LoadedModel | None = None
+                ) -> tuple[RunDir, SAE, RowSource, LoadedModel | None]:
+    """The run, its SAE on `device`, the rows to analyse, and the model if those needed it."""
     run = RunDir.open(cfg.run)
     cfg.validate(cfg.batch_size)
-    device = resolve_device(cfg.device)
     sae = run.load_sae(device)
     source, lm = _row_source(cfg, run, device, lm)
-    # Published by `finish` only; an error on the way leaves no database.
-    with FeatureDBWriter(run.db_path) as writer:
-        return _analyze_into(writer, cfg, sae, run, source, lm, device)
+    return run, sae, source, lm
 
 
-def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: RunDir,
-                  source: RowSource, lm: LoadedModel | None, device: torch.device) -> Path:
-    """The passes, slice by slice into `writer`, then the decoder analyses; publishes."""
-    n_feat = int(sae.cfg.n_features)
+def pass_options(cfg: AnalyzeConfig, sae: SAE, device: torch.device) -> PassOptions:
+    """`cfg`'s pass options as they apply to `sae` on `device`."""
     # An SAE whose codes depend on the whole batch (untrained batchtopk) is encoded per batch.
     opts = (cfg if sae.rows_independent
             else dataclasses.replace(cfg, encode_rows=cfg.batch_size))
     if cfg.encode_workers == 0 and device.type != "cpu":
         # A GPU runs each encode on its own; CPU workers would only queue kernels.
         opts = dataclasses.replace(opts, encode_workers=1)
+    return opts
+
+
+def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: RunDir,
+                  source: RowSource, lm: LoadedModel | None, device: torch.device) -> Path:
+    """The passes, slice by slice into `writer`, then the decoder analyses; publishes."""
+    n_feat = int(sae.cfg.n_features)
+    opts = pass_options(cfg, sae, device)
     size = choose_slice(n_feat, cfg.feature_slice, cfg.max_pass_memory * 2**30, opts,
                         cfg.batch_size)
     n_slices = -(-n_feat // size)
@@ -180,7 +201,17 @@ def _analyze_into(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: Ru
             source.make_batches, lambda x_BD, lo, hi: sae.encode_sparse(x_BD.to(device), lo, hi),
             n_feat, size, opts, first_row=source.first_row, on_batch=bar.update,
             on_slice=writer.add)
-    seconds = time.perf_counter() - start
+    return finish_database(writer, cfg, sae, run, source, lm, device, analysis,
+                           time.perf_counter() - start)
+
+
+def finish_database(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: RunDir,
+                    source: RowSource, lm: LoadedModel | None, device: torch.device,
+                    analysis: SlicedAnalysis, seconds: float) -> Path:
+    """The analyses of the whole dictionary (logit effects, decoder and co-occurrence
+    neighbours, the map) and the meta, once every slice is in `writer`; publishes."""
+    n_feat, size, n_slices = analysis.n_features, analysis.slice_size, analysis.n_slices
+    passes = 2 if cfg.n_intervals > 0 else 1
     W_dec_FD = sae.W_dec_FD.detach()
     decode_token, logits = None, None
     if cfg.logit_tokens > 0:

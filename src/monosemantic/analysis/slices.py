@@ -31,7 +31,7 @@ slices (`SlicedAnalysis`: 28 bytes per feature, plus the co-occurrence entries).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -113,7 +113,8 @@ class SlicedAnalysis:
     state_bytes: int = 0
     """Pass state of the largest slice (`FeatureAnalysis.nbytes()`)."""
     _cooccur_rows: int | None = None
-    _cooccur_parts: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    _cooccur_parts: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    """Slice start -> its co-occurrence entries (local row, dictionary feature)."""
 
     def __post_init__(self) -> None:
         self.count_F = torch.zeros(self.n_features, dtype=torch.int64)
@@ -137,7 +138,23 @@ class SlicedAnalysis:
                 raise ValueError(f"slice at {lo} sampled {n_rows} co-occurrence rows, earlier "
                                  f"slices {self._cooccur_rows}: they must read the same rows")
             self._cooccur_rows = n_rows
-            self._cooccur_parts.append((local_E.to(torch.int32), feats_E + lo))
+            self._cooccur_parts[lo] = (local_E.to(torch.int32), feats_E + lo)
+
+    def merge(self, other: SlicedAnalysis, ranges: Iterable[tuple[int, int]]) -> None:
+        """Take the slices `ranges` from `other`, the summary of another rank's slices of the
+        same dictionary and rows (nothing when `ranges` is empty)."""
+        ranges = list(ranges)
+        if not ranges:
+            return
+        for lo, hi in ranges:
+            self.count_F[lo:hi] = other.count_F[lo:hi]
+            self.peaks_FR[lo:hi] = other.peaks_FR[lo:hi]
+            if lo in other._cooccur_parts:
+                self._cooccur_parts[lo] = other._cooccur_parts[lo]
+        self.n_tokens = other.n_tokens
+        self.state_bytes = max(self.state_bytes, other.state_bytes)
+        if other._cooccur_rows is not None:
+            self._cooccur_rows = other._cooccur_rows
 
     def cooccur_entries(self) -> tuple[int, Tensor, Tensor] | None:
         """(rows sampled, local row [E], dictionary feature [E]) of all slices, or None when
@@ -145,19 +162,21 @@ class SlicedAnalysis:
         another order, which the counts do not see)."""
         if self._cooccur_rows is None:
             return None
-        return (self._cooccur_rows, torch.cat([p[0] for p in self._cooccur_parts]).long(),
-                torch.cat([p[1] for p in self._cooccur_parts]))
+        parts = [self._cooccur_parts[lo] for lo in sorted(self._cooccur_parts)]
+        return (self._cooccur_rows, torch.cat([p[0] for p in parts]).long(),
+                torch.cat([p[1] for p in parts]))
 
 
 def analyze_sliced(make_batches: Callable[[], Iterable], encode_slice: EncodeSlice,
                    n_features: int, slice_size: int, opts: PassOptions, first_row: int = 0,
                    on_batch: Callable[[int], object] | None = None,
-                   on_slice: Callable[[FeatureAnalysis], None] | None = None
-                   ) -> SlicedAnalysis:
+                   on_slice: Callable[[FeatureAnalysis], None] | None = None,
+                   ranges: Sequence[tuple[int, int]] | None = None) -> SlicedAnalysis:
     """Both passes for each slice of `slice_size` features in order; `on_slice` gets each
-    slice's `FeatureAnalysis` (e.g. to write it) before it is dropped."""
+    slice's `FeatureAnalysis` (e.g. to write it) before it is dropped. `ranges`: only these
+    slices of `feature_ranges` (a rank's share; the summary holds only theirs)."""
     summary = SlicedAnalysis(n_features, slice_size)
-    for lo, hi in feature_ranges(n_features, slice_size):
+    for lo, hi in (feature_ranges(n_features, slice_size) if ranges is None else ranges):
         def encode(x_BD: Tensor, lo: int = lo, hi: int = hi) -> Tensor | SparseCodes:
             return encode_slice(x_BD, lo, hi)
 

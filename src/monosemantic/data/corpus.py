@@ -46,6 +46,16 @@ def iter_documents(cfg: CorpusConfig, report: CorpusReport | None = None) -> Ite
                         f"--corpus.min-doc-chars.")
 
 
+def documents_part(documents: Iterable[Document], part: tuple[int, int]) -> Iterator[Document]:
+    """Part i of n of `documents`: those whose `doc_id` % n = i, keeping their ids. The n
+    parts are disjoint and together are the corpus (how data-parallel ranks that stream from
+    a model share it)."""
+    index, n_parts = part
+    if not 0 <= index < n_parts:
+        raise ValueError(f"part {part} is not one of {n_parts} parts")
+    return (doc for doc in documents if doc.doc_id % n_parts == index)
+
+
 def _check(cfg: CorpusConfig) -> None:
     if cfg.max_documents is not None and cfg.max_documents <= 0:
         raise UserError(f"max_documents must be positive (got {cfg.max_documents}); "

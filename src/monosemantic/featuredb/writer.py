@@ -27,16 +27,18 @@ import torch
 from torch import Tensor
 
 from monosemantic.config import to_dict
+from monosemantic.errors import UserError
 from monosemantic.featuredb.schema import EXAMPLE_KINDS, SCHEMA, SCHEMA_VERSION
 from monosemantic.fsutil import publish, temp_path
 
 if TYPE_CHECKING:
     from monosemantic.analysis.bottomk import GroupedBottomK
     from monosemantic.analysis.decoder import LogitEffects
-    from monosemantic.analysis.onepass import FeatureAnalysis, PassOptions
+    from monosemantic.analysis.onepass import FeatureAnalysis
 
 # Features whose examples are gathered and sorted at once: bounds the writer's own memory.
 _EXAMPLE_CHUNK = 4096
+_EXAMPLE_COLUMNS = "feature, kind, interval, rank, row, activation, peak, tokens, acts"
 
 
 class FeatureDBWriter:
@@ -44,8 +46,10 @@ class FeatureDBWriter:
     order, then `finish` publishes it. Use it as a context manager: on an error inside the
     block, or without `finish`, nothing is published and the temp file is removed."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, part: bool = False):
         self.path = Path(path)
+        self.part = part
+        """A part database (`finish_part`): slices in feature order, with gaps between them."""
         self._tmp = temp_path(self.path)
         self._tmp.unlink(missing_ok=True)
         self._con: sqlite3.Connection | None = sqlite3.connect(self._tmp)
@@ -54,7 +58,7 @@ class FeatureDBWriter:
         self.n_features = 0
         """Features written so far (the next slice starts here)."""
         self.n_tokens: int | None = None
-        self._options: PassOptions | None = None
+        self._options: dict[str, Any] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -68,24 +72,71 @@ class FeatureDBWriter:
         `feature_lo` (default `analysis.feature_lo`, else 0); slices must come in order."""
         con = self._open()
         lo = int(getattr(analysis, "feature_lo", 0) if feature_lo is None else feature_lo)
-        if lo != self.n_features:
-            raise ValueError(f"feature slice at {lo} added after features [0, "
-                             f"{self.n_features}): add slices in feature order")
-        if self.n_tokens is not None and analysis.n_tokens != self.n_tokens:
-            raise ValueError(f"slice of {analysis.n_tokens} tokens, earlier ones of "
-                             f"{self.n_tokens}: every slice must analyse the same rows")
-        self.n_tokens, self._options = analysis.n_tokens, analysis.options
+        self._check_next(lo, analysis.n_tokens, to_dict(analysis.options))
         with con:
             _write_features(con, analysis, lo)
             for first in range(0, analysis.n_features, _EXAMPLE_CHUNK):
                 stop = min(first + _EXAMPLE_CHUNK, analysis.n_features)
                 con.executemany(
-                    "INSERT INTO examples (feature, kind, interval, rank, row, activation, peak, "
-                    "tokens, acts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO examples ({_EXAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _example_rows(analysis, first, stop, lo, self._tokens_seen))
             if analysis.interval_counts_FI is not None:
                 _write_intervals(con, analysis, lo)
         self.n_features = lo + analysis.n_features
+
+    def _check_next(self, lo: int, n_tokens: int, options: dict[str, Any]) -> None:
+        """A slice starting at feature `lo` may come next; remember its rows and options."""
+        if lo < self.n_features or (lo > self.n_features and not self.part):
+            raise ValueError(f"feature slice at {lo} added after features [0, "
+                             f"{self.n_features}): add slices in feature order")
+        if self.n_tokens is not None and n_tokens != self.n_tokens:
+            raise ValueError(f"slice of {n_tokens} tokens, earlier ones of "
+                             f"{self.n_tokens}: every slice must analyse the same rows")
+        if self._options is not None and options != self._options:
+            raise ValueError("slices analysed with other pass options cannot share a database")
+        self.n_tokens, self._options = n_tokens, options
+
+    def finish_part(self) -> Path:
+        """Publish the slices added so far as a part database, for `add_part`: their
+        per-feature tables, the tokens their examples hold (`vocab`, without text), their row
+        count and pass options (`meta`). How the ranks of a distributed analysis hand their
+        slices to rank 0."""
+        con = self._open()
+        if self.n_tokens is None:
+            raise ValueError("no feature slice was added")
+        with con:
+            con.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("n_tokens", json.dumps(self.n_tokens)), ("options", json.dumps(self._options))])
+            con.executemany("INSERT INTO vocab VALUES (?, '')",
+                            ((t,) for t in sorted(self._tokens_seen)))
+        return self._publish()
+
+    def add_part(self, part: str | Path, lo: int, hi: int) -> None:
+        """Copy the slice of features [lo, hi) from the part database `part` (`finish_part`),
+        as `add` would write it (same rows, same row ids)."""
+        con = self._open()
+        if not Path(part).is_file():  # ATTACH would create an empty database
+            raise UserError(f"part database {part} is missing: a distributed analysis needs a "
+                            "run folder every rank sees (a shared filesystem)")
+        con.execute("ATTACH DATABASE ? AS part", (str(part),))
+        try:
+            meta = dict(con.execute("SELECT key, value FROM part.meta").fetchall())
+            self._check_next(lo, json.loads(meta["n_tokens"]), json.loads(meta["options"]))
+            span = (lo, hi)
+            with con:
+                con.execute("INSERT INTO features SELECT * FROM part.features "
+                            "WHERE id >= ? AND id < ? ORDER BY id", span)
+                con.execute(f"INSERT INTO examples ({_EXAMPLE_COLUMNS}) SELECT "
+                            f"{_EXAMPLE_COLUMNS} FROM part.examples "
+                            "WHERE feature >= ? AND feature < ? ORDER BY id", span)
+                con.execute("INSERT INTO intervals SELECT * FROM part.intervals "
+                            "WHERE feature >= ? AND feature < ? ORDER BY rowid", span)
+                con.execute("INSERT INTO histograms SELECT * FROM part.histograms "
+                            "WHERE feature >= ? AND feature < ? ORDER BY feature", span)
+            self._tokens_seen.update(t for (t,) in con.execute("SELECT token_id FROM part.vocab"))
+        finally:
+            con.execute("DETACH DATABASE part")
+        self.n_features = hi
 
     def finish(self, meta: dict[str, Any], decode_token: Callable[[int], str] | None = None,
                logit_effects: LogitEffects | None = None,
@@ -100,7 +151,7 @@ class FeatureDBWriter:
         if self.n_tokens is None or self._options is None:
             raise ValueError("no feature slice was added")
         meta = {**meta, "schema_version": SCHEMA_VERSION, "n_tokens": self.n_tokens,
-                "n_features": self.n_features, "options": to_dict(self._options)}
+                "n_features": self.n_features, "options": self._options}
         with con:
             con.executemany("INSERT INTO meta VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in meta.items()])
@@ -113,7 +164,10 @@ class FeatureDBWriter:
             decode = decode_token or (lambda i: f"<{i}>")
             con.executemany("INSERT INTO vocab VALUES (?, ?)",
                             ((t, decode(t)) for t in sorted(self._tokens_seen)))
-        con.close()
+        return self._publish()
+
+    def _publish(self) -> Path:
+        self._open().close()
         self._con = None
         publish(self._tmp, self.path)
         return self.path

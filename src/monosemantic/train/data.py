@@ -121,34 +121,61 @@ class StreamData:
     scale is estimated on the next `norm_estimate_batches`, which are also the first training
     batches. The stream is deterministic, so a resumed run re-runs the model over the batches
     it already trained on and skips them (correct, at the cost of that compute).
+
+    `part` = (rank, world) of data-parallel training: each rank streams the documents of its
+    own part of the corpus (`data.documents_part`: doc_id % world = rank) through its own
+    mixing buffer, and its batches of `cfg.batch_size / world` rows are its slice of each
+    global batch. Rank 0 alone holds out rows (it alone evaluates), as many as one process
+    would; the scale is estimated on the first training rows of all ranks together (the rows
+    of `norm_estimate_batches` global batches). Another split of the documents, so not the
+    rows of the 1-process stream.
     """
 
     def __init__(self, cfg: TrainConfig, total_steps: int, device: torch.device,
-                 norm_scale: float | None = None):
-        from monosemantic.activations import norm_scale_of
+                 norm_scale: float | None = None, part: tuple[int, int] = (0, 1)):
         from monosemantic.models import load_model
 
-        self.cfg = cfg
-        self.batch_size = cfg.batch_size
+        self.cfg, self.part = cfg, part
+        self.batch_size = cfg.batch_size // part[1]
         self.n_train_rows = None
         self.lm = load_model(str(cfg.model), device=str(device),
                              dtype=getattr(torch, cfg.model_dtype))
         self.d = int(self.lm.hook_point(str(cfg.hook)).width)
         eval_rows = min(cfg.eval_max_rows, cfg.holdout_fraction * total_steps * cfg.batch_size)
-        self.n_eval_batches = math.ceil(eval_rows / cfg.batch_size)
+        self.n_eval_batches = math.ceil(eval_rows / self.batch_size) if part[0] == 0 else 0
         stream = self._open()
         self._eval_raw = list(itertools.islice(stream, self.n_eval_batches))
         # Raw training batches read ahead (the scale estimate); the live stream continues after.
         self._head = list(itertools.islice(stream, cfg.norm_estimate_batches))
         self._live: Iterator[Tensor] | None = stream
         self._live_step = len(self._head)
-        if len(self._eval_raw) < self.n_eval_batches or not self._head:
-            raise UserError("the corpus ran out before the held-out and first training batches; "
-                            "use a larger corpus or a smaller --batch-size")
+        short = len(self._eval_raw) < self.n_eval_batches or not self._head
         for i, x_BD in enumerate(self._head):
             check_finite(x_BD, f"streamed training batch {i}")
-        self.norm_scale = norm_scale if norm_scale is not None else norm_scale_of(
-            torch.cat(self._head))
+        self.norm_scale = self._shared_scale(norm_scale, short, device)
+
+    def _shared_scale(self, norm_scale: float | None, short: bool, device: torch.device
+                      ) -> float:
+        """`norm_scale` if given, else the scale of the head batches of every rank; raises on
+        every rank when the corpus ran out on any (so no rank waits for another)."""
+        from monosemantic.activations import norm_scale_of
+        from monosemantic.train.distributed import Ranks
+
+        head_ND = torch.cat(self._head) if self._head else torch.zeros(0, self.d)
+        # float64 sums: sum of squared norms, rows, ranks whose corpus ran out.
+        sums = torch.tensor([float(head_ND.double().square().sum()), len(head_ND), short],
+                            dtype=torch.float64, device=device)
+        total_sq, rows, n_short = Ranks(*self.part).sum_(sums).tolist()
+        if n_short:
+            where = f" (on {int(n_short)} of {self.part[1]} ranks)" if self.part[1] > 1 else ""
+            raise UserError(f"the corpus ran out{where} before the held-out and first training "
+                            "batches; use a larger corpus or a smaller --batch-size")
+        if norm_scale is not None:
+            return norm_scale
+        if self.part[1] == 1:
+            return norm_scale_of(head_ND)
+        # `norm_scale_of` over the rows of all ranks.
+        return (self.d * rows / total_sq) ** 0.5 if total_sq > 0 else 1.0
 
     def _open(self) -> Iterator[Tensor]:
         from monosemantic.activations import stream_activations
@@ -156,7 +183,7 @@ class StreamData:
         return iter(stream_activations(
             self.lm, self.cfg.corpus, str(self.cfg.hook), self.batch_size,
             ctx_len=self.cfg.ctx_len, model_batch_size=self.cfg.stream_batch_size,
-            buffer_rows=self.cfg.stream_buffer_rows, seed=self.cfg.seed))
+            buffer_rows=self.cfg.stream_buffer_rows, seed=self.cfg.seed, part=self.part))
 
     def train_batches(self, start_step: int) -> Iterator[Tensor]:
         step = start_step
@@ -189,6 +216,8 @@ class StreamData:
             "corpus_config": to_dict(self.cfg.corpus),
             "holdout_rows": None,
             "holdout_stream_batches": [0, self.n_eval_batches],
+            # Held-out batches are rank 0's, of batch_size / stream_ranks rows each.
+            "stream_ranks": self.part[1],
             "norm_scale": self.norm_scale,
         }
 
@@ -196,13 +225,9 @@ class StreamData:
 def open_data(cfg: TrainConfig, device: torch.device, total_steps: int | None = None,
               norm_scale: float | None = None, part: tuple[int, int] = (0, 1)) -> TrainData:
     """The data source `cfg` asks for (`total_steps` and `norm_scale` matter for streaming;
-    `part` = (rank, world) of data-parallel training, store only)."""
+    `part` = (rank, world) of data-parallel training: this rank's slice of every batch)."""
     if cfg.store is not None:
         return StoreData(cfg, part)
-    if part[1] > 1:
-        raise UserError("data-parallel training (torchrun) reads an activation store only: "
-                        "harvest the activations first and pass --store (streaming from a "
-                        "model is not sharded across ranks yet)")
     if total_steps is None:
         raise UserError("streaming needs a length: give --steps or --total-tokens")
-    return StreamData(cfg, total_steps, device, norm_scale)
+    return StreamData(cfg, total_steps, device, norm_scale, part)

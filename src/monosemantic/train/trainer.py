@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from monosemantic.collective import agree
 from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
@@ -74,7 +75,8 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         norm_scale = _checkpoint_norm_scale(cfg.out)
         data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale, part=part)
     elif data is None:
-        data = open_data(cfg, device, part=part)
+        # A store one rank cannot open stops every rank (rank 0 names it), none waits.
+        data = agree(ranks, lambda: open_data(cfg, device, part=part))
     resolve(cfg, data.n_train_rows, data.d)
     check_same_options(ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
