@@ -102,11 +102,24 @@ def process_group(device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
                             "uses cuda:LOCAL_RANK)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    _init_process_group("nccl" if device.type == "cuda" else "gloo", rank, world)
     try:
         yield Ranks(rank=rank, world=world), device
     finally:
         dist.destroy_process_group()
+
+
+def _init_process_group(backend: str, rank: int, world: int) -> None:
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None:
+        dist.init_process_group(backend)
+        return
+    # torchrun (--max-restarts) keeps one store for all attempts: without a prefix of its own,
+    # a restarted group would find the addresses its dead predecessors published and fail to
+    # connect to them.
+    store, _, _ = next(dist.rendezvous("env://"))
+    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt_{restart}", store),
+                            rank=rank, world_size=world)
 
 
 def fold_sums(ranks: Ranks, state: TrainState) -> None:

@@ -42,7 +42,7 @@ def resume_point(cfg: TrainConfig, ranks: Ranks) -> tuple[int, Path] | None:
             raise error
         if message is not None:
             raise StoppedByRankZero(f"rank {ranks.rank}: stopped, rank 0 refused the run "
-                                    f"({message.splitlines()[0][:200]})")
+                                    "(its error says why)")
     return resume
 
 
