@@ -86,8 +86,7 @@ def save_state(folder: Path, tensors: Mapping[str, torch.Tensor], objects: Mappi
 
     `sharded`: tensor name -> the dim along which it holds `part` of the features (`part` may
     be None when nothing is sharded)."""
-    if sharded and part is None:
-        raise ValueError("sharded tensors need the feature slice they hold")
+    _check_slices(tensors, sharded, part)
     overlap = set(tensors) & set(objects)
     if overlap:
         raise ValueError(f"names used for both a tensor and an object: {sorted(overlap)}")
@@ -104,8 +103,7 @@ def load_state(folder: Path, tensors: Mapping[str, torch.Tensor], object_keys: l
     """Fill `tensors` (CPU, this rank's local shapes) in place from `folder` and return the
     objects named in `object_keys` (all ranks call it with the same names). `part` may be None
     when nothing is `sharded` (every tensor read whole)."""
-    if sharded and part is None:
-        raise ValueError("sharded tensors need the feature slice they hold")
+    _check_slices(tensors, sharded, part)
     state: dict[str, Any] = {**tensors, **{k: None for k in object_keys}}
     planner = _SliceLoadPlanner({k: (d, part) for k, d in sharded.items() if k in tensors})
     with warnings.catch_warnings():
@@ -121,6 +119,16 @@ def saved_entries(folder: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]
     return {k: None if isinstance(v, BytesStorageMetadata)
             else (tuple(v.size), v.properties.dtype)
             for k, v in md.state_dict_metadata.items()}
+
+
+def _check_slices(tensors: Mapping[str, torch.Tensor], sharded: Mapping[str, int],
+                  part: FeatureSlice | None) -> None:
+    # Here rather than in the planners, whose errors DCP wraps in a CheckpointException.
+    if sharded and part is None:
+        raise ValueError("sharded tensors need the feature slice they hold")
+    for name, dim in sharded.items():
+        if name in tensors:
+            _chunk(tensors[name], dim, part)  # type: ignore[arg-type]
 
 
 def _chunk(tensor: torch.Tensor, dim: int, part: FeatureSlice) -> tuple[torch.Size, torch.Size]:
