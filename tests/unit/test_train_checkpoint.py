@@ -123,7 +123,7 @@ def test_publication_is_atomic_and_keeps_the_latest(tmp_path):
     assert list_checkpoints(tmp_path) == []  # the unfinished folder is no checkpoint
     for step in (10, 20, 30, 30):  # the same step again replaces it
         tensors = {"w/x": torch.full((2,), float(step))}
-        write_checkpoint(tmp_path, step, lambda d: save_state(d, tensors, {}, {}, None),
+        write_checkpoint(tmp_path, step, lambda d, t=tensors: save_state(d, t, {}, {}, None),
                          {"step": step}, keep=2, is_main=True)
     assert [p.name for _, p in list_checkpoints(tmp_path)] == ["step_000000020",
                                                                "step_000000030"]

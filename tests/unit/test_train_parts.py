@@ -8,8 +8,8 @@ import torch
 from monosemantic.config import ConfigError, from_dict, to_dict
 from monosemantic.sae import SAEConfig, sae_class
 from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint, write_checkpoint
-from monosemantic.train.dcp import save_state
 from monosemantic.train.config import TrainConfig, changed_fields, resolve, validate
+from monosemantic.train.dcp import save_state
 from monosemantic.train.dead import FeatureTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 from monosemantic.train.schedules import Schedule
@@ -171,7 +171,7 @@ def test_loss_sums_average_parts_and_record_first_nonfinite_step():
 def test_atomic_save_and_keep_latest(tmp_path: Path):
     for step in (10, 20, 30):
         tensors = {"w/x": torch.ones(2) * step}
-        write_checkpoint(tmp_path, step, lambda d: save_state(d, tensors, {}, {}, None),
+        write_checkpoint(tmp_path, step, lambda d, t=tensors: save_state(d, t, {}, {}, None),
                          {"step": step}, keep=2, is_main=True)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step_000000020", "step_000000030"]  # no temp folders left behind

@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.default_planner import (
     DefaultLoadPlanner,
     DefaultSavePlanner,
     create_default_local_load_plan,
 )
+from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.metadata import (
     BytesStorageMetadata,
     ChunkStorageMetadata,
@@ -47,6 +47,8 @@ from torch.distributed.checkpoint.planner import (
     WriteItemType,
 )
 from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,15 @@ def save_state(folder: Path, tensors: Mapping[str, torch.Tensor], objects: Mappi
 
     `sharded`: tensor name -> the dim along which it holds `part` of the features (`part` may
     be None when nothing is sharded)."""
-    _check_slices(tensors, sharded, part)
     overlap = set(tensors) & set(objects)
     if overlap:
         raise ValueError(f"names used for both a tensor and an object: {sorted(overlap)}")
     state: dict[str, Any] = {**tensors, **objects}
-    planner = _SliceSavePlanner({k: (d, part) for k, d in sharded.items() if k in tensors})
+    planner = _SliceSavePlanner(_slices(tensors, sharded, part))
     with warnings.catch_warnings():
         # The single-process case is intended; DCP warns about it on every call.
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save(state, checkpoint_id=str(folder), planner=planner, no_dist=_no_dist())
+        dcp_save(state, checkpoint_id=str(folder), planner=planner, no_dist=_no_dist())
 
 
 def load_state(folder: Path, tensors: Mapping[str, torch.Tensor], object_keys: list[str],
@@ -103,32 +104,35 @@ def load_state(folder: Path, tensors: Mapping[str, torch.Tensor], object_keys: l
     """Fill `tensors` (CPU, this rank's local shapes) in place from `folder` and return the
     objects named in `object_keys` (all ranks call it with the same names). `part` may be None
     when nothing is `sharded` (every tensor read whole)."""
-    _check_slices(tensors, sharded, part)
     state: dict[str, Any] = {**tensors, **{k: None for k in object_keys}}
-    planner = _SliceLoadPlanner({k: (d, part) for k, d in sharded.items() if k in tensors})
+    planner = _SliceLoadPlanner(_slices(tensors, sharded, part))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load(state, checkpoint_id=str(folder), planner=planner, no_dist=_no_dist())
+        dcp_load(state, checkpoint_id=str(folder), planner=planner, no_dist=_no_dist())
     return {k: state[k] for k in object_keys}
 
 
 def saved_entries(folder: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype] | None]:
     """Each entry of the checkpoint in `folder`: a tensor's (global shape, dtype), None for an
     object."""
-    md: Metadata = dcp.FileSystemReader(str(folder)).read_metadata()
+    md: Metadata = FileSystemReader(str(folder)).read_metadata()
     return {k: None if isinstance(v, BytesStorageMetadata)
             else (tuple(v.size), v.properties.dtype)
             for k, v in md.state_dict_metadata.items()}
 
 
-def _check_slices(tensors: Mapping[str, torch.Tensor], sharded: Mapping[str, int],
-                  part: FeatureSlice | None) -> None:
-    # Here rather than in the planners, whose errors DCP wraps in a CheckpointException.
-    if sharded and part is None:
+def _slices(tensors: Mapping[str, torch.Tensor], sharded: Mapping[str, int],
+            part: FeatureSlice | None) -> dict[str, tuple[int, FeatureSlice]]:
+    """{name: (dim, part)} of the sharded tensors, checked here rather than in the planners,
+    whose errors DCP wraps in a CheckpointException."""
+    if not sharded:
+        return {}
+    if part is None:
         raise ValueError("sharded tensors need the feature slice they hold")
-    for name, dim in sharded.items():
-        if name in tensors:
-            _chunk(tensors[name], dim, part)  # type: ignore[arg-type]
+    out = {k: (d, part) for k, d in sharded.items() if k in tensors}
+    for name, (dim, _) in out.items():
+        _chunk(tensors[name], dim, part)
+    return out
 
 
 def _chunk(tensor: torch.Tensor, dim: int, part: FeatureSlice) -> tuple[torch.Size, torch.Size]:

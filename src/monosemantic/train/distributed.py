@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import PrefixStore
+from torch.distributed.rendezvous import rendezvous
 
 from monosemantic.errors import UserError
 
@@ -117,8 +119,8 @@ def _init_process_group(backend: str, rank: int, world: int) -> None:
     # torchrun (--max-restarts) keeps one store for all attempts: without a prefix of its own,
     # a restarted group would find the addresses its dead predecessors published and fail to
     # connect to them.
-    store, _, _ = next(dist.rendezvous("env://"))
-    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt_{restart}", store),
+    store, _, _ = next(rendezvous("env://"))
+    dist.init_process_group(backend, store=PrefixStore(f"attempt_{restart}", store),
                             rank=rank, world_size=world)
 
 
