@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import shard_worker
+from helpers import shard_worker, snapshot_worker
 from helpers.train_data import metrics_records, sparse_activations, write_store
 from monosemantic.sae import SAEConfig, load_sae
 from monosemantic.train.checkpoint import checkpoint_path, latest_checkpoint, read_meta
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dcp import FeatureSlice, load_state
+from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import train
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -127,6 +128,26 @@ def test_feature_sharded_state_reshards_to_any_world_size(tmp_path):
     stored = [i.fqn for i in dcp.FileSystemReader(str(at4)).read_metadata().storage_data]
     assert stored.count("sae/b_dec") == stored.count("optim/param_groups") == 1
     assert stored.count("sae/W_enc") == 4
+
+
+def test_feature_sliced_train_states_save_and_load(tmp_path):
+    """TrainStates holding half the features each (as feature-parallel ranks will): 2 ranks
+    load their halves of a 1-process checkpoint and save them; 1 process reads that whole."""
+    whole = snapshot_worker.trained_state(tmp_path / "one")
+    _, path = whole.save(tmp_path / "one", keep=2, wall_time=1.0, norm_scale=0.5)
+    worker = str(TESTS / "helpers" / "snapshot_worker.py")
+    done = _run(_launch(2, worker, str(tmp_path / "two"), str(path)))
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    step, saved = latest_checkpoint(tmp_path / "two")
+    meta = read_meta(saved)
+    assert (step, meta["world"], meta["feature_sharded"]) == (4, 2, True)
+    again = TrainState.create(snapshot_worker.config(tmp_path / "two"), d_in=4,
+                              device=torch.device("cpu"))
+    again.load(saved)
+    got = snapshot_worker.values(again)
+    for name, value in snapshot_worker.values(whole).items():
+        assert torch.equal(got[name], value), name
 
 
 # ---------------------------------------------------------------- world size changes

@@ -136,12 +136,16 @@ def test_publication_is_atomic_and_keeps_the_latest(tmp_path):
     assert latest_checkpoint(tmp_path)[0] == 30
 
 
-def test_old_single_file_checkpoints_are_refused(tmp_path):
+def test_old_single_file_and_foreign_folders_are_refused(tmp_path):
     cfg = _cfg(tmp_path / "run")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     save_config(cfg, tmp_path / "run" / "cfg.json")
     (tmp_path / "run" / "checkpoints" / "step_000000010.pt").write_bytes(b"old")
     with pytest.raises(UserError, match=r"single-file format .*step_000000010\.pt"):
+        resume_point(cfg, Ranks())
+    (tmp_path / "run" / "checkpoints" / "step_000000010.pt").unlink()
+    (tmp_path / "run" / "checkpoints" / "step_000000020").mkdir()
+    with pytest.raises(UserError, match=r"step_000000020 has no meta\.json"):
         resume_point(cfg, Ranks())
 
 

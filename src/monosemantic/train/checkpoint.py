@@ -90,7 +90,7 @@ def write_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None],
     if is_main:  # the others block in `write`'s first collective until this is done
         if tmp.exists():
             shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+        tmp.mkdir(parents=True, exist_ok=True)  # another rank's DCP writer may have made it
     write(tmp)
     if not is_main:
         return final

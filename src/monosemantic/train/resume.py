@@ -26,23 +26,22 @@ class StoppedByRankZero(UserError):
 
 def resume_point(cfg: TrainConfig, ranks: Ranks) -> tuple[int, Path] | None:
     """The checkpoint every rank resumes from, or None for a fresh start (all ranks call it)."""
+    if not ranks.active:
+        return _prepare(cfg)
     resume, error = None, None
     if ranks.is_main:
         try:
             resume = _prepare(cfg)
-        except UserError as err:
-            if not ranks.active:
-                raise
+        except Exception as err:  # any failure: the others must not wait for rank 0
             error = err
-    if ranks.active:
-        shared = [None if error is None else str(error), resume]
-        dist.broadcast_object_list(shared, src=0)
-        message, resume = shared
-        if error is not None:
-            raise error
-        if message is not None:
-            raise StoppedByRankZero(f"rank {ranks.rank}: stopped, rank 0 refused the run "
-                                    "(its error says why)")
+    shared = [error is not None, resume]
+    dist.broadcast_object_list(shared, src=0)
+    failed, resume = shared
+    if error is not None:
+        raise error
+    if failed:
+        raise StoppedByRankZero(f"rank {ranks.rank}: stopped, rank 0 refused the run (its "
+                                "error says why)")
     return resume
 
 

@@ -21,6 +21,7 @@ import torch
 from monosemantic.config import to_dict
 from monosemantic.errors import UserError
 from monosemantic.train.checkpoint import (
+    META,
     read_meta,
     rng_state,
     set_rng_state,
@@ -87,6 +88,9 @@ def load_snapshot(state: TrainState, path: Path, ranks: Ranks) -> None:
 def check_snapshot(path: Path, cfg: TrainConfig) -> None:
     """Refuse (UserError) a checkpoint this run cannot continue from: another format, or
     written by a run whose config differs in a field that changes the result."""
+    if not (path / META).is_file():
+        raise UserError(f"checkpoint {path} has no {META} (not written by this trainer): "
+                        "delete it to resume from the one before")
     meta = read_meta(path)
     if meta.get("version") != CHECKPOINT_VERSION:
         raise UserError(f"checkpoint {path} has format version {meta.get('version')}, this "
