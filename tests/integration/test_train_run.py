@@ -139,7 +139,7 @@ class _PoisonedData(MemoryData):
 
 def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path, sparse_x):
     cfg = _cfg(tmp_path / "run", steps=40, checkpoint_every=10, log_every=5, eval_every=0)
-    with pytest.raises(NonFiniteLossError, match=r"step 23.*step_000000020\.pt \(step 20\)"):
+    with pytest.raises(NonFiniteLossError, match=r"step 23.*step_000000020 \(step 20\)"):
         train(cfg, data=_PoisonedData(sparse_x, BATCH, bad_step=23))
     assert latest_checkpoint(tmp_path / "run")[0] == 20  # nothing written after the NaN
     assert not (tmp_path / "run" / "sae").exists()

@@ -41,7 +41,7 @@ def test_streaming_trains_and_resumes_exactly(tmp_path, tiny_model_dir):
     final = load_checkpoint(checkpoint_path(run, 20))
 
     # Lose everything after step 10, as a crash would: the resumed run re-streams and skips.
-    checkpoint_path(run, 20).unlink()
+    shutil.rmtree(checkpoint_path(run, 20))
     shutil.rmtree(run / "sae")
     train(_cfg(tmp_path, tiny_model_dir, tmp_path / "run"))
     again = load_checkpoint(checkpoint_path(run, 20))

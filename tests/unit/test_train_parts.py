@@ -7,13 +7,9 @@ import torch
 
 from monosemantic.config import ConfigError, from_dict, to_dict
 from monosemantic.sae import SAEConfig, sae_class
-from monosemantic.train.checkpoint import (
-    atomic_torch_save,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from monosemantic.train.checkpoint import latest_checkpoint, load_checkpoint, write_checkpoint
 from monosemantic.train.config import TrainConfig, changed_fields, resolve, validate
+from monosemantic.train.dcp import save_state
 from monosemantic.train.dead import FeatureTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 from monosemantic.train.schedules import Schedule
@@ -174,13 +170,14 @@ def test_loss_sums_average_parts_and_record_first_nonfinite_step():
 
 def test_atomic_save_and_keep_latest(tmp_path: Path):
     for step in (10, 20, 30):
-        save_checkpoint(tmp_path, step, {"step": step, "w": torch.ones(2) * step}, keep=2)
-    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert files == ["step_000000020.pt", "step_000000030.pt"]  # no temp files left behind
+        tensors = {"w/x": torch.ones(2) * step}
+        write_checkpoint(tmp_path, step, lambda d, t=tensors: save_state(d, t, {}, {}, None),
+                         {"step": step}, keep=2, is_main=True)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_000000020", "step_000000030"]  # no temp folders left behind
     step, path = latest_checkpoint(tmp_path)
-    assert step == 30 and load_checkpoint(path)["w"].tolist() == [30.0, 30.0]
-    atomic_torch_save({"a": 1}, tmp_path / "x.pt")
-    assert load_checkpoint(tmp_path / "x.pt") == {"a": 1}
+    state = load_checkpoint(path)
+    assert step == 30 and state["step"] == 30 and state["w"]["x"].tolist() == [30.0, 30.0]
 
 
 # ---------------------------------------------------------------- config

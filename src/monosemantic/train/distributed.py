@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import PrefixStore
+from torch.distributed.rendezvous import rendezvous
 
 from monosemantic.errors import UserError
 from monosemantic.train.preflight import explained_failures
@@ -107,13 +109,26 @@ def process_group(device: torch.device, timeout_s: float = 600.0
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     with explained_failures(rank, timeout_s, joining=True):
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=timeout_s))
+        _init_process_group("nccl" if device.type == "cuda" else "gloo", rank, world,
+                            timedelta(seconds=timeout_s))
     try:
         with explained_failures(rank, timeout_s):
             yield Ranks(rank=rank, world=world), device
     finally:
         dist.destroy_process_group()
+
+
+def _init_process_group(backend: str, rank: int, world: int, timeout: timedelta) -> None:
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None:
+        dist.init_process_group(backend, timeout=timeout)
+        return
+    # torchrun (--max-restarts) keeps one store for all attempts: without a prefix of its own,
+    # a restarted group would find the addresses its dead predecessors published and fail to
+    # connect to them.
+    store, _, _ = next(rendezvous("env://", timeout=timeout))
+    dist.init_process_group(backend, store=PrefixStore(f"attempt_{restart}", store),
+                            rank=rank, world_size=world, timeout=timeout)
 
 
 def fold_sums(ranks: Ranks, state: TrainState) -> None:

@@ -18,6 +18,7 @@ from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import latest_checkpoint
 from monosemantic.train.config import TrainConfig, changed_fields
 from monosemantic.train.logger import truncate_metrics
+from monosemantic.train.snapshot import check_snapshot
 
 
 def prepare_run_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
@@ -39,6 +40,7 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
                     f"{run.path} holds a run with a different config ({changes}); resuming "
                     "would mix two runs. Pass the original options to resume it, or choose a "
                     "new output directory")
+            check_snapshot(resume[1], cfg)  # before the metrics are cut back to it
         truncate_metrics(run.metrics_path, resume[0] if resume else None)
     else:
         run.check_trainable()

@@ -10,22 +10,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import to_dict
-from monosemantic.errors import UserError
 from monosemantic.sae import SAE, create_sae
-from monosemantic.train.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from monosemantic.train.config import TrainConfig
+from monosemantic.train.dcp import FeatureSlice
 from monosemantic.train.dead import FeatureTracker
+from monosemantic.train.distributed import Ranks
 from monosemantic.train.metrics import LossSums, ReconstructionSums
+from monosemantic.train.snapshot import load_snapshot, save_snapshot
 
 if TYPE_CHECKING:
     from monosemantic.train.data import TrainData
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -45,6 +39,9 @@ class TrainState:
     """Seconds spent by the run before the current process (summed over resumes)."""
     last_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The latest train and eval log records (the final SAE's summary)."""
+    features: FeatureSlice | None = None
+    """The features this rank holds of every per-feature tensor (`SAE.feature_dims`); None:
+    all of them (one process, or data-parallel ranks). Checkpoints are sharded by it."""
 
     @classmethod
     def create(cls, cfg: TrainConfig, d_in: int, device: torch.device) -> TrainState:
@@ -64,46 +61,16 @@ class TrainState:
                    tracker=FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device),
                    recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device)
 
-    def save(self, run_dir: Path, keep: int, wall_time: float,
-             norm_scale: float) -> tuple[int, Path]:
-        """Write a checkpoint for the current step; returns (step, path)."""
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "step": self.step,
-            "cfg": to_dict(self.cfg),
-            "sae_cfg": to_dict(self.sae.cfg),
-            "sae": {k: v.detach().cpu() for k, v in self.sae.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "tracker": self.tracker.state_dict(),
-            "recon": self.recon.state_dict(),
-            "losses": self.losses.state_dict(),
-            "rng": rng_state(self.device),
-            "wall_time": wall_time,
-            "norm_scale": norm_scale,
-            "last_records": self.last_records,
-        }
-        return self.step, save_checkpoint(run_dir, self.step, state, keep)
+    def save(self, run_dir: Path, keep: int, wall_time: float, norm_scale: float,
+             ranks: Ranks | None = None) -> tuple[int, Path]:
+        """Write a checkpoint for the current step (every rank calls it); returns (step, path)."""
+        path = save_snapshot(self, run_dir, keep, wall_time, norm_scale, ranks or Ranks())
+        return self.step, path
 
-    def load(self, path: Path, d_in: int) -> None:
-        """Restore a checkpoint written by `save`, checking that it fits the data."""
-        state = load_checkpoint(path)
-        saved_d = int(state["sae_cfg"]["d_in"])
-        if saved_d != d_in:
-            raise UserError(
-                f"checkpoint {path} is for activations of width {saved_d}, but the data has "
-                f"width {d_in}: use the store/hook the run started with, or a new output directory")
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise UserError(f"checkpoint {path} has format version {state.get('version')}, this "
-                            f"trainer reads {CHECKPOINT_VERSION}: start a new run directory")
-        self.sae.load_state_dict(state["sae"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.tracker.load_state_dict(state["tracker"])
-        self.recon.load_state_dict(state["recon"])
-        self.losses.load_state_dict(state["losses"])
-        set_rng_state(state["rng"], self.device)
-        self.step = int(state["step"])
-        self.wall_time = float(state["wall_time"])
-        self.last_records = dict(state.get("last_records", {}))
+    def load(self, path: Path, ranks: Ranks | None = None) -> None:
+        """Restore this rank's part of the checkpoint folder `path` (every rank calls it);
+        `snapshot.check_snapshot` vets the checkpoint first."""
+        load_snapshot(self, path, ranks or Ranks())
 
     def save_final_sae(self, out_dir: Path, data: TrainData, summary: dict[str, Any]) -> None:
         """Save the SAE (normalization folded in) with the run's metadata beside it."""

@@ -6,7 +6,8 @@ evaluation and before a checkpoint (a checkpoint is never written after a non-fi
 
 Under torchrun (`distributed`) every rank trains the same SAE on its slice of each global batch:
 gradients are averaged, the dead-feature counts summed every step (one dead mask for AuxK),
-the metric sums gathered on rank 0 when they are read; rank 0 alone writes the run directory.
+the metric sums gathered on rank 0 when they are read; rank 0 alone writes the run directory,
+except the checkpoints, which every rank writes its part of (`train/snapshot.py`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 from monosemantic.runs import RunDir
-from monosemantic.train.checkpoint import latest_checkpoint
+from monosemantic.train.checkpoint import latest_checkpoint, read_meta
 from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
 from monosemantic.train.distributed import Ranks, drop_sums, fold_sums, process_group
 from monosemantic.train.evaluate import evaluate
 from monosemantic.train.logger import MetricsLogger, require_backends
 from monosemantic.train.preflight import check_same_options
-from monosemantic.train.rundir import prepare_run_dir
+from monosemantic.train.resume import resume_point
 from monosemantic.train.schedules import Schedule
 from monosemantic.train.state import TrainState
 
@@ -80,15 +81,12 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     resolve(cfg, data.n_train_rows, data.d)
     check_same_options(ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
-    # Rank 0 checks and writes the run directory; the others then read the same checkpoint.
-    resume = prepare_run_dir(cfg) if ranks.is_main else None
-    ranks.barrier()
-    if not ranks.is_main:
-        resume = latest_checkpoint(Path(cfg.out))
+    # Rank 0 checks and writes the run directory; every rank then reads the same checkpoint.
+    resume = resume_point(cfg, ranks)
 
     state = TrainState.create(cfg, data.d, device)
     if resume is not None:
-        state.load(resume[1], data.d)
+        state.load(resume[1], ranks)
         if not ranks.is_main:
             drop_sums(state)  # rank 0 holds the checkpoint's metric sums
     else:
@@ -122,9 +120,7 @@ def _checkpoint_norm_scale(run_dir: Path) -> float | None:
     found = latest_checkpoint(run_dir) if RunDir(run_dir).cfg_path.exists() else None
     if found is None:
         return None
-    from monosemantic.train.checkpoint import load_checkpoint
-
-    return float(load_checkpoint(found[1])["norm_scale"])
+    return float(read_meta(found[1])["norm_scale"])
 
 
 class Loop:
@@ -236,10 +232,8 @@ class Loop:
         self._check_finite_loss()
         start = time.perf_counter()
         assert self.data is not None  # only `run` checkpoints
-        if not self.ranks.is_main:
-            return
         self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
-                                         self._wall_time(), self.data.norm_scale)
+                                         self._wall_time(), self.data.norm_scale, self.ranks)
         self.overhead_seconds += time.perf_counter() - start
 
     def _check_finite_loss(self) -> None:
