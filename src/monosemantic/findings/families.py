@@ -70,8 +70,8 @@ def _children(pair: PairResult, measure: str) -> dict[int, list[tuple[int, tuple
     out: dict[int, list[tuple[int, tuple[float, float]]]] = defaultdict(list)
     for i in np.argsort(-match.score_L, kind="stable"):
         if is_child[i]:
-            edge = (match.score_L[i], cross[i]) if measure == "decoder" else \
-                (cross[i], match.score_L[i])
+            score, other = float(match.score_L[i]), float(cross[i])
+            edge = (score, other) if measure == "decoder" else (other, score)
             out[int(match.parent_L[i])].append((int(i), edge))
     return out
 

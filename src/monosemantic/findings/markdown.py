@@ -88,20 +88,25 @@ def _splitting(report: dict[str, Any], image: str | None, html_page: str) -> lis
            f"{m['child_threshold']:g}. A smaller-SAE feature **splits** with 2 or more children, "
            f"**persists** with one child at {m['persist_threshold']:g} or more, **drifts** with "
            f"one child below that, **vanishes** with none; a larger-SAE feature **appears** "
-           f"without a parent. Shares are over the features that fire on the held-out tokens.",
+           "without a parent. Shares are over the features that fire on the held-out tokens. "
+           "*Same index*: the share of children that have their parent's feature index (high when "
+           "the sizes started from the same initial directions).",
            ""]
     for s in report["series"]:
         out += [f"**{s['series']}**:", "",
                 "| pair | measure | correlated pairs | " + " | ".join(SMALL_CLASSES)
-                + " | appear |", "|---|---|---|" + "---:|" * (len(SMALL_CLASSES) + 1)]
+                + " | appear | same index |",
+                "|---|---|---|" + "---:|" * (len(SMALL_CLASSES) + 2)]
         for p in s["pairs"]:
             for measure in MEASURES:
                 by = p["by"][measure]
                 cells = " | ".join(_pct(by["small"]["shares"][c]) for c in SMALL_CLASSES)
                 out.append(f"| {p['small']['n_features']:,} → {p['large']['n_features']:,} | "
                            f"{measure} | {p['correlation_pairs']} | {cells} | "
-                           f"{_pct(by['large']['shares']['appear'])} |")
+                           f"{_pct(by['large']['shares']['appear'])} | "
+                           f"{_pct(p['same_index'][measure])} |")
         out.append("")
+        out += [f"**Warning**: {w}." for w in s["warnings"]] + ([""] if s["warnings"] else [])
         out += _families(s)
     for label, message in report["failed"].items():
         out += [f"{label}: not measured: {message}", ""]

@@ -56,6 +56,7 @@ def _series(series: dict[str, Any], max_trees: int) -> list[str]:
            f"<p>Sizes {', '.join(f'{n:,}' for n in series['sizes'])} (runs "
            f"{html.escape(', '.join(series['runs']))}); {h['n_tokens']:,} held-out tokens, "
            f"store rows {h['rows'][0]:,} to {h['rows'][1]:,}.</p>", _shares_table(series)]
+    out += [f"<p class=split>warning: {html.escape(w)}</p>" for w in series["warnings"]]
     fams = series["families"]
     trees = sorted(fams["trees"], key=lambda t: (-descendants(t), t["feature"]))
     shown = trees[:max_trees]
@@ -70,7 +71,7 @@ def _series(series: dict[str, Any], max_trees: int) -> list[str]:
 def _shares_table(series: dict[str, Any]) -> str:
     head = ("<tr><th>pair</th><th>measure</th><th>correlated pairs</th>"
             + "".join(f"<th>{c}</th>" for c in SMALL_CLASSES)
-            + "<th>appear</th><th>silent (small / large)</th></tr>")
+            + "<th>appear</th><th>silent (small / large)</th><th>same index</th></tr>")
     rows = []
     for p in series["pairs"]:
         for measure in MEASURES:
@@ -80,7 +81,8 @@ def _shares_table(series: dict[str, Any]) -> str:
             rows.append(f"<tr><td>{p['small']['n_features']:,} → {p['large']['n_features']:,}"
                         f"</td><td>{measure}</td><td>{html.escape(p['correlation_pairs'])}</td>"
                         f"{cells}<td>{_share(large, 'appear')}</td>"
-                        f"<td>{small['silent']} / {large['silent']}</td></tr>")
+                        f"<td>{small['silent']} / {large['silent']}</td>"
+                        f"<td>{_pct(p['same_index'][measure])}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -109,6 +111,10 @@ def _node(node: dict[str, Any]) -> str:
     inner = "".join(_node(c) for c in children)
     return f"<details><summary>{label} <span class=dim>({descendants(node)} below)</span>" \
            f"</summary>{inner}</details>"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _num(value: float | None) -> str:

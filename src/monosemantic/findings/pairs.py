@@ -83,7 +83,18 @@ class PairResult:
         return {"small": {"n_features": sizes[self.small], "run": names[self.small]},
                 "large": {"n_features": sizes[self.large], "run": names[self.large]},
                 "correlation_pairs": self.correlation_pairs,
-                "by": {m: self.classes[m].shares() for m in MEASURES}}
+                "by": {m: self.classes[m].shares() for m in MEASURES},
+                "same_index": {m: self.same_index_share(m) for m in MEASURES}}
+
+    def same_index_share(self, measure: str) -> float | None:
+        """Share of the children that have their parent's index: near 1 when the two runs
+        started from the same initial directions (one seed for every size) and training did
+        not move them far; then persistence partly measures the shared start."""
+        is_child = self.classes[measure].large_L > 0
+        if not is_child.any():
+            return None
+        ids = np.flatnonzero(is_child)
+        return float((self.matched[measure].parent_L[ids] == ids).mean())
 
 
 def size_pairs(n_sizes: int, which: str) -> list[tuple[int, int]]:
@@ -100,18 +111,19 @@ def match_pairs(saes: list[SAE], pairs: list[tuple[int, int]], holdout: Holdout,
     decoders = [sae.W_dec_FD.detach().float().cpu() for sae in saes]
     fires = [torch.zeros(d.shape[0], dtype=torch.int64) for d in decoders]
     moments: dict[tuple[int, int], PairMoments] = {}
-    for s, l in pairs:
-        n_s, n_l = decoders[s].shape[0], decoders[l].shape[0]
+    for s, big in pairs:
+        n_s, n_l = decoders[s].shape[0], decoders[big].shape[0]
         cand = None if n_s * n_l <= mopts.max_dense_pairs else \
-            top_cosines(decoders[l], decoders[s], mopts.n_candidates)[0]
-        moments[(s, l)] = PairMoments(n_l, n_s, cand)
+            top_cosines(decoders[big], decoders[s], mopts.n_candidates)[0]
+        moments[(s, big)] = PairMoments(n_l, n_s, cand)
     for codes in encoded_batches(saes, holdout, hopts, "matching sizes"):
         for i, c in enumerate(codes):
             fires[i] += c.fires_F().cpu()
-        for (s, l), m in moments.items():
-            m.update(codes[l], codes[s])
+        for (s, big), m in moments.items():
+            m.update(codes[big], codes[s])
     alive = [(f > 0).numpy() for f in fires]
-    return [_result(s, l, decoders, alive, fires, moments[(s, l)], mopts) for s, l in pairs]
+    return [_result(s, big, decoders, alive, fires, moments[(s, big)], mopts)
+            for s, big in pairs]
 
 
 def check_options(mopts: MatchOptions) -> None:
@@ -122,18 +134,18 @@ def check_options(mopts: MatchOptions) -> None:
         raise UserError("--n-candidates must be at least 1 and --max-dense-pairs at least 0")
 
 
-def _result(s: int, l: int, decoders: list[torch.Tensor], alive: list[np.ndarray],
+def _result(s: int, big: int, decoders: list[torch.Tensor], alive: list[np.ndarray],
             fires: list[torch.Tensor], moments: PairMoments, mopts: MatchOptions) -> PairResult:
-    W_s, W_l = decoders[s], decoders[l]
+    W_s, W_l = decoders[s], decoders[big]
     ids, cos = top_cosines(W_l, W_s, 1, torch.from_numpy(alive[s]))
-    by_decoder = best_parent(ids, cos, alive[l])
+    by_decoder = best_parent(ids, cos, alive[big])
     # A silent small feature has no variance, so a NaN correlation: never a parent.
-    by_activation = best_parent(moments.columns(), moments.correlations(), alive[l])
+    by_activation = best_parent(moments.columns(), moments.correlations(), alive[big])
     result = PairResult(
-        s, l, W_s.shape[0], W_l.shape[0], fires[s].numpy(), fires[l].numpy(),
+        s, big, W_s.shape[0], W_l.shape[0], fires[s].numpy(), fires[big].numpy(),
         "all" if moments.cand_LC is None else f"top-{moments.cand_LC.shape[1]} by decoder cosine")
     result.matched = {"decoder": by_decoder, "activation": by_activation}
-    result.classes = {m: classify(result.matched[m], alive[s], alive[l],
+    result.classes = {m: classify(result.matched[m], alive[s], alive[big],
                                   mopts.child_threshold, mopts.persist_threshold)
                       for m in MEASURES}
     result.cross = {"decoder": _other(by_decoder, lambda i, j: moments.correlation_at(i, j)),

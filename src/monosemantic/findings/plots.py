@@ -3,9 +3,10 @@ dictionary size on a log axis."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from monosemantic.evals.plots import have_matplotlib
 

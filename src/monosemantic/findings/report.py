@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,12 @@ def run_findings(cfg: FindingsConfig) -> Path:
     split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
     dead = run_dead(dead_cfg)
     splitting = run_splitting(split_cfg)
-    commands = {"sweep": sweep_command(cfg.out),
+    commands: dict[str, str | None] = {"sweep": sweep_command(cfg.out),
                 "dead": command_line("findings dead", dead_cfg),
                 "splitting": command_line("findings splitting", split_cfg),
                 "all": command_line("findings all", cfg)}
     folder = findings_dir(cfg.out)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG}
     text = render(dead, splitting, commands, images, cfg.note, generated,
                   html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML))
@@ -75,12 +75,13 @@ def run_findings(cfg: FindingsConfig) -> Path:
     atomic_write_text(path, text)
     say(f"wrote {path}")
     if cfg.docs is not None:
-        say(f"wrote {write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated)}")
+        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated)
+        say(f"wrote {docs}")
     return path
 
 
 def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
-               commands: dict[str, str], cfg: FindingsConfig, generated: str) -> Path:
+               commands: dict[str, str | None], cfg: FindingsConfig, generated: str) -> Path:
     """The markdown at `docs`, its figures copied to docs' stem folder and linked there."""
     figures = docs.parent / docs.stem
     figures.mkdir(parents=True, exist_ok=True)

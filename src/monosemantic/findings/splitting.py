@@ -109,11 +109,28 @@ def _series(series: Series, cfg: SplittingConfig) -> dict[str, Any]:
     chain = [r for r in results if r.large == r.small + 1]
     tokens = [top_tokens(run) for run in runs]
     trees = family_trees(chain, names, holdout.n_tokens, cfg.trees.family_by, tokens)
+    summaries = [r.summary(sizes, names) for r in results]
     return {"series": series.label, "sizes": sizes, "runs": names,
             "holdout": holdout.describe(),
             "feature_databases": [t is not None for t in tokens],
-            "pairs": [r.summary(sizes, names) for r in results],
+            "pairs": summaries, "warnings": _warnings(summaries, series),
             "families": {"by": cfg.trees.family_by, "trees": trees}}
+
+
+SAME_INDEX_WARNING = 0.5
+"""Above this share of children keeping their parent's index, the output warns."""
+
+
+def _warnings(pairs: list[dict[str, Any]], series: Series) -> list[str]:
+    shares = [v for p in pairs for v in p["same_index"].values() if v is not None]
+    seeds = {r.record.seed for r in series.runs}
+    if not shares or max(shares) <= SAME_INDEX_WARNING:
+        return []
+    return [f"up to {max(shares):.0%} of the children keep their parent's feature index "
+            f"(seeds of the runs: {sorted(seeds)}): the sizes most likely started from the "
+            "same initial directions, so 'persist' partly measures the shared start rather "
+            "than the learned features; train longer, or the sizes with different seeds, to "
+            "tell them apart"]
 
 
 def table_lines(report: dict[str, Any]) -> list[str]:
@@ -126,14 +143,17 @@ def table_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{s['series']}: sizes {', '.join(f'{n:,}' for n in s['sizes'])}; "
                      f"{s['holdout']['n_tokens']:,} held-out tokens")
         lines.append(f"  {'pair':<18} {'measure':<11} {'split':>7} {'persist':>8} "
-                     f"{'drift':>7} {'vanish':>7} | {'appear':>7}")
+                     f"{'drift':>7} {'vanish':>7} | {'appear':>7}   children with their parent's "
+                     "index")
         for p in s["pairs"]:
             label = f"{p['small']['n_features']:,}→{p['large']['n_features']:,}"
             for m in MEASURES:
                 small, large = p["by"][m]["small"]["shares"], p["by"][m]["large"]["shares"]
                 lines.append(f"  {label:<18} {m:<11} " + " ".join(
                     f"{_pct(small[c]):>{w}}" for c, w in zip(SMALL_CLASSES, (7, 8, 7, 7)))
-                    + f" | {_pct(large['appear']):>7}")
+                    + f" | {_pct(large['appear']):>7}   same index "
+                      f"{_pct(p['same_index'][m])}")
+        lines += [f"  warning: {w}" for w in s["warnings"]]
     for label, message in report["failed"].items():
         lines.append(f"{label}: not measured: {message}")
     lines.append(report["note"])
