@@ -151,6 +151,8 @@ def test_all_writes_the_generated_markdown_with_its_figures(sweep, tmp_path):
     assert "16 → 32" in text and "Not built yet" in text
     if have_matplotlib():
         assert "(findings/dead.png)" in text and (docs.parent / "findings" / "dead.png").is_file()
+    assert (docs.parent / "findings" / "splitting.html").is_file()
+    assert "(findings/splitting.html)" in text
     assert (sweep / "findings" / "findings.md").is_file()
 
 

@@ -124,8 +124,9 @@ def table_lines(report: dict[str, Any]) -> list[str]:
                          f"{_pct(p['dead_fraction']):>8} "
                          f"{_count(p['dead_window_tokens']):>10} "
                          f"{_pct(p['silent_fraction']):>8} {_pct(p['ultra_rare_fraction']):>10}")
-    paper = ", ".join(f"{p['dead_fraction']:.0%} at {p['quoted']}" for p in report["paper"])
-    lines.append(f"paper: dead {paper} features")
+        for p in report["paper"]:
+            lines.append(f"  {'paper (' + p['quoted'] + ')':<22} {p['n_features']:>10,} "
+                         f"{'':>12} {_pct(p['dead_fraction']):>8}")
     lines.append(report["caveat"])
     return lines
 

@@ -72,6 +72,8 @@ def _dead(report: dict[str, Any], image: str | None) -> list[str]:
             out.append(f"| {p['run']} | {p['n_features']:,} | {p['tokens']:,} | "
                        f"{_pct(p['dead_fraction'])} | {window} | {_pct(p['silent_fraction'])} | "
                        f"{_pct(p['ultra_rare_fraction'])} |")
+        out += [f"| *paper, {p['quoted']} features* | {p['n_features']:,} | | "
+                f"{_pct(p['dead_fraction'])} | | | |" for p in report["paper"]]
         out.append("")
     out += [report["caveat"], ""]
     if image:
@@ -113,7 +115,8 @@ def _splitting(report: dict[str, Any], image: str | None, html_page: str) -> lis
     out += [report["note"], ""]
     if image:
         out += [f"![split, persist and appear shares against dictionary size]({image})", ""]
-    out += [f"Browse every family in `{html_page}` (self-contained; open it in a browser).", ""]
+    out += [f"Browse every family in [{html_page}]({html_page}) (self-contained; open the "
+            "file in a browser).", ""]
     return out
 
 

@@ -19,5 +19,5 @@ DEAD_CAVEAT = (
 SPLITTING_NOTE = (
     f"Paper ({PAPER}, and Bricken et al. 2023 before it): features of a small dictionary split "
     "into several more specific features in larger ones, and larger dictionaries also hold "
-    "concepts the smaller ones miss. The shares below are this sweep's, with the thresholds "
+    "concepts the smaller ones miss. The shares here are this sweep's, with the thresholds "
     "stated; the paper gives no such shares to compare with.")

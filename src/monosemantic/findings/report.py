@@ -82,7 +82,8 @@ def run_findings(cfg: FindingsConfig) -> Path:
 
 def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
                commands: dict[str, str | None], cfg: FindingsConfig, generated: str) -> Path:
-    """The markdown at `docs`, its figures copied to docs' stem folder and linked there."""
+    """The markdown at `docs`, its figures and family page copied to docs' stem folder and
+    linked there."""
     figures = docs.parent / docs.stem
     figures.mkdir(parents=True, exist_ok=True)
     images = {}
@@ -90,8 +91,9 @@ def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[s
         if (folder / name).is_file():
             shutil.copyfile(folder / name, figures / name)
             images[key] = f"{docs.stem}/{name}"
+    shutil.copyfile(folder / SPLITTING_HTML, figures / SPLITTING_HTML)
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML))
+                  html_page=f"{docs.stem}/{SPLITTING_HTML}")
     atomic_write_text(docs, text)
     return docs
 

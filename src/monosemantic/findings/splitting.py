@@ -151,8 +151,7 @@ def table_lines(report: dict[str, Any]) -> list[str]:
                 small, large = p["by"][m]["small"]["shares"], p["by"][m]["large"]["shares"]
                 lines.append(f"  {label:<18} {m:<11} " + " ".join(
                     f"{_pct(small[c]):>{w}}" for c, w in zip(SMALL_CLASSES, (7, 8, 7, 7)))
-                    + f" | {_pct(large['appear']):>7}   same index "
-                      f"{_pct(p['same_index'][m])}")
+                    + f" | {_pct(large['appear']):>7}   {_pct(p['same_index'][m])}")
         lines += [f"  warning: {w}" for w in s["warnings"]]
     for label, message in report["failed"].items():
         lines.append(f"{label}: not measured: {message}")
