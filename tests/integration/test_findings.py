@@ -206,3 +206,15 @@ def test_streamed_codes_agree_with_dense_encoding(sweep):
     tree_freq = {t["feature"]: t["frequency"] for t in series["families"]["trees"]}
     for f, freq in tree_freq.items():
         assert freq == pytest.approx(float(fires_F[f]) / 300)
+
+
+def test_thresholds_out_of_order_are_refused_before_any_work(sweep, monkeypatch):
+    from monosemantic.findings import splitting
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("runs were opened")
+
+    monkeypatch.setattr(splitting, "select_series", no_work)
+    with pytest.raises(UserError, match="--child-threshold"):
+        measure_splitting(SplittingConfig(sweep, match=_match(child_threshold=0.9,
+                                                              persist_threshold=0.5)))

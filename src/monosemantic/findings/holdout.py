@@ -39,8 +39,9 @@ class HoldoutOptions:
     SAEs recorded)."""
     batch_rows: int = 1024
     """Store rows encoded per batch."""
-    device: str = "cpu"
-    """Torch device the SAEs encode on: cpu, cuda, cuda:1, auto."""
+    device: str = "auto"
+    """Torch device the SAEs encode on: auto (cuda if available, else cpu), cpu, cuda,
+    cuda:1. The correlation sums are kept on the CPU."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ parent is the best correlated of them: an approximation, recorded in the output 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -127,6 +128,7 @@ def match_pairs(saes: list[SAE], pairs: list[tuple[int, int]], holdout: Holdout,
 
 
 def check_options(mopts: MatchOptions) -> None:
+    """UserError for thresholds out of order or out of [-1, 1], or bad candidate limits."""
     if not -1 <= mopts.child_threshold <= mopts.persist_threshold <= 1:
         raise UserError(f"need -1 ≤ --child-threshold ({mopts.child_threshold}) ≤ "
                         f"--persist-threshold ({mopts.persist_threshold}) ≤ 1")
@@ -154,7 +156,9 @@ def _result(s: int, big: int, decoders: list[torch.Tensor], alive: list[np.ndarr
     return result
 
 
-def _other(match: Matched, measure: Any) -> np.ndarray:
+def _other(match: Matched, measure: Callable[[np.ndarray, np.ndarray], np.ndarray]
+           ) -> np.ndarray:
+    """`measure` of each large feature and its parent; NaN without a parent."""
     out = np.full(len(match.parent_L), np.nan)
     has = np.flatnonzero(match.parent_L >= 0)
     if len(has):

@@ -24,7 +24,13 @@ from monosemantic.findings.holdout import HoldoutOptions, common_holdout
 from monosemantic.findings.matching import LARGE_CLASSES, SMALL_CLASSES
 from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
 from monosemantic.findings.page import write_family_page
-from monosemantic.findings.pairs import MEASURES, MatchOptions, match_pairs, size_pairs
+from monosemantic.findings.pairs import (
+    MEASURES,
+    MatchOptions,
+    check_options,
+    match_pairs,
+    size_pairs,
+)
 from monosemantic.findings.paper import SPLITTING_NOTE
 from monosemantic.findings.plots import plot_splitting
 from monosemantic.findings.selection import Series, need_sizes, select_series
@@ -78,6 +84,7 @@ def measure_splitting(cfg: SplittingConfig) -> dict[str, Any]:
     """The content of splitting.json: every series with 2 or more sizes."""
     if cfg.trees.max_html_trees < 0:
         raise UserError("--max-html-trees must be 0 or more")
+    check_options(cfg.match)
     all_series = select_series(cfg.out, "longest")
     done, failed = [], {}
     for series in all_series:
