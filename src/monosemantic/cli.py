@@ -104,6 +104,23 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.laws.plan_cli", "PlanConfig", "run_plan",
         "Compute-optimal size, tokens and loss at a FLOP budget, from a fit.",
     ),
+    "findings dead": Command(
+        "monosemantic.findings.dead", "DeadConfig", "run_dead",
+        "Dead and ultra-rare feature fractions against a sweep's dictionary sizes.",
+    ),
+    "findings splitting": Command(
+        "monosemantic.findings.splitting", "SplittingConfig", "run_splitting",
+        "Feature splitting across a sweep's sizes: matches, shares, family trees.",
+    ),
+    "findings all": Command(
+        "monosemantic.findings.report", "FindingsConfig", "run_findings",
+        "Every finding of a sweep, collected into one generated markdown file.",
+    ),
+}
+"""A name of two words ("findings dead") is a subcommand of a command group ("findings")."""
+
+GROUPS: dict[str, str] = {
+    "findings": "The paper's findings across the dictionary sizes of a sweep.",
 }
 
 
@@ -114,8 +131,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Sparse dictionary learning on language-model activations.",
     )
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
     for name, spec in COMMANDS.items():
-        sp = sub.add_parser(name, help=spec.summary, description=spec.summary)
+        group, _, member = name.partition(" ")
+        if member:
+            if group not in groups:
+                gp = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
+                groups[group] = gp.add_subparsers(dest="_member", metavar="WHAT")
+            sp = groups[group].add_parser(member, help=spec.summary, description=spec.summary)
+        else:
+            sp = sub.add_parser(name, help=spec.summary, description=spec.summary)
         if name == command:
             cls = getattr(importlib.import_module(spec.module), spec.config)
             add_dataclass_arguments(sp, cls)
@@ -124,24 +149,42 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if a in COMMANDS), None)
+    command = _command_named(argv)
     parser = build_parser(command)
     ns = parser.parse_args(argv)
     if ns._command is None:
         parser.print_help()
         return 2
-    spec = COMMANDS[ns._command]
+    name = ns._command
+    if name in GROUPS:
+        if getattr(ns, "_member", None) is None:
+            try:
+                parser.parse_args([name, "--help"])  # prints the group's commands
+            except SystemExit:
+                return 2
+        name = f"{name} {ns._member}"
+    spec = COMMANDS[name]
     module = importlib.import_module(spec.module)
     try:
         cfg = dataclass_from_namespace(getattr(module, spec.config), ns)
         getattr(module, spec.function)(cfg)
     except UserError as err:
-        print(f"monosemantic {ns._command}: error: {err}", file=sys.stderr)
+        print(f"monosemantic {name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The command `argv` names: the first word that is one, or a group and its member."""
+    for word, after in zip(argv, [*argv[1:], None]):
+        if word in GROUPS and after is not None and f"{word} {after}" in COMMANDS:
+            return f"{word} {after}"
+        if word in COMMANDS:
+            return word
+    return None
 
 
 if __name__ == "__main__":

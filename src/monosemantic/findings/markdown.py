@@ -1,0 +1,152 @@
+"""The generated markdown of `monosemantic findings all`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monosemantic.findings.families import descendants
+from monosemantic.findings.matching import SMALL_CLASSES
+from monosemantic.findings.pairs import MEASURES
+
+FAMILIES_SHOWN = 5
+"""Largest families written out in the markdown (all are in splitting.json and the page)."""
+CHILDREN_SHOWN = 4
+"""Children listed per node in the markdown's families."""
+
+
+def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, str | None],
+           images: dict[str, str], note: str, generated: str, html_page: str) -> str:
+    """The whole file: provenance, scale, commands, dead features, splitting, what is missing."""
+    lines = ["# Findings across dictionary sizes", "",
+             f"> **Generated** by `{commands['all']}` on {generated}. Do not edit by hand: run "
+             "the commands below again to regenerate it.", ""]
+    lines += _scale(dead, splitting, note)
+    lines += ["## Commands", "", "```bash"]
+    if commands.get("sweep"):
+        lines.append(f"{commands['sweep']}  # from the sweep's sweep_cfg.json")
+    lines += [str(commands["dead"]), str(commands["splitting"]), "```", "",
+              f"`{commands['all']}` runs both and writes this file.", ""]
+    lines += _dead(dead, images.get("dead"))
+    lines += _splitting(splitting, images.get("splitting"), html_page)
+    lines += ["## Not built yet", "",
+              "- concept frequency against coverage (how often a concept must occur in the "
+              "training data for a dictionary of a given size to hold a feature for it);",
+              "- features against neurons (how much more interpretable features are than the "
+              "model's neurons, across sizes).", ""]
+    return "\n".join(lines)
+
+
+def _scale(dead: dict[str, Any], splitting: dict[str, Any], note: str) -> list[str]:
+    out = ["## Scale", ""]
+    for s in dead["series"]:
+        pts = s["points"]
+        h = s["holdout"]
+        sizes = sorted({p["n_features"] for p in pts})
+        tokens = sorted({p["tokens"] for p in pts})
+        out.append(f"- **{s['series']}**: dictionary sizes {', '.join(f'{n:,}' for n in sizes)};"
+                   f" training tokens per run {', '.join(f'{t:,}' for t in tokens)}; measured "
+                   f"on {h['n_tokens']:,} held-out tokens (rows {h['rows'][0]:,} to "
+                   f"{h['rows'][1]:,} of the store `{h['store']}`), the same for every size.")
+    out.append("- This is a small measurement: the paper's dictionaries have 1M to 34M features "
+               "and were trained on far more tokens of a far larger model.")
+    if note:
+        out.append(f"- {note}")
+    return out + [""]
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _dead(report: dict[str, Any], image: str | None) -> list[str]:
+    out = ["## Dead and ultra-rare features", ""]
+    d = report["definitions"]
+    out += [f"- **dead**: {d['dead_fraction']};", f"- **silent**: {d['silent_fraction']};",
+            f"- **ultra-rare**: {d['ultra_rare_fraction']}.", ""]
+    for s in report["series"]:
+        out += [f"**{s['series']}** (ultra-rare below {s['rare_threshold']:g}):", "",
+                "| run | features | training tokens | dead | dead window (tokens) | silent "
+                "| ultra-rare |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for p in s["points"]:
+            window = "n/a" if p["dead_window_tokens"] is None else f"{p['dead_window_tokens']:,}"
+            out.append(f"| {p['run']} | {p['n_features']:,} | {p['tokens']:,} | "
+                       f"{_pct(p['dead_fraction'])} | {window} | {_pct(p['silent_fraction'])} | "
+                       f"{_pct(p['ultra_rare_fraction'])} |")
+        out += [f"| *paper, {p['quoted']} features* | {p['n_features']:,} | | "
+                f"{_pct(p['dead_fraction'])} | | | |" for p in report["paper"]]
+        out.append("")
+    out += [report["caveat"], ""]
+    if image:
+        out += [f"![dead and ultra-rare fractions against dictionary size]({image})", ""]
+    return out
+
+
+def _splitting(report: dict[str, Any], image: str | None, html_page: str) -> list[str]:
+    m = report["config"]["match"]
+    out = ["## Feature splitting", "",
+           f"Each feature of the larger SAE of a pair gets as parent its most similar feature "
+           f"of the smaller SAE, by decoder cosine and, separately, by activation correlation on "
+           f"the held-out tokens; it is a child when the similarity is at least "
+           f"{m['child_threshold']:g}. A smaller-SAE feature **splits** with 2 or more children, "
+           f"**persists** with one child at {m['persist_threshold']:g} or more, **drifts** with "
+           f"one child below that, **vanishes** with none; a larger-SAE feature **appears** "
+           "without a parent. Shares are over the features that fire on the held-out tokens. "
+           "*Same index*: the share of children that have their parent's feature index (high when "
+           "the sizes started from the same initial directions).",
+           ""]
+    for s in report["series"]:
+        out += [f"**{s['series']}**:", "",
+                "| pair | measure | correlated pairs | " + " | ".join(SMALL_CLASSES)
+                + " | appear | same index |",
+                "|---|---|---|" + "---:|" * (len(SMALL_CLASSES) + 2)]
+        for p in s["pairs"]:
+            for measure in MEASURES:
+                by = p["by"][measure]
+                cells = " | ".join(_pct(by["small"]["shares"][c]) for c in SMALL_CLASSES)
+                out.append(f"| {p['small']['n_features']:,} → {p['large']['n_features']:,} | "
+                           f"{measure} | {p['correlation_pairs']} | {cells} | "
+                           f"{_pct(by['large']['shares']['appear'])} | "
+                           f"{_pct(p['same_index'][measure])} |")
+        out.append("")
+        out += [f"**Warning**: {w}." for w in s["warnings"]] + ([""] if s["warnings"] else [])
+        out += _families(s)
+    for label, message in report["failed"].items():
+        out += [f"{label}: not measured: {message}", ""]
+    out += [report["note"], ""]
+    if image:
+        out += [f"![split, persist and appear shares against dictionary size]({image})", ""]
+    out += [f"Browse every family in [{html_page}]({html_page}) (self-contained; open the "
+            "file in a browser).", ""]
+    return out
+
+
+def _families(series: dict[str, Any]) -> list[str]:
+    fams = series["families"]
+    trees = sorted(fams["trees"], key=lambda t: (-descendants(t), t["feature"]))
+    if not trees:
+        return []
+    out = [f"Largest families (parent links by {fams['by']}; at most {CHILDREN_SHOWN} children "
+           "per feature listed; *then* is the feature's class in the next size):", ""]
+    for tree in trees[:FAMILIES_SHOWN]:
+        out += _tree_lines(tree, 0)
+    return out + [""]
+
+
+def _tree_lines(node: dict[str, Any], depth: int) -> list[str]:
+    bits = [f"F={node['n_features']:,} #{node['feature']}"]
+    if "decoder_cosine" in node:
+        cos, r = node["decoder_cosine"], node["correlation"]
+        bits.append(f"to parent cos {'n/a' if cos is None else f'{cos:.2f}'}, "
+                    f"r {'n/a' if r is None else f'{r:.2f}'}")
+    bits.append(f"freq {node['frequency']:.1e}")
+    if node.get("top_tokens"):
+        bits.append(" ".join(f"`{t!r}`" for t in node["top_tokens"]))
+    if node.get("class"):
+        bits.append(f"then **{node['class']}**")
+    lines = ["  " * depth + "- " + ", ".join(bits)]
+    children = node.get("children") or []
+    for child in children[:CHILDREN_SHOWN]:
+        lines += _tree_lines(child, depth + 1)
+    if len(children) > CHILDREN_SHOWN:
+        lines.append("  " * (depth + 1) + f"- … {len(children) - CHILDREN_SHOWN} more")
+    return lines

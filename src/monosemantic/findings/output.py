@@ -1,0 +1,75 @@
+"""Where the findings are written, and how."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from dataclasses import MISSING, Field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from monosemantic.fsutil import atomic_write_text
+
+FINDINGS_DIR = "findings"
+"""Sub-folder of the sweep folder the findings are written to."""
+FORMAT_VERSION = 1
+
+
+def findings_dir(out: Path) -> Path:
+    path = Path(out) / FINDINGS_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Strict JSON (NaN and inf become null), atomically."""
+    atomic_write_text(Path(path), json.dumps(_ready(data), indent=1) + "\n")
+    return Path(path)
+
+
+def _ready(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_ready(v) for v in value]
+    return value
+
+
+def command_line(command: str, cfg: Any) -> str:
+    """`monosemantic COMMAND OUT --option value ...` that reproduces `cfg`: the positional
+    field, then every option that differs from its default (nested options by their short
+    name, as the findings commands accept them)."""
+    parts = ["monosemantic", *command.split()]
+    parts += _options(cfg)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _options(cfg: Any) -> list[str]:
+    out: list[str] = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("positional"):
+            out.insert(0, str(value))
+            continue
+        if is_dataclass(value):
+            out += _options(value)
+            continue
+        if value == _default(f):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, (list, tuple)):
+            out += [flag, *(str(v) for v in value)]
+        else:
+            out += [flag, str(value).lower() if isinstance(value, bool) else str(value)]
+    return out
+
+
+def _default(f: Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING

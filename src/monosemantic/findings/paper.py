@@ -1,0 +1,23 @@
+"""What the paper reports, set beside this project's measurements."""
+
+from __future__ import annotations
+
+PAPER = "Templeton et al. 2024, 'Scaling Monosemanticity'"
+
+PAPER_DEAD = ((1_000_000, 0.02, "1M"), (4_000_000, 0.35, "4M"), (34_000_000, 0.65, "34M"))
+"""(features, dead fraction, size as quoted): the paper's dead features, about 2%, 35% and 65%
+of its 1M, 4M and 34M-feature SAEs. Sizes as the paper quotes them (rounded)."""
+
+DEAD_CAVEAT = (
+    f"Paper ({PAPER}): about 2%, 35% and 65% of the features of its 1M, 4M and 34M-feature "
+    "SAEs were dead, on a production model's residual stream. Measurements here come from "
+    "far smaller dictionaries, a small model and few training tokens; the dead fraction "
+    "depends on the architecture (topk with the AuxK loss revives features, the paper's relu "
+    "with L1 does not), the training length and the window it is counted over, so compare "
+    "the trend with size, not the values.")
+
+SPLITTING_NOTE = (
+    f"Paper ({PAPER}, and Bricken et al. 2023 before it): features of a small dictionary split "
+    "into several more specific features in larger ones, and larger dictionaries also hold "
+    "concepts the smaller ones miss. The shares here are this sweep's, with the thresholds "
+    "stated; the paper gives no such shares to compare with.")

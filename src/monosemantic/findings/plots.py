@@ -1,0 +1,99 @@
+"""PNG figures of the findings (need matplotlib, the `plots` extra): fractions against
+dictionary size on a log axis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from monosemantic.evals.plots import have_matplotlib
+
+COLOURS = ("#4878a8", "#c44e52", "#55a868", "#8172b2", "#ccb974", "#64b5cd")
+
+
+@contextmanager
+def _figure(path: Path, n_panels: int) -> Iterator[list[Any]]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # file output only: never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n_panels, figsize=(6.0 * n_panels, 4.2), squeeze=False)
+    try:
+        yield list(axes[0])
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
+        tmp = path.with_name(path.name + ".tmp.png")
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+
+
+def plot_dead(report: dict[str, Any], path: Path) -> Path | None:
+    """Dead, silent and ultra-rare fractions against F, per series (left), and the same beside
+    the paper's dead fractions on the paper's scale (right); None without matplotlib."""
+    if not have_matplotlib():
+        return None
+    path = Path(path)
+    with _figure(path, 2) as (ours, both):
+        for ax in (ours, both):
+            _dead_lines(ax, report)
+        paper = report["paper"]
+        both.plot([p["n_features"] for p in paper], [p["dead_fraction"] for p in paper], "x-",
+                  color="#555555", markersize=9, label="paper: dead (production model)")
+        for p in paper:
+            both.annotate(p["quoted"], (p["n_features"], p["dead_fraction"]), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")
+        ours.set(xscale="log", xlabel="dictionary size F (features)",
+                 ylabel="fraction of features", title="this sweep")
+        ours.set_ylim(bottom=0)
+        both.set(xscale="log", xlabel="dictionary size F (features)", ylim=(-0.02, 1.02),
+                 title="beside the paper's dead fractions (other scale)")
+        ours.legend(fontsize=7)
+        both.legend(fontsize=7)
+    return path
+
+
+def _dead_lines(ax: Any, report: dict[str, Any]) -> None:
+    for n, series in enumerate(report["series"]):
+        pts = sorted(series["points"], key=lambda p: (p["n_features"], p["tokens"]))
+        xs = [p["n_features"] for p in pts]
+        colour = COLOURS[n % len(COLOURS)]
+        tag = f"{series['series']}: " if len(report["series"]) > 1 else ""
+        dead = [(x, p["dead_fraction"]) for x, p in zip(xs, pts)
+                if p["dead_fraction"] is not None]
+        if dead:
+            ax.plot(*zip(*dead), "o-", color=colour, label=f"{tag}dead (trainer window)")
+        ax.plot(xs, [p["silent_fraction"] for p in pts], "s--", color=colour,
+                label=f"{tag}silent on held-out tokens")
+        ax.plot(xs, [p["ultra_rare_fraction"] for p in pts], "^:", color=colour,
+                label=f"{tag}ultra-rare (< {series['rare_threshold']:g})")
+
+
+def plot_splitting(report: dict[str, Any], path: Path) -> Path | None:
+    """Shares of splitting and persisting smaller-SAE features and of appearing larger-SAE
+    features against the larger size, for consecutive pairs, one panel per series (solid:
+    decoder cosine, dashed: activation correlation); None without matplotlib."""
+    if not have_matplotlib():
+        return None
+    path = Path(path)
+    series_list = report["series"]
+    with _figure(path, max(1, len(series_list))) as axes:
+        for ax, series in zip(axes, series_list):
+            sizes = series["sizes"]
+            pairs = [p for p in series["pairs"]
+                     if sizes.index(p["large"]["n_features"])
+                     == sizes.index(p["small"]["n_features"]) + 1]
+            xs = [p["large"]["n_features"] for p in pairs]
+            for style, measure in (("o-", "decoder"), ("s--", "activation")):
+                for colour, side, cls in (("#c44e52", "small", "split"),
+                                          ("#4878a8", "small", "persist"),
+                                          ("#55a868", "large", "appear")):
+                    ys = [p["by"][measure][side]["shares"][cls] for p in pairs]
+                    ax.plot(xs, ys, style, color=colour, label=f"{cls} ({measure})")
+            ax.set(xscale="log", xlabel="larger dictionary size F", ylabel="share",
+                   ylim=(-0.02, 1.02), title=f"{series['series']}: split / persist / appear")
+            ax.legend(fontsize=7)
+    return path

@@ -1,0 +1,129 @@
+"""`monosemantic findings all OUT [--docs docs/findings.md]`: every finding of a sweep, then one
+generated markdown file (OUT/findings/findings.md, and a copy at --docs with its figures in a
+folder beside it) with the figures, tables, image links and the commands that produced them.
+
+Concept frequency against coverage and features against neurons are not built yet; the file
+says so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from monosemantic.console import say
+from monosemantic.findings.dead import DEAD_PNG, DeadConfig, DeadOptions, run_dead
+from monosemantic.findings.holdout import HoldoutOptions
+from monosemantic.findings.markdown import render
+from monosemantic.findings.output import command_line, findings_dir
+from monosemantic.findings.pairs import MatchOptions
+from monosemantic.findings.splitting import (
+    SPLITTING_HTML,
+    SPLITTING_PNG,
+    SplittingConfig,
+    TreeOptions,
+    run_splitting,
+)
+from monosemantic.fsutil import atomic_write_text
+from monosemantic.sweep.config import SWEEP_CFG, RunOptions, SweepConfig
+
+FINDINGS_MD = "findings.md"
+
+
+@dataclass
+class FindingsConfig:
+    """Options of `monosemantic findings all`."""
+
+    out: Path = field(metadata={"positional": True})
+    """The sweep folder (holds sweep.jsonl); results go to OUT/findings/."""
+    docs: Path | None = None
+    """Also write the markdown here (e.g. docs/findings.md), its figures in a folder of the
+    same name beside it (docs/findings/)."""
+    note: str = ""
+    """A sentence printed under the scale statement (e.g. the machine the runs were made on)."""
+    holdout: HoldoutOptions = field(default_factory=HoldoutOptions,
+                                    metadata={"short_flags": True})
+    """The held-out tokens measured (also accepted without the `holdout.` prefix)."""
+    dead: DeadOptions = field(default_factory=DeadOptions, metadata={"short_flags": True})
+    """Dead and ultra-rare features (also without the `dead.` prefix)."""
+    match: MatchOptions = field(default_factory=MatchOptions, metadata={"short_flags": True})
+    """Feature splitting's matching (also without the `match.` prefix)."""
+    trees: TreeOptions = field(default_factory=TreeOptions, metadata={"short_flags": True})
+    """Family trees (also without the `trees.` prefix)."""
+
+
+def run_findings(cfg: FindingsConfig) -> Path:
+    """Run `findings dead` and `findings splitting`, then write the markdown; its path."""
+    dead_cfg = DeadConfig(cfg.out, cfg.holdout, cfg.dead)
+    split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
+    dead = run_dead(dead_cfg)
+    splitting = run_splitting(split_cfg)
+    commands: dict[str, str | None] = {"sweep": sweep_command(cfg.out),
+                "dead": command_line("findings dead", dead_cfg),
+                "splitting": command_line("findings splitting", split_cfg),
+                "all": command_line("findings all", cfg)}
+    folder = findings_dir(cfg.out)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG}
+    text = render(dead, splitting, commands, images, cfg.note, generated,
+                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML))
+    path = folder / FINDINGS_MD
+    atomic_write_text(path, text)
+    say(f"wrote {path}")
+    if cfg.docs is not None:
+        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated)
+        say(f"wrote {docs}")
+    return path
+
+
+def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
+               commands: dict[str, str | None], cfg: FindingsConfig, generated: str) -> Path:
+    """The markdown at `docs`, its figures and family page copied to docs' stem folder and
+    linked there."""
+    figures = docs.parent / docs.stem
+    figures.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for key, name in (("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)):
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, figures / name)
+            images[key] = f"{docs.stem}/{name}"
+    shutil.copyfile(folder / SPLITTING_HTML, figures / SPLITTING_HTML)
+    text = render(dead, splitting, commands, images, cfg.note, generated,
+                  html_page=f"{docs.stem}/{SPLITTING_HTML}")
+    atomic_write_text(docs, text)
+    return docs
+
+
+def sweep_command(out: Path) -> str | None:
+    """The `monosemantic sweep` command of OUT/sweep_cfg.json (the options of its last
+    invocation; options at their defaults left out); None without the file."""
+    path = Path(out) / SWEEP_CFG
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    parts = ["monosemantic", "sweep", str(out), "--store", str(saved["store"])]
+    parts += ["--architecture", saved["architecture"]]
+    for axis in ("n_features", "tokens", "lr", "l1_coefficient", "k", "l0_coefficient"):
+        if saved.get(axis):
+            parts += ["--" + axis.replace("_", "-"), *(str(v) for v in saved[axis])]
+    defaults = {f.name: f.default for f in fields(SweepConfig)}
+    for name in ("eval_tokens", "loss_recovered", "loss_contexts"):
+        if name in saved and saved[name] != defaults[name]:
+            parts += ["--" + name.replace("_", "-"), _text(saved[name])]
+    run_defaults = RunOptions()
+    for name, value in sorted((saved.get("train") or {}).items()):
+        default = getattr(run_defaults, name, None)
+        if isinstance(default, tuple):
+            default = list(default)
+        if value != default:
+            values = value if isinstance(value, list) else [value]
+            parts += ["--" + name.replace("_", "-"), *(_text(v) for v in values)]
+    return " ".join(parts)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
