@@ -17,6 +17,7 @@ import torch
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE, BatchGroup
 from monosemantic.sae.kernels import SparseCodes
+from monosemantic.sae.sharded import FeatureGroup
 from monosemantic.sae.topk import TopKSAE
 
 if TYPE_CHECKING:
@@ -84,8 +85,12 @@ class BatchTopKSAE(TopKSAE):
         With `group`, B is the global batch (see `_group_codes`)."""
         if not self.training and int(self.threshold_count) > 0:
             return self.codes_where(x_BD, z_BF, self._keep(z_BF) & (z_BF > 0))
+        if self.shard is not None:  # the whole batch, this shard's features
+            n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.shape[0] * self.shard.n_features)
+            return self._group_codes(x_BD, z_BF, self.shard, n_keep, self.training)
         if group is not None and self.training:
-            return self._group_codes(x_BD, z_BF, group)
+            n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.numel()) * group.world
+            return self._group_codes(x_BD, z_BF, group, n_keep)
         n_rows, n_feat = z_BF.shape
         n_keep = min(self.cfg.k * n_rows, z_BF.numel())
         vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
@@ -99,15 +104,18 @@ class BatchTopKSAE(TopKSAE):
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     def _group_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
-                     group: BatchGroup) -> SparseCodes:
-        """This process's share of the global batch's k·B largest ReLU(z) (z without grad).
+                     group: BatchGroup | FeatureGroup, n_keep: int,
+                     update: bool = True) -> SparseCodes:
+        """This process's share of the `n_keep` largest ReLU(z) of the global batch (a
+        `BatchGroup`: z holds this process's rows) or of the whole dictionary (a
+        `FeatureGroup`: z holds this process's features) (z without grad).
 
-        Each process offers its own k·B largest values (the global ones are among them); the
-        (k·B)-th largest of all offers is the cut, and the positive values >= the cut are kept.
-        Zero codes change no loss, gradient or count, so only exact ties at a positive cut
-        can differ from one process's pick of exactly k·B: all tied values are kept."""
+        Each process offers its own `n_keep` largest values (the global ones are among them);
+        the `n_keep`-th largest of all offers is the cut, and the positive values >= the cut are
+        kept. Zero codes change no loss, gradient or count, so only exact ties at a positive
+        cut can differ from one process's pick of exactly `n_keep`: all tied values are kept.
+        `update`: move the threshold (training)."""
         n_rows, n_feat = z_BF.shape
-        n_keep = min(self.cfg.k * n_rows, z_BF.numel()) * group.world
         vals_C, flat_C = torch.topk(torch.relu(z_BF).flatten(), min(n_keep, z_BF.numel()),
                                     sorted=False)
         with torch.no_grad():
@@ -116,12 +124,14 @@ class BatchTopKSAE(TopKSAE):
         flat_N = torch.sort(flat_C[keep_C])[0]
         row_N, idx_N = flat_N // n_feat, flat_N % n_feat
         z_N = z_BF.reshape(-1)[flat_N]
-        self._update_threshold(z_N, group)
+        if update:
+            self._update_threshold(z_N, group)
         z_N = self.picked_pre_acts(x_BD, z_N, row_N, idx_N)
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     @torch.no_grad()
-    def _update_threshold(self, vals_N: torch.Tensor, group: BatchGroup | None = None) -> None:
+    def _update_threshold(self, vals_N: torch.Tensor,
+                          group: BatchGroup | FeatureGroup | None = None) -> None:
         positive_N = vals_N[vals_N > 0]
         if group is not None:
             # The global smallest kept value (+inf on a process that kept none).

@@ -1,0 +1,121 @@
+"""Feature-sharded forward passes: the pieces every architecture shares.
+
+In feature-parallel training each process holds the contiguous features [lo, hi) of a
+dictionary of F (the encoder columns, decoder rows and per-feature buffers of that slice; see
+`SAE.feature_dims`) and every process sees the same whole batch. Each process decodes its own
+codes into a partial reconstruction; the partials are summed over the processes, so x̂, the
+losses and hence the gradient of every replicated quantity (b_dec) come out the same on all of
+them. Two autograd functions carry the gradients across that boundary:
+
+- `sum_over_shards` (partial decodes, partial penalty sums): forward all-reduces; backward passes
+  the gradient through unchanged, because every process computes the same loss from the sum and
+  so already holds the gradient of the sum (summing it again would multiply it by N);
+- `copy_to_shards` (b_dec where the encoder subtracts it from x): forward is the identity;
+  backward sums the processes' gradients, since each one's encoder slice contributes its part.
+
+Top-k selections are made globally: each process offers its own best candidates with their
+global feature ids, they are all-gathered, and every process picks the winners from the same
+gathered list (identical input, identical choice), then keeps the winners in its own slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+
+class FeatureGroup(Protocol):
+    """The processes that share one dictionary, each holding the features [lo, hi) of
+    `n_features` (equal contiguous slices in process order), all on the same batch."""
+
+    @property
+    def lo(self) -> int: ...
+
+    @property
+    def hi(self) -> int: ...
+
+    @property
+    def n_features(self) -> int:
+        """F, the whole dictionary's size."""
+        ...
+
+    @property
+    def world(self) -> int: ...
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over the processes, in place (no autograd)."""
+        ...
+
+    def min_(self, t: torch.Tensor) -> torch.Tensor:
+        """Minimum over the processes, in place."""
+        ...
+
+    def max_(self, t: torch.Tensor) -> torch.Tensor:
+        """Maximum over the processes, in place."""
+        ...
+
+    def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
+        """Every process's `t` (same shape everywhere) concatenated along dim 0 in order."""
+        ...
+
+
+class _SumOverShards(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
+        return group.sum_(t.clone(memory_format=torch.contiguous_format))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        return grad, None
+
+
+class _CopyToShards(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
+        ctx.group = group
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        return ctx.group.sum_(grad.clone(memory_format=torch.contiguous_format)), None
+
+
+def sum_over_shards(t: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
+    """`t` summed over the processes; the gradient passes back unchanged (module docstring)."""
+    return _SumOverShards.apply(t, group)
+
+
+def copy_to_shards(t: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
+    """`t` (the same on every process) used by each process's slice: the backward sums the
+    processes' gradients."""
+    return _CopyToShards.apply(t, group)
+
+
+def _gather_columns(t_BK: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
+    """The processes' [B, K] tensors side by side: [B, world·K]."""
+    return group.gather_cat(t_BK.T.contiguous()).T
+
+
+@torch.no_grad()
+def row_topk_in_shard(z_BS: torch.Tensor, k: int, group: FeatureGroup
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k largest entries of each row of the whole z [B, F], of which this process holds the
+    columns [lo, hi) as `z_BS`; returns the winners in this slice as (row_N ascending, slice
+    index_N, z_N). Ties go to the lower feature id, the same on every process."""
+    n_rows, width = z_BS.shape
+    vals_BK, idx_BK = torch.topk(z_BS, min(k, width), dim=1)
+    idx_BK, order_BK = idx_BK.sort(dim=1)  # ids ascending, so the gathered list is too
+    vals_BK = vals_BK.gather(1, order_BK)
+    all_vals_BC = _gather_columns(vals_BK, group)
+    all_ids_BC = _gather_columns(idx_BK + group.lo, group)
+    # A stable sort keeps equal values in id order: the lowest ids win ties.
+    order_BC = torch.sort(all_vals_BC, dim=1, descending=True, stable=True)[1]
+    win_BK = all_ids_BC.gather(1, order_BC[:, :k])
+    win_BK = win_BK.sort(dim=1)[0]
+    mine_BK = (win_BK >= group.lo) & (win_BK < group.hi)
+    flat_N = mine_BK.reshape(-1).nonzero().squeeze(1)
+    row_N = flat_N // k
+    idx_N = win_BK.reshape(-1)[flat_N] - group.lo
+    return row_N, idx_N, z_BS[row_N, idx_N]
+
