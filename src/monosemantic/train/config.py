@@ -21,6 +21,8 @@ from monosemantic.sae import SAEConfig, sae_class
 RESUME_SAFE_FIELDS = frozenset({
     "device", "log_every", "eval_every", "eval_max_rows", "checkpoint_every", "keep_checkpoints",
     "wandb_project", "tensorboard", "compile", "stream_batch_size",
+    # Both layouts write the same whole-SAE checkpoint (as the world size, not recorded).
+    "parallel",
 })
 
 
@@ -118,6 +120,11 @@ class TrainConfig:
     and optimizer state stay float32. (float16 is not offered: it would need loss scaling.)"""
     compile: bool = False
     """Compile the SAE forward with torch.compile."""
+    parallel: Literal["data", "features"] = "data"
+    """Under torchrun: data = every rank holds the whole SAE and trains on its slice of each
+    batch; features = every rank holds n_features / world of the features and all read the
+    same batches (for a dictionary too large for one device; the world size must divide
+    n_features). Without torchrun there is one process either way."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -19,10 +19,11 @@ from monosemantic.train.checkpoint import (
     set_rng_state,
 )
 from monosemantic.train.config import TrainConfig
-from monosemantic.train.dead import FeatureTracker
+from monosemantic.train.dead import FeatureTracker, ShardedTracker
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 
 if TYPE_CHECKING:
+    from monosemantic.sae.sharded import FeatureGroup
     from monosemantic.train.data import TrainData
 
 CHECKPOINT_VERSION = 1
@@ -47,12 +48,17 @@ class TrainState:
     """The latest train and eval log records (the final SAE's summary)."""
 
     @classmethod
-    def create(cls, cfg: TrainConfig, d_in: int, device: torch.device) -> TrainState:
+    def create(cls, cfg: TrainConfig, d_in: int, device: torch.device,
+               shard: FeatureGroup | None = None) -> TrainState:
         """A fresh SAE (`cfg.sae` on activations of width `d_in`, seeded by `cfg.seed`) with its
-        Adam optimizer, on `device`."""
+        Adam optimizer, on `device`; with `shard`, only the shard's features of it (the whole
+        init is built on the host first, F·d floats once, so it equals the unsharded one)."""
         torch.manual_seed(cfg.seed)
         # A copy: the SAE keeps its config, which must not change with `cfg`.
-        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in)).to(device)
+        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in))
+        if shard is not None:
+            sae.keep_features_(shard)
+        sae = sae.to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
         beta1, beta2 = cfg.adam_betas  # validate() checked there are two
@@ -60,8 +66,9 @@ class TrainState:
             sae.parameters(), lr=cfg.lr, betas=(beta1, beta2), weight_decay=0.0,
             # The fused CUDA kernel updates all parameters in one launch.
             fused=device.type == "cuda")
-        return cls(cfg=cfg, sae=sae, optimizer=optimizer,
-                   tracker=FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device),
+        tracker = (FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device)
+                   if shard is None else ShardedTracker(shard, cfg.dead_window_tokens, device))
+        return cls(cfg=cfg, sae=sae, optimizer=optimizer, tracker=tracker,
                    recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device)
 
     def save(self, run_dir: Path, keep: int, wall_time: float,

@@ -1,0 +1,206 @@
+"""Feature-parallel training under torchrun (`--parallel features`): the dictionary split over
+the ranks.
+
+Rank r of N holds the features [r·F/N, (r+1)·F/N) (encoder columns, decoder rows, per-feature
+buffers, their Adam states and dead-feature counters) and reads the same whole global batch as
+every other rank; b_dec, the step counters and the metric sums are replicated. The SAE computes
+its forward with the others (`sae.sharded`), so the loss, x̂ and b_dec's gradient come out the
+same on every rank and each rank's gradients are those of its slice: no gradient all-reduce.
+What the trainer adds here: the shard itself, the global gradient norm for clipping, and the
+gathered checkpoint and final SAE (rank 0 writes the ordinary single-process formats).
+
+The initial SAE is built whole on every rank's host (F·d floats once, as the unsharded run
+builds it from the same seed) before each keeps its slice; checkpoints are gathered whole on
+rank 0's host and read whole by every rank (the simplest correct layout; see
+`save_gathered_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+
+from monosemantic.errors import UserError
+from monosemantic.train.distributed import Ranks
+
+if TYPE_CHECKING:
+    from monosemantic.sae import SAE
+    from monosemantic.train.config import TrainConfig
+    from monosemantic.train.data import TrainData
+    from monosemantic.train.state import TrainState
+
+
+@dataclass(frozen=True)
+class FeatureShard(Ranks):
+    """This rank's slice [lo, hi) of a dictionary of `n_features` split over all the ranks
+    (a `sae.sharded.FeatureGroup`)."""
+
+    lo: int = 0
+    hi: int = 0
+    n_features: int = 0
+
+    def max_(self, t: torch.Tensor) -> torch.Tensor:
+        """Maximum of `t` over the ranks, in place."""
+        if self.active:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
+
+
+def feature_shard(cfg: TrainConfig, ranks: Ranks, custom_data: bool = False
+                  ) -> FeatureShard | None:
+    """This rank's shard of the dictionary when `cfg` asks for feature-parallel training under
+    torchrun (None otherwise); `UserError` on every rank, before any collective, for what it
+    cannot train."""
+    if cfg.parallel != "features" or not ranks.active:
+        return None
+    if custom_data or cfg.store is None:
+        raise UserError("--parallel features reads a stored activation store: pass --store "
+                        "(streaming and custom data sources train in one process)")
+    if cfg.compile:
+        raise UserError("--compile is not supported with --parallel features yet: leave it off")
+    return split_features(ranks, cfg.sae.n_features)
+
+
+def split_features(ranks: Ranks, n_features: int) -> FeatureShard:
+    """This rank's contiguous equal slice of `n_features`; `UserError` when the world size
+    does not divide it."""
+    if n_features % ranks.world:
+        fits = [n for n in range(1, min(n_features, 64) + 1) if n_features % n == 0]
+        raise UserError(
+            f"--parallel features splits the {n_features} features into equal slices, which "
+            f"{ranks.world} ranks cannot do: use a number of ranks that divides {n_features} "
+            f"(up to 64: {', '.join(map(str, fits))}) or change --n-features")
+    width = n_features // ranks.world
+    return FeatureShard(rank=ranks.rank, world=ranks.world, lo=ranks.rank * width,
+                        hi=(ranks.rank + 1) * width, n_features=n_features)
+
+
+@torch.no_grad()
+def clip_grad_norm_(sae: SAE, shard: FeatureShard, max_norm: float) -> None:
+    """`torch.nn.utils.clip_grad_norm_` over the whole dictionary: the sharded parameters'
+    squared norms summed over the ranks, the replicated ones (the same on every rank) once."""
+    sharded = torch.zeros((), dtype=torch.float32, device=sae.b_dec.device)
+    replicated = torch.zeros_like(sharded)
+    grads = []
+    for name, p in sae.named_parameters():
+        if p.grad is None:
+            continue
+        grads.append(p.grad)
+        target = sharded if name in sae.feature_dims else replicated
+        target.add_(p.grad.float().pow(2).sum())
+    total = (shard.sum_(sharded) + replicated).sqrt()
+    # As torch's: scale by max_norm / (norm + 1e-6) when that is below 1.
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.dtype))
+
+
+def _gather(t: torch.Tensor, dim: int, shard: FeatureShard) -> torch.Tensor | None:
+    """The ranks' slices of one tensor joined along `dim` on rank 0's host (None on the others).
+    Each rank's slice is broadcast in turn, so no rank holds more than one other slice on its
+    device at a time."""
+    t = t.detach().contiguous()
+    parts = []
+    for src in range(shard.world):
+        buf = t.clone() if src == shard.rank else torch.empty_like(t)
+        dist.broadcast(buf, src=src)
+        if shard.is_main:
+            parts.append(buf.cpu())
+    return torch.cat(parts, dim) if shard.is_main else None
+
+
+def _gather_dict(tensors: Mapping[str, Any], dims: Mapping[str, int],
+                 shard: FeatureShard) -> dict[str, Any] | None:
+    """`tensors` with the entries named in `dims` gathered whole (rank 0; None elsewhere)."""
+    out = {name: (_gather(t, dims[name], shard) if name in dims else t)
+           for name, t in tensors.items()}
+    return out if shard.is_main else None
+
+
+def _slice_dict(tensors: Mapping[str, Any], dims: Mapping[str, int],
+                shard: FeatureShard) -> dict[str, Any]:
+    width = shard.hi - shard.lo
+    return {name: (t.narrow(dims[name], shard.lo, width) if name in dims else t)
+            for name, t in tensors.items()}
+
+
+def _adam_dims(sae: SAE) -> list[dict[str, int]]:
+    """Per parameter (in optimizer order): the feature dim of its Adam moment tensors."""
+    return [({"exp_avg": sae.feature_dims[name], "exp_avg_sq": sae.feature_dims[name]}
+             if name in sae.feature_dims else {}) for name, _ in sae.named_parameters()]
+
+
+_TRACKER_DIMS = {"tokens_since_fire_F": 0, "fires_in_window_F": 0}
+
+
+def _host_state(state: TrainState) -> TrainState:
+    """A whole-dictionary `TrainState` on the host sharing `state`'s metric sums, step and
+    clock (its SAE and Adam are filled in by the caller). The global RNG is left as it was."""
+    from monosemantic.train.state import TrainState
+
+    d_in = int(state.sae.W_dec.shape[1])
+    with torch.random.fork_rng(devices=[]):
+        host = TrainState.create(state.cfg, d_in, torch.device("cpu"))
+    return dataclasses.replace(host, recon=state.recon, losses=state.losses,
+                               device=state.device, step=state.step,
+                               wall_time=state.wall_time, last_records=state.last_records)
+
+
+def save_gathered_checkpoint(state: TrainState, shard: FeatureShard, run_dir: Path, keep: int,
+                             wall_time: float, norm_scale: float) -> tuple[int, Path] | None:
+    """Gather SAE, Adam moments and dead counters whole to rank 0 and write the ordinary
+    (single-process) checkpoint; (step, path) on rank 0, None on the others. Every rank must
+    call it. Costs rank 0 the whole state on its host: the stand-in for sharded checkpoints."""
+    sae = state.sae
+    weights = _gather_dict(sae.state_dict(), sae.feature_dims, shard)
+    opt = state.optimizer.state_dict()
+    moments = [_gather_dict(opt["state"].get(i, {}), dims, shard)
+               for i, dims in enumerate(_adam_dims(sae))]
+    counters = _gather_dict(state.tracker.state_dict(), _TRACKER_DIMS, shard)
+    if weights is None or counters is None:
+        return None
+    host = _host_state(state)
+    host.sae.load_state_dict(weights)
+    host_opt = host.optimizer.state_dict()
+    host.optimizer.load_state_dict({
+        "state": {i: m for i, m in enumerate(moments) if m},
+        "param_groups": [{**g, "lr": opt["param_groups"][0]["lr"]}
+                         for g in host_opt["param_groups"]]})
+    host.tracker.load_state_dict(counters)
+    return host.save(run_dir, keep, wall_time, norm_scale)
+
+
+def load_sliced_checkpoint(state: TrainState, shard: FeatureShard, path: Path,
+                           d_in: int) -> None:
+    """Inverse of `save_gathered_checkpoint` (and reader of any single-process checkpoint):
+    every rank reads it whole on its host and keeps its slice. Every rank must call it."""
+    host = _host_state(state)
+    host.load(path, d_in)  # checks the width and version; fills the shared metric sums
+    sae = state.sae
+    sae.load_state_dict(_slice_dict(host.sae.state_dict(), sae.feature_dims, shard))
+    whole = host.optimizer.state_dict()
+    moments = {i: _slice_dict(whole["state"][i], dims, shard)
+               for i, dims in enumerate(_adam_dims(sae)) if i in whole["state"]}
+    state.optimizer.load_state_dict({"state": moments,
+                                     "param_groups": state.optimizer.state_dict()["param_groups"]})
+    state.tracker.load_state_dict(_slice_dict(host.tracker.state_dict(), _TRACKER_DIMS, shard))
+    state.step, state.wall_time = host.step, host.wall_time
+    state.last_records = host.last_records
+
+
+def save_gathered_sae(state: TrainState, shard: FeatureShard, out_dir: Path, data: TrainData,
+                      summary: dict[str, Any]) -> None:
+    """`TrainState.save_final_sae` of the whole dictionary, gathered to rank 0 (which writes
+    the ordinary SAELens folder). Every rank must call it."""
+    weights = _gather_dict(state.sae.state_dict(), state.sae.feature_dims, shard)
+    if weights is None:
+        return
+    host = _host_state(state)
+    host.sae.load_state_dict(weights)
+    host.save_final_sae(out_dir, data, summary)
