@@ -4,8 +4,9 @@ the unsharded SAE on the same weights and batch (`test_sae_feature_sharded` laun
 Every rank builds the whole SAE and computes the unsharded reference itself, then keeps its
 slice of a copy and runs the sharded pass with the others. Checked per architecture: the set
 of (row, feature) with a nonzero code, each loss term, x̂, the gradient of every parameter (the
-slice's rows of the reference gradient; b_dec whole) and batchtopk's updated threshold. Rank 0
-prints one line per case with the largest deviations found; a failed check raises.
+slice's rows of the reference gradient; b_dec whole), the gradients after global-norm clipping
+and batchtopk's updated threshold. Rank 0 prints one line per case with the largest deviations
+found; a failed check raises.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.distributed as dist
 
 from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.train.distributed import Ranks
-from monosemantic.train.feature_parallel import split_features
+from monosemantic.train.feature_parallel import clip_grad_norm_, split_features
 
 D, F, B = 12, 64, 32
 CASES = {
@@ -85,10 +86,17 @@ def check(name: str, ranks: Ranks) -> str:
         want = p.grad if pname not in dims else p.grad.narrow(dims[pname], shard.lo,
                                                                shard.hi - shard.lo)
         worst[f"grad_{pname}"] = _rel(getattr(part, pname).grad, want)
+    # Global-norm clipping (a bound far below the norm, so it scales): the same gradients.
+    torch.nn.utils.clip_grad_norm_(list(full.parameters()), 1e-3)
+    clip_grad_norm_(part, shard, 1e-3)
+    for pname, p in full.named_parameters():
+        want = p.grad if pname not in dims else p.grad.narrow(dims[pname], shard.lo,
+                                                               shard.hi - shard.lo)
+        worst[f"clipped_{pname}"] = _rel(getattr(part, pname).grad, want)
     if name == "batchtopk":
         worst["threshold"] = _rel(part.threshold, full.threshold[shard.lo:shard.hi])
     if "aux" in ref.losses:
-        assert float(ref.losses["aux"]) > 0, "AuxK did not run"
+        assert float(ref.losses["aux"].detach()) > 0, "AuxK did not run"
     for key, value in worst.items():
         assert value <= RTOL, f"{name}: {key} differs by {value:.3g} relative"
     return f"{name}: " + " ".join(f"{k}={v:.1e}" for k, v in worst.items())
