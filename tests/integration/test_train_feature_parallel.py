@@ -7,7 +7,13 @@ gradient norm for clipping). After 50 Adam steps (same store and options as the 
 test) the final weights differed by at most 2.5e-7 relative (Frobenius norm of each tensor,
 all four architectures at 2 and 4 ranks) and the logged metrics by at most 8e-8 relative,
 hence the bounds of 1e-5 on both. A selection made per shard instead of globally, or a
-gradient counted once per rank, moves them by percents."""
+gradient counted once per rank, moves them by percents.
+
+The 2 × 2 grid (`--feature-ranks 2` at 4 ranks: two data groups of two feature shards) measured
+at most 3.6e-7 (weights) and 1.1e-7 (metrics) relative, but its data axis averages gradients as
+data-parallel training does, where Adam can turn the rounding noise of a gradient that is zero
+up to rounding into a visible update (the data-parallel test measured 2e-4 on one feature), so
+it keeps that test's bounds: 1e-3 on the weights, 1e-4 on the metrics."""
 
 import os
 import shutil
@@ -31,6 +37,8 @@ ARCH_ARGS = {
 }
 WEIGHTS_RTOL = 1e-5
 METRICS_RTOL = 1e-5
+GRID_WEIGHTS_RTOL = 1e-3
+GRID_METRICS_RTOL = 1e-4
 
 
 def _args(arch: str) -> list[str]:
@@ -84,18 +92,23 @@ def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[n] - v).norm() / v.norm().clamp_min(1e-12)) for n, v in b.items())
 
 
-@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("world", [2, 4, "2x2"])
 @pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
 def test_feature_shards_match_one_process(tmp_path, store, single_runs, arch, world):
     single, sharded = single_runs(arch), tmp_path / "shards"
-    _train(sharded, store, arch, world)
+    if world == "2x2":
+        _train(sharded, store, arch, 4, "--feature-ranks", "2")
+        weights_rtol, metrics_rtol = GRID_WEIGHTS_RTOL, GRID_METRICS_RTOL
+    else:
+        _train(sharded, store, arch, world)
+        weights_rtol, metrics_rtol = WEIGHTS_RTOL, METRICS_RTOL
 
     state_1 = load_sae(single / "sae").inference_state()
     state_n = load_sae(sharded / "sae").inference_state()
     assert state_n.keys() == state_1.keys()
     for name, value in state_1.items():
         assert state_n[name].shape == value.shape, name
-        assert float((state_n[name] - value).norm()) <= WEIGHTS_RTOL * float(value.norm()), name
+        assert float((state_n[name] - value).norm()) <= weights_rtol * float(value.norm()), name
 
     recs_1, recs_n = metrics_records(single), metrics_records(sharded)
     assert [(r["split"], r["step"]) for r in recs_n] == [(r["split"], r["step"]) for r in recs_1]
@@ -103,7 +116,7 @@ def test_feature_shards_match_one_process(tmp_path, store, single_runs, arch, wo
         for key in ("loss", "mse", "l0", "nmse", "dead_fraction", "dense_fraction",
                     "loss_aux", "loss_l1", "loss_l0"):
             if key in r1:
-                assert rn[key] == pytest.approx(r1[key], rel=METRICS_RTOL, abs=1e-6), \
+                assert rn[key] == pytest.approx(r1[key], rel=metrics_rtol, abs=1e-6), \
                     (r1["split"], r1["step"], key)
     if arch in ("topk", "batchtopk"):  # AuxK ran: some feature was dead at some point
         assert any(r.get("loss_aux", 0) > 0 for r in recs_1)
@@ -111,11 +124,14 @@ def test_feature_shards_match_one_process(tmp_path, store, single_runs, arch, wo
         sorted(p.name for p in (single / "checkpoints").iterdir())
 
 
-def test_resume_gathers_and_slices_the_checkpoint(tmp_path, store):
-    """A 2-rank feature-parallel run resumed from its step-25 checkpoint (written whole by rank
-    0, read and sliced by every rank) ends exactly where the uninterrupted one ended."""
+@pytest.mark.parametrize("layout", [(2,), (4, "--feature-ranks", "2")], ids=["2", "2x2"])
+def test_resume_gathers_and_slices_the_checkpoint(tmp_path, store, layout):
+    """A feature-parallel run resumed from its step-25 checkpoint (written whole by rank 0,
+    read and sliced by every rank; on the grid the second data group's metric sums dropped)
+    ends exactly where the uninterrupted one ended."""
     run = tmp_path / "run"
-    _train(run, store, "batchtopk", 2, "--keep-checkpoints", "2")
+    world, *extra = layout
+    _train(run, store, "batchtopk", world, "--keep-checkpoints", "2", *extra)
     whole = load_sae(run / "sae").inference_state()
     whole_records = metrics_records(run)
     last = sorted((run / "checkpoints").iterdir())[-1]
@@ -123,7 +139,7 @@ def test_resume_gathers_and_slices_the_checkpoint(tmp_path, store):
     last.unlink()
     shutil.rmtree(run / "sae")
 
-    _train(run, store, "batchtopk", 2, "--keep-checkpoints", "2")
+    _train(run, store, "batchtopk", world, "--keep-checkpoints", "2", *extra)
     resumed = load_sae(run / "sae").inference_state()
     for name, value in whole.items():
         assert torch.equal(resumed[name], value), name

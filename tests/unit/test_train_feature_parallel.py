@@ -11,7 +11,7 @@ from monosemantic.train.distributed import Ranks
 from monosemantic.train.feature_parallel import (
     FeatureShard,
     clip_grad_norm_,
-    feature_shard,
+    feature_layout,
     split_features,
 )
 
@@ -29,15 +29,20 @@ def test_split_refuses_a_world_that_does_not_divide_f():
 
 def test_feature_shard_only_under_torchrun_and_only_for_stores(tmp_path):
     cfg = TrainConfig(tmp_path / "run", store=tmp_path / "acts", parallel="features")
-    assert feature_shard(cfg, Ranks()) is None  # one process: the ordinary run
-    assert feature_shard(TrainConfig(tmp_path / "run", store=tmp_path), Ranks(0, 2)) is None
-    assert feature_shard(cfg, Ranks(1, 2)) == FeatureShard(1, 2, lo=8192, hi=16384,
-                                                            n_features=16384)
+    assert feature_layout(cfg, Ranks()) == (None, Ranks())  # one process: the ordinary run
+    data = TrainConfig(tmp_path / "run", store=tmp_path)
+    assert feature_layout(data, Ranks(0, 2)) == (None, Ranks(0, 2))
+    shard, axis = feature_layout(cfg, Ranks(1, 2))
+    assert shard == FeatureShard(1, 2, lo=8192, hi=16384, n_features=16384)
+    assert not axis.active and axis.is_main  # no data axis
     with pytest.raises(UserError, match="pass --store"):
-        feature_shard(cfg, Ranks(0, 2), custom_data=True)
+        feature_layout(cfg, Ranks(0, 2), custom_data=True)
+    cfg.feature_ranks = 3
+    with pytest.raises(UserError, match="--feature-ranks 3 does not divide the 4 ranks"):
+        feature_layout(cfg, Ranks(0, 4))
     cfg.compile = True
     with pytest.raises(UserError, match="--compile"):
-        feature_shard(cfg, Ranks(0, 2))
+        feature_layout(cfg, Ranks(0, 2))
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu"])

@@ -17,7 +17,7 @@ import torch
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE, BatchGroup
 from monosemantic.sae.kernels import SparseCodes
-from monosemantic.sae.sharded import FeatureGroup
+from monosemantic.sae.sharded import BothAxes, FeatureGroup
 from monosemantic.sae.topk import TopKSAE
 
 if TYPE_CHECKING:
@@ -85,9 +85,11 @@ class BatchTopKSAE(TopKSAE):
         With `group`, B is the global batch (see `_group_codes`)."""
         if not self.training and int(self.threshold_count) > 0:
             return self.codes_where(x_BD, z_BF, self._keep(z_BF) & (z_BF > 0))
-        if self.shard is not None:  # the whole batch, this shard's features
-            n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.shape[0] * self.shard.n_features)
-            return self._group_codes(x_BD, z_BF, self.shard, n_keep, self.training)
+        if self.shard is not None:  # this shard's features (of this group's rows, if any)
+            rows = z_BF.shape[0] * (group.world if group is not None else 1)
+            n_keep = min(self.cfg.k * rows, rows * self.shard.n_features)
+            pool = self.shard if group is None else BothAxes(self.shard, group)
+            return self._group_codes(x_BD, z_BF, pool, n_keep, self.training)
         if group is not None and self.training:
             n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.numel()) * group.world
             return self._group_codes(x_BD, z_BF, group, n_keep)

@@ -20,9 +20,12 @@ gathered list (identical input, identical choice), then keeps the winners in its
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from monosemantic.sae.base import BatchGroup
 
 
 class FeatureGroup(Protocol):
@@ -119,3 +122,24 @@ def row_topk_in_shard(z_BS: torch.Tensor, k: int, group: FeatureGroup
     idx_N = win_BK.reshape(-1)[flat_N] - group.lo
     return row_N, idx_N, z_BS[row_N, idx_N]
 
+
+
+class BothAxes:
+    """Every process of a data × features grid: a `FeatureGroup` (this row's shards) crossed
+    with a `BatchGroup` (this column's slices of the batch). A `BatchGroup` itself."""
+
+    def __init__(self, features: FeatureGroup, batch: BatchGroup):
+        self.features, self.batch = features, batch
+
+    @property
+    def world(self) -> int:
+        return self.features.world * self.batch.world
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return self.batch.sum_(self.features.sum_(t))
+
+    def min_(self, t: torch.Tensor) -> torch.Tensor:
+        return self.batch.min_(self.features.min_(t))
+
+    def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
+        return self.batch.gather_cat(self.features.gather_cat(t))

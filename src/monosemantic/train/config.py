@@ -22,7 +22,7 @@ RESUME_SAFE_FIELDS = frozenset({
     "device", "log_every", "eval_every", "eval_max_rows", "checkpoint_every", "keep_checkpoints",
     "wandb_project", "tensorboard", "compile", "stream_batch_size",
     # Both layouts write the same whole-SAE checkpoint (as the world size, not recorded).
-    "parallel",
+    "parallel", "feature_ranks",
 })
 
 
@@ -125,6 +125,10 @@ class TrainConfig:
     batch; features = every rank holds n_features / world of the features and all read the
     same batches (for a dictionary too large for one device; the world size must divide
     n_features). Without torchrun there is one process either way."""
+    feature_ranks: int = 0
+    """With --parallel features: ranks per feature group. Fewer than all ranks make a data x
+    features grid: world size / feature_ranks groups, each training on its own slice of every
+    batch as data-parallel ranks do. 0 = all ranks in one feature group."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -166,6 +170,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--grad-clip must be >= 0 (0 disables), got {cfg.grad_clip}")
     if cfg.dead_window_tokens is not None and cfg.dead_window_tokens < 1:
         raise ConfigError(f"--dead-window-tokens must be >= 1, got {cfg.dead_window_tokens}")
+    if cfg.feature_ranks < 0:
+        raise ConfigError(f"--feature-ranks must be >= 0 (0: all ranks), got {cfg.feature_ranks}")
     _positive(cfg, "log_every", "keep_checkpoints", "eval_max_rows", "ctx_len",
               "stream_batch_size", "norm_estimate_batches")
     if cfg.store is None and cfg.stream_buffer_rows < 2 * cfg.batch_size:

@@ -1,5 +1,5 @@
 """Feature-parallel training under torchrun (`--parallel features`): the dictionary split over
-the ranks.
+the ranks (or over each row of a data × features grid, `--feature-ranks`; `mesh`).
 
 Rank r of N holds the features [r·F/N, (r+1)·F/N) (encoder columns, decoder rows, per-feature
 buffers, their Adam states and dead-feature counters) and reads the same whole global batch as
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
 
 from monosemantic.errors import UserError
 from monosemantic.train.distributed import Ranks
+from monosemantic.train.mesh import MeshAxis, grid
 
 if TYPE_CHECKING:
     from monosemantic.sae import SAE
@@ -37,39 +37,37 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class FeatureShard(Ranks):
-    """This rank's slice [lo, hi) of a dictionary of `n_features` split over all the ranks
-    (a `sae.sharded.FeatureGroup`)."""
+class FeatureShard(MeshAxis):
+    """This rank's slice [lo, hi) of a dictionary of `n_features` split over the ranks of its
+    feature group (a `sae.sharded.FeatureGroup`)."""
 
     lo: int = 0
     hi: int = 0
     n_features: int = 0
 
-    def max_(self, t: torch.Tensor) -> torch.Tensor:
-        """Maximum of `t` over the ranks, in place."""
-        if self.active:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t
 
-
-def feature_shard(cfg: TrainConfig, ranks: Ranks, custom_data: bool = False
-                  ) -> FeatureShard | None:
-    """This rank's shard of the dictionary when `cfg` asks for feature-parallel training under
-    torchrun (None otherwise); `UserError` on every rank, before any collective, for what it
-    cannot train."""
+def feature_layout(cfg: TrainConfig, ranks: Ranks, custom_data: bool = False
+                   ) -> tuple[FeatureShard | None, Ranks]:
+    """(this rank's shard of the dictionary, its data-parallel axis) when `cfg` asks for
+    feature-parallel training under torchrun; otherwise (None, `ranks`). `UserError` on every
+    rank, before any collective, for what it cannot train."""
     if cfg.parallel != "features" or not ranks.active:
-        return None
+        return None, ranks
     if custom_data or cfg.store is None:
         raise UserError("--parallel features reads a stored activation store: pass --store "
                         "(streaming and custom data sources train in one process)")
     if cfg.compile:
         raise UserError("--compile is not supported with --parallel features yet: leave it off")
-    return split_features(ranks, cfg.sae.n_features)
+    n_feature_ranks = cfg.feature_ranks or ranks.world
+    if ranks.world % n_feature_ranks == 0:  # else `grid` says so
+        split_features(Ranks(0, n_feature_ranks), cfg.sae.n_features)  # the check alone
+    features, data = grid(ranks, n_feature_ranks)
+    return split_features(features, cfg.sae.n_features), data
 
 
 def split_features(ranks: Ranks, n_features: int) -> FeatureShard:
-    """This rank's contiguous equal slice of `n_features`; `UserError` when the world size
-    does not divide it."""
+    """This rank's contiguous equal slice of `n_features` among `ranks` (a `MeshAxis`: its
+    group); `UserError` when their number does not divide it."""
     if n_features % ranks.world:
         fits = [n for n in range(1, min(n_features, 64) + 1) if n_features % n == 0]
         raise UserError(
@@ -77,7 +75,8 @@ def split_features(ranks: Ranks, n_features: int) -> FeatureShard:
             f"{ranks.world} ranks cannot do: use a number of ranks that divides {n_features} "
             f"(up to 64: {', '.join(map(str, fits))}) or change --n-features")
     width = n_features // ranks.world
-    return FeatureShard(rank=ranks.rank, world=ranks.world, lo=ranks.rank * width,
+    group = ranks.group if isinstance(ranks, MeshAxis) else None
+    return FeatureShard(rank=ranks.rank, world=ranks.world, group=group, lo=ranks.rank * width,
                         hi=(ranks.rank + 1) * width, n_features=n_features)
 
 
@@ -109,7 +108,7 @@ def _gather(t: torch.Tensor, dim: int, shard: FeatureShard) -> torch.Tensor | No
     parts = []
     for src in range(shard.world):
         buf = t.clone() if src == shard.rank else torch.empty_like(t)
-        dist.broadcast(buf, src=src)
+        shard.broadcast_(buf, src)
         if shard.is_main:
             parts.append(buf.cpu())
     return torch.cat(parts, dim) if shard.is_main else None

@@ -7,8 +7,9 @@ evaluation and before a checkpoint (a checkpoint is never written after a non-fi
 Under torchrun (`distributed`) every rank trains the same SAE on its slice of each global batch:
 gradients are averaged, the dead-feature counts summed every step (one dead mask for AuxK),
 the metric sums gathered on rank 0 when they are read; rank 0 alone writes the run directory.
-With `--parallel features` the ranks instead split the dictionary and all read the same batches
-(`feature_parallel`): the Loop's data-parallel `ranks` is then the trivial group of one.
+With `--parallel features` the ranks of a feature group split the dictionary and read the same
+batches (`feature_parallel`); the Loop's `ranks` is then the grid's data axis (`mesh`), a group
+of one unless `--feature-ranks` leaves several feature groups.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from monosemantic.train.evaluate import evaluate
 from monosemantic.train.feature_parallel import (
     FeatureShard,
     clip_grad_norm_,
-    feature_shard,
+    feature_layout,
     load_sliced_checkpoint,
     save_gathered_checkpoint,
     save_gathered_sae,
@@ -68,9 +69,9 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
 
 
 def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch.device) -> None:
-    shard = feature_shard(cfg, ranks, custom_data=data is not None)
     all_ranks = ranks  # rank 0 writes the run directory, all wait for it
-    ranks = ranks if shard is None else Ranks()  # the data-parallel group
+    # From here `ranks` is the data-parallel axis (with --parallel features: the grid's column).
+    shard, ranks = feature_layout(cfg, all_ranks, custom_data=data is not None)
     if ranks.active:
         if data is not None:
             raise UserError("a custom data source is not split across ranks: train it in one "
@@ -96,10 +97,11 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         resume = latest_checkpoint(Path(cfg.out))
 
     state = TrainState.create(cfg, data.d, device, shard)
-    if resume is not None and shard is not None:
-        load_sliced_checkpoint(state, shard, resume[1], data.d)
-    elif resume is not None:
-        state.load(resume[1], data.d)
+    if resume is not None:
+        if shard is None:
+            state.load(resume[1], data.d)
+        else:
+            load_sliced_checkpoint(state, shard, resume[1], data.d)
         if not ranks.is_main:
             drop_sums(state)  # rank 0 holds the checkpoint's metric sums
     else:
@@ -199,7 +201,7 @@ class Loop:
                     self._checkpoint()
             self._check_finite_loss()
             sae_dir = RunDir(self.run_dir).sae_dir
-            if self.shard is not None:
+            if self.shard is not None and self.ranks.is_main:  # the first feature group
                 save_gathered_sae(state, self.shard, sae_dir, self.data,
                                   self._summary() if main else {})
             elif main:
@@ -260,6 +262,8 @@ class Loop:
         self._check_finite_loss()
         start = time.perf_counter()
         assert self.data is not None  # only `run` checkpoints
+        if not self.ranks.is_main:  # the first data group (with shards: feature group) saves
+            return
         if self.shard is not None:
             saved = save_gathered_checkpoint(self.state, self.shard, self.run_dir,
                                              self.cfg.keep_checkpoints, self._wall_time(),
@@ -267,8 +271,6 @@ class Loop:
             if saved is not None:
                 self.last_good = saved
             self.overhead_seconds += time.perf_counter() - start
-            return
-        if not self.ranks.is_main:
             return
         self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
                                          self._wall_time(), self.data.norm_scale)
@@ -331,8 +333,9 @@ class Loop:
 
     def _eval(self, logger: MetricsLogger | None) -> None:
         self._check_finite_loss()
-        # Rank 0 alone evaluates (on the whole held-out set); feature shards evaluate together.
-        if logger is None and self.shard is None:
+        # Rank 0 alone evaluates (on the whole held-out set); with feature shards, its feature
+        # group does, together.
+        if logger is None and (self.shard is None or not self.ranks.is_main):
             return
         start = time.perf_counter()
         assert self.data is not None  # only `run` evaluates
