@@ -9,6 +9,10 @@ same on every rank and each rank's gradients are those of its slice: no gradient
 What the trainer adds here: the shard itself, the global gradient norm for clipping, and the
 gathered checkpoint and final SAE (rank 0 writes the ordinary single-process formats).
 
+On a grid (`--feature-ranks Q` < N) all of this holds within each feature group of Q ranks,
+which reads its own slice of every batch; the groups are data-parallel to each other, and the
+first one alone writes checkpoints and the final SAE.
+
 The initial SAE is built whole on every rank's host (F·d floats once, as the unsharded run
 builds it from the same seed) before each keeps its slice; checkpoints are gathered whole on
 rank 0's host and read whole by every rank (the simplest correct layout; see
@@ -60,20 +64,24 @@ def feature_layout(cfg: TrainConfig, ranks: Ranks, custom_data: bool = False
         raise UserError("--compile is not supported with --parallel features yet: leave it off")
     n_feature_ranks = cfg.feature_ranks or ranks.world
     if ranks.world % n_feature_ranks == 0:  # else `grid` says so
-        split_features(Ranks(0, n_feature_ranks), cfg.sae.n_features)  # the check alone
+        _check_split(cfg.sae.n_features, n_feature_ranks)  # before `grid`'s collectives
     features, data = grid(ranks, n_feature_ranks)
     return split_features(features, cfg.sae.n_features), data
+
+
+def _check_split(n_features: int, n_ranks: int) -> None:
+    if n_features % n_ranks:
+        fits = [n for n in range(1, min(n_features, 64) + 1) if n_features % n == 0]
+        raise UserError(
+            f"--parallel features splits the {n_features} features into equal slices, which "
+            f"{n_ranks} ranks cannot do: use a number of ranks that divides {n_features} "
+            f"(up to 64: {', '.join(map(str, fits))}) or change --n-features")
 
 
 def split_features(ranks: Ranks, n_features: int) -> FeatureShard:
     """This rank's contiguous equal slice of `n_features` among `ranks` (a `MeshAxis`: its
     group); `UserError` when their number does not divide it."""
-    if n_features % ranks.world:
-        fits = [n for n in range(1, min(n_features, 64) + 1) if n_features % n == 0]
-        raise UserError(
-            f"--parallel features splits the {n_features} features into equal slices, which "
-            f"{ranks.world} ranks cannot do: use a number of ranks that divides {n_features} "
-            f"(up to 64: {', '.join(map(str, fits))}) or change --n-features")
+    _check_split(n_features, ranks.world)
     width = n_features // ranks.world
     group = ranks.group if isinstance(ranks, MeshAxis) else None
     return FeatureShard(rank=ranks.rank, world=ranks.world, group=group, lo=ranks.rank * width,

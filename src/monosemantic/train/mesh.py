@@ -8,6 +8,7 @@ and reads data slice p. The Q ranks of a row share one dictionary and one slice 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ class MeshAxis(Ranks):
         dist.all_gather(parts, t.contiguous(), group=self.group)
         return torch.cat(parts)
 
-    def average_grads_(self, params) -> None:
+    def average_grads_(self, params: Sequence[torch.nn.Parameter]) -> None:
         if not self.active:
             return
         for p in params:
