@@ -20,7 +20,7 @@ from torch import nn
 
 from monosemantic.config import ConfigError
 from monosemantic.sae.kernels import SparseCodes, sampled_pre_acts
-from monosemantic.sae.sharded import FeatureGroup, copy_to_shards, sum_over_shards
+from monosemantic.sae.sharded import FeatureGroup, copy_to_shards, randn_rows, sum_over_shards
 
 if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
@@ -214,15 +214,27 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ."""
+        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ.
+        A feature shard draws the whole dictionary's random numbers and keeps its rows
+        (`sharded.randn_rows`): the unsharded init's rows, one chunk of memory."""
         init_norm = self.cfg.decoder_init_norm
         assert init_norm is not None  # SAEConfig.__post_init__ resolves None
-        W_dec_FD = torch.randn(self.W_dec.shape)
+        if self.shard is None:
+            W_dec_FD = torch.randn(self.W_dec.shape)
+        else:
+            W_dec_FD = randn_rows(self.shard.n_features, self.W_dec.shape[1], self.shard.lo,
+                                  self.shard.hi)
         W_dec_FD *= init_norm / W_dec_FD.norm(dim=1, keepdim=True)
         self.W_dec.copy_(W_dec_FD)
         self.W_enc.copy_(W_dec_FD.T)
         self.b_enc.zero_()
         self.b_dec.zero_()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """The architecture's own tensors (beyond W_enc, b_enc, W_dec, b_dec) at their initial
+        values, as its `__init__` sets them (the sharded `create_sae` builds the module without
+        values first)."""
 
     # ---- pieces shared by the architectures ----
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:

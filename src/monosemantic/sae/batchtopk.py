@@ -50,6 +50,11 @@ class BatchTopKSAE(TopKSAE):
         self.register_buffer("threshold", torch.zeros(cfg.n_features, dtype=torch.float32))
         self.register_buffer("threshold_count", torch.zeros((), dtype=torch.long))
 
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        self.threshold.zero_()
+        self.threshold_count.zero_()
+
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Threshold codes; before any training step (no threshold yet) the batch top-k codes."""
         z_BF = self.pre_acts(x_BD)

@@ -101,6 +101,10 @@ class JumpReLUSAE(SAE):
             torch.full((cfg.n_features,), math.log(cfg.jumprelu_init_threshold),
                        dtype=torch.float32))
 
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        self.log_threshold.fill_(math.log(self.cfg.jumprelu_init_threshold))
+
     def _apply(self, fn, *args: Any, **kwargs: Any):
         # `.to(bfloat16)`/`.half()` would round θ; keep it float32 whatever the module's dtype.
         exact = self.log_threshold.data

@@ -95,6 +95,33 @@ def copy_to_shards(t: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
     return _CopyToShards.apply(t, group)
 
 
+RANDN_CHUNK_FLOATS = 1 << 22
+"""`randn_rows` draws this many floats at a time (rounded to whole rows, 16 at least)."""
+
+
+def randn_rows(n_rows: int, width: int, lo: int, hi: int) -> torch.Tensor:
+    """Rows [lo, hi) of `torch.randn(n_rows, width)` drawn from the global CPU generator, which
+    ends where that whole draw leaves it; memory: the rows kept plus one chunk.
+
+    The whole matrix is drawn in chunks of a multiple of 16 rows and the other rows dropped:
+    torch's CPU normal sampler turns each 16 uniforms into 16 normals (a draw of 16 or more
+    values; a ragged end is redrawn from 16 fresh uniforms), so chunks that start at multiples
+    of 16 values and a last chunk of at least 16 values give the very same numbers (checked by
+    `tests/unit/test_sae_sharded_init.py`)."""
+    if n_rows * width < 16:
+        return torch.randn(n_rows, width)[lo:hi]
+    step = max(16, RANDN_CHUNK_FLOATS // max(width, 1) // 16 * 16)
+    starts = list(range(0, n_rows, step))
+    if len(starts) > 1 and (n_rows - starts[-1]) * width < 16:
+        starts.pop()  # a tail too short for the 16-wide sampler joins the chunk before it
+    kept = []
+    for first, stop in zip(starts, starts[1:] + [n_rows]):
+        chunk = torch.randn(stop - first, width)
+        if first < hi and stop > lo:
+            kept.append(chunk[max(lo, first) - first:min(hi, stop) - first])
+    return torch.cat(kept)
+
+
 def _gather_columns(t_BK: torch.Tensor, group: FeatureGroup) -> torch.Tensor:
     """The processes' [B, K] tensors side by side: [B, world·K]."""
     return group.gather_cat(t_BK.T.contiguous()).T

@@ -13,10 +13,10 @@ On a grid (`--feature-ranks Q` < N) all of this holds within each feature group 
 which reads its own slice of every batch; the groups are data-parallel to each other, and the
 first one alone writes checkpoints and the final SAE.
 
-The initial SAE is built whole on every rank's host (F·d floats once, as the unsharded run
-builds it from the same seed) before each keeps its slice; checkpoints are gathered whole on
-rank 0's host and read whole by every rank (the simplest correct layout; see
-`save_gathered_checkpoint`).
+Each rank draws the initial SAE's random numbers for the whole dictionary from the seed, chunk
+by chunk, and keeps its slice (`create_sae` with a shard): exactly the unsharded init, in the
+memory of the slice. Checkpoints are gathered whole on rank 0's host and read whole by every
+rank (the simplest correct layout; see `save_gathered_checkpoint`).
 """
 
 from __future__ import annotations

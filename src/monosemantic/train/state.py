@@ -51,14 +51,10 @@ class TrainState:
     def create(cls, cfg: TrainConfig, d_in: int, device: torch.device,
                shard: FeatureGroup | None = None) -> TrainState:
         """A fresh SAE (`cfg.sae` on activations of width `d_in`, seeded by `cfg.seed`) with its
-        Adam optimizer, on `device`; with `shard`, only the shard's features of it (the whole
-        init is built on the host first, F·d floats once, so it equals the unsharded one)."""
+        Adam optimizer, on `device`; with `shard`, only the shard's features of the same init."""
         torch.manual_seed(cfg.seed)
         # A copy: the SAE keeps its config, which must not change with `cfg`.
-        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in))
-        if shard is not None:
-            sae.keep_features_(shard)
-        sae = sae.to(device)
+        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in), shard).to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
         beta1, beta2 = cfg.adam_betas  # validate() checked there are two
