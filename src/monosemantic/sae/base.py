@@ -20,6 +20,7 @@ from torch import nn
 
 from monosemantic.config import ConfigError
 from monosemantic.sae.kernels import SparseCodes, sampled_pre_acts
+from monosemantic.sae.sharded import FeatureGroup, copy_to_shards, randn_rows, sum_over_shards
 
 if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
@@ -157,12 +158,42 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d))
         # Reused by `selection_pre_acts` (not a buffer: never saved, rebuilt on a new shape).
         self._workspace: torch.Tensor | None = None
+        self.shard: FeatureGroup | None = None
+        """Set by `keep_features_`: this module holds the features [lo, hi) of the group's
+        dictionary, and `forward` computes the whole dictionary's output with the group."""
         self.reset_parameters()
 
     feature_dims: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
     """The dimension along which each per-feature tensor of `state_dict()` runs over the F
     features (a feature-sharded rank holds a contiguous slice of it); every other entry
     (b_dec, counters) is the same whole tensor on every rank. Subclasses add their own."""
+
+    @torch.no_grad()
+    def keep_features_(self, group: FeatureGroup) -> None:
+        """Keep only the features [group.lo, group.hi) of every per-feature tensor (copies; the
+        rest is freed) and compute `forward` as one slice of the group's dictionary (training
+        only: `encode`, `encode_slice` and `encode_sparse` need the whole dictionary)."""
+        if self.shard is not None or self.W_enc.shape[1] != group.n_features:
+            raise ValueError("keep_features_ needs a whole dictionary of the group's size")
+        width = group.hi - group.lo
+        for name, dim in self.feature_dims.items():
+            piece = getattr(self, name).narrow(dim, group.lo, width).clone()
+            if name in self._parameters:
+                setattr(self, name, nn.Parameter(piece))
+            else:
+                self._buffers[name] = piece
+        self._workspace = None
+        self.shard = group
+
+    def _sum_shards(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` (a partial decode or penalty of this module's features) summed over the
+        feature shards, gradient passed through (`sharded.sum_over_shards`); unsharded: `t`."""
+        return t if self.shard is None else sum_over_shards(t, self.shard)
+
+    def _b_dec_in(self) -> torch.Tensor:
+        """b_dec as the encoder subtracts it: sharded, its gradient through the encoder is
+        summed over the shards (each encodes with its own columns)."""
+        return self.b_dec if self.shard is None else copy_to_shards(self.b_dec, self.shard)
 
     # ---- shape-suffixed aliases (the contract's names) ----
     @property
@@ -183,21 +214,33 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ."""
+        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ.
+        A feature shard draws the whole dictionary's random numbers and keeps its rows
+        (`sharded.randn_rows`): the unsharded init's rows, one chunk of memory."""
         init_norm = self.cfg.decoder_init_norm
         assert init_norm is not None  # SAEConfig.__post_init__ resolves None
-        W_dec_FD = torch.randn(self.W_dec.shape)
+        if self.shard is None:
+            W_dec_FD = torch.randn(self.W_dec.shape)
+        else:
+            W_dec_FD = randn_rows(self.shard.n_features, self.W_dec.shape[1], self.shard.lo,
+                                  self.shard.hi)
         W_dec_FD *= init_norm / W_dec_FD.norm(dim=1, keepdim=True)
         self.W_dec.copy_(W_dec_FD)
         self.W_enc.copy_(W_dec_FD.T)
         self.b_enc.zero_()
         self.b_dec.zero_()
 
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """The architecture's own tensors (beyond W_enc, b_enc, W_dec, b_dec) at their initial
+        values, as its `__init__` sets them (the sharded `create_sae` builds the module without
+        values first)."""
+
     # ---- pieces shared by the architectures ----
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Encoder pre-activations z [..., F] (bias fused into the matmul)."""
         if self.cfg.apply_b_dec_to_input:
-            x_BD = x_BD - self.b_dec
+            x_BD = x_BD - self._b_dec_in()
         return nn.functional.linear(x_BD, self.W_enc.T, self.b_enc)
 
     @property
@@ -230,6 +273,8 @@ class SAE(nn.Module):
         return self._encode_slice(x_BD, lo, hi)
 
     def _check_slice(self, lo: int, hi: int) -> None:
+        if self.shard is not None:
+            raise ValueError("a feature shard cannot encode on its own: gather the whole SAE")
         if not 0 <= lo < hi <= self.cfg.n_features:
             raise ValueError(f"feature slice [{lo}, {hi}) is not inside [0, "
                              f"{self.cfg.n_features})")
@@ -266,7 +311,7 @@ class SAE(nn.Module):
         """
         if x_BD.device.type != "cpu" or x_BD.dim() != 2 or torch.is_autocast_enabled("cpu"):
             return self.pre_acts(x_BD)
-        shape = (x_BD.shape[0], self.cfg.n_features)
+        shape = (x_BD.shape[0], self.W_enc.shape[1])  # this shard's features when sharded
         dtype = torch.result_type(x_BD, self.W_enc)
         if self._workspace is None or self._workspace.shape != shape \
                 or self._workspace.dtype != dtype:
@@ -280,7 +325,7 @@ class SAE(nn.Module):
                         idx_N: torch.Tensor) -> torch.Tensor:
         """`z_N` = z[row_N, idx_N] (computed without grad) joined to the encoder's parameters
         with an O(N·d) backward (`kernels.SampledEncoder`); `row_N` ascending."""
-        b_dec_D = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        b_dec_D = self._b_dec_in() if self.cfg.apply_b_dec_to_input else None
         return sampled_pre_acts(z_N, x_BD, self.W_enc, self.b_enc, b_dec_D, row_N, idx_N)
 
     def codes_where(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
@@ -298,8 +343,11 @@ class SAE(nn.Module):
         raise NotImplementedError
 
     def decode(self, f_BF: torch.Tensor) -> torch.Tensor:
-        """Reconstruction x̂ = f @ W_dec + b_dec (dense; bias fused into the matmul)."""
-        return nn.functional.linear(f_BF, self.W_dec.T, self.b_dec)
+        """Reconstruction x̂ = f @ W_dec + b_dec (dense; bias fused into the matmul). Sharded:
+        `f_BF` holds this shard's codes and x̂ the whole dictionary's decode."""
+        if self.shard is None:
+            return nn.functional.linear(f_BF, self.W_dec.T, self.b_dec)
+        return self._sum_shards(nn.functional.linear(f_BF, self.W_dec.T)) + self.b_dec
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
                 l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:

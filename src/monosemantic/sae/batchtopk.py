@@ -17,6 +17,7 @@ import torch
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE, BatchGroup
 from monosemantic.sae.kernels import SparseCodes
+from monosemantic.sae.sharded import BothAxes, FeatureGroup
 from monosemantic.sae.topk import TopKSAE
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ class BatchTopKSAE(TopKSAE):
         super().__init__(cfg)
         self.register_buffer("threshold", torch.zeros(cfg.n_features, dtype=torch.float32))
         self.register_buffer("threshold_count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        self.threshold.zero_()
+        self.threshold_count.zero_()
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Threshold codes; before any training step (no threshold yet) the batch top-k codes."""
@@ -84,8 +90,14 @@ class BatchTopKSAE(TopKSAE):
         With `group`, B is the global batch (see `_group_codes`)."""
         if not self.training and int(self.threshold_count) > 0:
             return self.codes_where(x_BD, z_BF, self._keep(z_BF) & (z_BF > 0))
+        if self.shard is not None:  # this shard's features (of this group's rows, if any)
+            rows = z_BF.shape[0] * (group.world if group is not None else 1)
+            n_keep = min(self.cfg.k * rows, rows * self.shard.n_features)
+            pool = self.shard if group is None else BothAxes(self.shard, group)
+            return self._group_codes(x_BD, z_BF, pool, n_keep, self.training)
         if group is not None and self.training:
-            return self._group_codes(x_BD, z_BF, group)
+            n_keep = min(self.cfg.k * z_BF.shape[0], z_BF.numel()) * group.world
+            return self._group_codes(x_BD, z_BF, group, n_keep)
         n_rows, n_feat = z_BF.shape
         n_keep = min(self.cfg.k * n_rows, z_BF.numel())
         vals_N, flat_N = torch.topk(torch.relu(z_BF).flatten(), n_keep, sorted=False)
@@ -99,15 +111,18 @@ class BatchTopKSAE(TopKSAE):
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     def _group_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
-                     group: BatchGroup) -> SparseCodes:
-        """This process's share of the global batch's k·B largest ReLU(z) (z without grad).
+                     group: BatchGroup | FeatureGroup, n_keep: int,
+                     update: bool = True) -> SparseCodes:
+        """This process's share of the `n_keep` largest ReLU(z) of the global batch (a
+        `BatchGroup`: z holds this process's rows) or of the whole dictionary (a
+        `FeatureGroup`: z holds this process's features) (z without grad).
 
-        Each process offers its own k·B largest values (the global ones are among them); the
-        (k·B)-th largest of all offers is the cut, and the positive values >= the cut are kept.
-        Zero codes change no loss, gradient or count, so only exact ties at a positive cut
-        can differ from one process's pick of exactly k·B: all tied values are kept."""
+        Each process offers its own `n_keep` largest values (the global ones are among them);
+        the `n_keep`-th largest of all offers is the cut, and the positive values >= the cut are
+        kept. Zero codes change no loss, gradient or count, so only exact ties at a positive
+        cut can differ from one process's pick of exactly `n_keep`: all tied values are kept.
+        `update`: move the threshold (training)."""
         n_rows, n_feat = z_BF.shape
-        n_keep = min(self.cfg.k * n_rows, z_BF.numel()) * group.world
         vals_C, flat_C = torch.topk(torch.relu(z_BF).flatten(), min(n_keep, z_BF.numel()),
                                     sorted=False)
         with torch.no_grad():
@@ -116,12 +131,14 @@ class BatchTopKSAE(TopKSAE):
         flat_N = torch.sort(flat_C[keep_C])[0]
         row_N, idx_N = flat_N // n_feat, flat_N % n_feat
         z_N = z_BF.reshape(-1)[flat_N]
-        self._update_threshold(z_N, group)
+        if update:
+            self._update_threshold(z_N, group)
         z_N = self.picked_pre_acts(x_BD, z_N, row_N, idx_N)
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     @torch.no_grad()
-    def _update_threshold(self, vals_N: torch.Tensor, group: BatchGroup | None = None) -> None:
+    def _update_threshold(self, vals_N: torch.Tensor,
+                          group: BatchGroup | FeatureGroup | None = None) -> None:
         positive_N = vals_N[vals_N > 0]
         if group is not None:
             # The global smallest kept value (+inf on a process that kept none).

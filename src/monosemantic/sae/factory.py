@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE
 from monosemantic.sae.batchtopk import BatchTopKSAE
@@ -17,6 +19,7 @@ from monosemantic.sae.topk import TopKSAE
 
 if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
+    from monosemantic.sae.sharded import FeatureGroup
 
 SAE_CLASSES: dict[str, type[SAE]] = {
     "relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE, "jumprelu": JumpReLUSAE,
@@ -33,7 +36,18 @@ def sae_class(architecture: str) -> type[SAE]:
                           f"{', '.join(ARCHITECTURES)}") from None
 
 
-def create_sae(cfg: SAEConfig) -> SAE:
-    """A freshly initialised SAE (float32, CPU; move it with `.to(device)`)."""
+def create_sae(cfg: SAEConfig, shard: FeatureGroup | None = None) -> SAE:
+    """A freshly initialised SAE (float32, CPU; move it with `.to(device)`). With `shard`, only
+    the shard's features of the very same init (`SAE.keep_features_`), without ever holding
+    the whole dictionary: the module is built without values, sliced, then initialised."""
     cfg.validate()
-    return sae_class(cfg.architecture)(cfg)
+    cls = sae_class(cfg.architecture)
+    if shard is None:
+        return cls(cfg)
+    with torch.device("meta"):
+        sae = cls(cfg)
+    sae.keep_features_(shard)
+    sae.to_empty(device="cpu")
+    sae.reset_parameters()
+    sae.reset_buffers()
+    return sae

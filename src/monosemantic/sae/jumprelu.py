@@ -101,6 +101,10 @@ class JumpReLUSAE(SAE):
             torch.full((cfg.n_features,), math.log(cfg.jumprelu_init_threshold),
                        dtype=torch.float32))
 
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        self.log_threshold.fill_(math.log(self.cfg.jumprelu_init_threshold))
+
     def _apply(self, fn, *args: Any, **kwargs: Any):
         # `.to(bfloat16)`/`.half()` would round θ; keep it float32 whatever the module's dtype.
         exact = self.log_threshold.data
@@ -127,14 +131,15 @@ class JumpReLUSAE(SAE):
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
                 l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
-        # `group` needs nothing: the MSE and the L0 are means of per-row terms.
+        # `group` needs nothing: the MSE and the L0 are means of per-row terms. A feature shard
+        # sums its partial decode (`decode`) and its L0 with the others'.
         z_BF = self.pre_acts(x_BD)
         theta_F = self.threshold
         eps = self.cfg.jumprelu_bandwidth
         f_BF = JumpReLUFunction.apply(z_BF, theta_F, eps)
         x_hat_BD = self.decode(f_BF)
         mse = self.mse(x_BD, x_hat_BD)
-        l0 = HeavisideFunction.apply(z_BF, theta_F, eps).sum(dim=-1).mean()
+        l0 = self._sum_shards(HeavisideFunction.apply(z_BF, theta_F, eps).sum(dim=-1).mean())
         sparsity = self.cfg.l0_coefficient * l1_scale * l0
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses={"mse": mse, "l0": sparsity},
                          loss=mse + sparsity)

@@ -66,7 +66,9 @@ class ReluSAE(SAE):
                 l1_scale: float = 1.0, sparse: bool | None = None,
                 group: BatchGroup | None = None) -> SAEOutput:
         """Loss and codes; `sparse` forces a path (2-D x), None picks by density on CPU.
-        `group` needs nothing here: both terms are means of per-row terms.
+        `group` needs nothing here: both terms are means of per-row terms. A feature shard
+        (`keep_features_`) sums its partial decode and L1 with the others'; the shards may
+        pick different paths (both make the same collectives).
 
         The automatic choice runs on CPU only: counting the active codes reads a number back
         from the device, which a GPU step must not wait for (and GPU matmuls are cheap)."""
@@ -91,7 +93,7 @@ class ReluSAE(SAE):
                         l1_scale: float) -> SAEOutput:
         """The same loss from the active codes of `f_BF` (no grad; it only picks them)."""
         codes = self.codes_where(x_BD, f_BF, f_BF)
-        x_hat_BD = codes.decode(self.W_dec) + self.b_dec
+        x_hat_BD = self._sum_shards(codes.decode(self.W_dec)) + self.b_dec
         dec_norm_F = self.W_dec.norm(dim=1).float()
         l1 = torch.dot(codes.vals_N.float(), dec_norm_F[codes.idx_N])
         return self._output(x_BD, x_hat_BD, l1, l1_scale, codes=codes)
@@ -101,5 +103,7 @@ class ReluSAE(SAE):
                 codes: SparseCodes | None = None) -> SAEOutput:
         mse = self.mse(x_BD, x_hat_BD)
         n_rows = x_BD.numel() // x_BD.shape[-1]
+        # Sharded: both paths sum x̂ first, then this (the same collectives on every shard).
+        l1_sum = self._sum_shards(l1_sum)
         sparsity = self.cfg.l1_coefficient * l1_scale * l1_sum / n_rows
         return SAEOutput(x_hat_BD, f_BF, {"mse": mse, "l1": sparsity}, mse + sparsity, codes)

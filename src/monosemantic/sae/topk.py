@@ -18,6 +18,10 @@ k_aux = min(aux_k, number of dead latents).
 Data-parallel (a `BatchGroup` of processes, each with an equal slice of the batch): the two
 variances and ē are the global batch's (reduced over the group), and each process's term is
 scaled by the group size so that the mean over the processes is the global term.
+
+Feature-sharded (`keep_features_`): every shard sees the whole batch, so e, ē and the variances
+are the same on all of them; the top k (and AuxK's dead top k_aux) are chosen over the whole
+dictionary (`sharded.row_topk_in_shard`) and the partial decodes summed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, check_non_negative
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
+from monosemantic.sae.sharded import row_topk_in_shard
 
 if TYPE_CHECKING:
     from monosemantic.sae.config import SAEConfig
@@ -97,12 +102,16 @@ class TopKSAE(SAE):
         return SparseCodes(torch.cat(rows), torch.cat(idxs), torch.cat(vals), n_rows, hi - lo)
 
     def _pick_topk(self, x_BD: torch.Tensor, z_BF: torch.Tensor, k: int) -> SparseCodes:
-        """ReLU of the k largest entries of each row of z (z without grad; see `codes_where`)."""
+        """ReLU of the k largest entries of each row of z (z without grad; see `codes_where`).
+        Sharded: the k largest of the whole dictionary's row, of which this shard keeps its own."""
         n_rows, n_feat = z_BF.shape
-        z_BK, idx_BK = torch.topk(z_BF, k, dim=-1, sorted=False)
-        row_N = torch.arange(n_rows, device=z_BF.device).repeat_interleave(k)
-        idx_N = idx_BK.reshape(-1)
-        z_N = self.picked_pre_acts(x_BD, z_BK.reshape(-1), row_N, idx_N)
+        if self.shard is not None:
+            row_N, idx_N, z_N = row_topk_in_shard(z_BF, k, self.shard)
+        else:
+            z_BK, idx_BK = torch.topk(z_BF, k, dim=-1, sorted=False)
+            row_N = torch.arange(n_rows, device=z_BF.device).repeat_interleave(k)
+            idx_N, z_N = idx_BK.reshape(-1), z_BK.reshape(-1)
+        z_N = self.picked_pre_acts(x_BD, z_N, row_N, idx_N)
         return SparseCodes(row_N, idx_N, torch.relu(z_N), n_rows, n_feat)
 
     def _train_codes(self, x_BD: torch.Tensor, z_BF: torch.Tensor,
@@ -115,7 +124,7 @@ class TopKSAE(SAE):
         # z only selects; gradients reach the encoder through the picked entries alone.
         z_BF = self.selection_pre_acts(x_BD)
         codes = self._train_codes(x_BD, z_BF, group)
-        x_hat_BD = codes.decode(self.W_dec) + self.b_dec
+        x_hat_BD = self._sum_shards(codes.decode(self.W_dec)) + self.b_dec
         mse = self.mse(x_BD, x_hat_BD)
         if dead_mask_F is None:
             aux = mse.new_zeros(())
@@ -133,12 +142,15 @@ class TopKSAE(SAE):
         `group`."""
         # A host read: free on CPU; on a GPU one sync per step once the trainer passes the mask
         # (only while some feature may be dead).
-        n_dead = int(dead_mask_F.sum())
+        n_dead_ = dead_mask_F.sum()
+        # Sharded: the mask is this shard's; the dead top-k_aux is chosen over all shards.
+        n_dead = int(n_dead_ if self.shard is None else self.shard.sum_(n_dead_))
         if n_dead == 0:
             return x_hat_BD.new_zeros((), dtype=torch.float32)
         k_aux = min(self.cfg.resolved_aux_k, n_dead)
         z_dead_BF = z_BF.detach().masked_fill(~dead_mask_F.to(torch.bool), float("-inf"))
-        e_hat_BD = self._pick_topk(x_BD, z_dead_BF, k_aux).decode(self.W_dec).float()
+        e_hat_BD = self._sum_shards(
+            self._pick_topk(x_BD, z_dead_BF, k_aux).decode(self.W_dec)).float()
         e_BD = (x_BD.float() - x_hat_BD.float()).detach()
         with torch.no_grad():
             if group is None:

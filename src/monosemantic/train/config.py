@@ -21,6 +21,8 @@ from monosemantic.sae import SAEConfig, sae_class
 RESUME_SAFE_FIELDS = frozenset({
     "device", "log_every", "eval_every", "eval_max_rows", "checkpoint_every", "keep_checkpoints",
     "wandb_project", "tensorboard", "compile", "stream_batch_size", "dist_timeout",
+    # Checkpoints are resharded on load (train/dcp.py): any layout resumes any other's.
+    "parallel", "feature_ranks",
 })
 
 
@@ -123,6 +125,15 @@ class TrainConfig:
     before it stops with an error instead of hanging. While rank 0 alone evaluates or writes a
     checkpoint the others wait in their next collective, so keep it above the longest of those
     (600 s covers a multi-GB checkpoint on a slow shared disk)."""
+    parallel: Literal["data", "features"] = "data"
+    """Under torchrun: data = every rank holds the whole SAE and trains on its slice of each
+    batch; features = every rank holds n_features / world of the features and all read the
+    same batches (for a dictionary too large for one device; the world size must divide
+    n_features). Without torchrun there is one process either way."""
+    feature_ranks: int = 0
+    """With --parallel features: ranks per feature group. Fewer than all ranks make a data x
+    features grid: world size / feature_ranks groups, each training on its own slice of every
+    batch as data-parallel ranks do. 0 = all ranks in one feature group."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -166,6 +177,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--dead-window-tokens must be >= 1, got {cfg.dead_window_tokens}")
     if not cfg.dist_timeout > 0:
         raise ConfigError(f"--dist-timeout must be > 0 seconds, got {cfg.dist_timeout}")
+    if cfg.feature_ranks < 0:
+        raise ConfigError(f"--feature-ranks must be >= 0 (0: all ranks), got {cfg.feature_ranks}")
     _positive(cfg, "log_every", "keep_checkpoints", "eval_max_rows", "ctx_len",
               "stream_batch_size", "norm_estimate_batches")
     if cfg.store is None and cfg.stream_buffer_rows < 2 * cfg.batch_size:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from monosemantic.sae.sharded import FeatureGroup
+
 
 class FeatureTracker:
     """Per-feature firing statistics for the dead mask (fed to the SAE) and the dense fraction."""
@@ -85,3 +87,30 @@ class FeatureTracker:
         self.fires_in_window_F.copy_(state["fires_in_window_F"])
         self.tokens_in_window = int(state["tokens_in_window"])
         self.refresh_bound()
+
+
+class ShardedTracker(FeatureTracker):
+    """A `FeatureTracker` of one feature shard's slice [lo, hi): its dead mask is the slice's;
+    the fractions and the host-side bound are the whole dictionary's, so every shard reads the
+    same (each is a collective: call them on every shard at the same point)."""
+
+    def __init__(self, group: FeatureGroup, window_tokens: int, device: torch.device | str):
+        super().__init__(group.hi - group.lo, window_tokens, device)
+        self.group = group
+
+    def refresh_bound(self) -> None:
+        local = self.tokens_since_fire_F.max() if self.tokens_since_fire_F.numel() else \
+            torch.zeros((), dtype=torch.int64, device=self.tokens_since_fire_F.device)
+        # The largest over all shards: every shard then passes a dead mask to AuxK, or none.
+        self.max_silence_bound = int(self.group.max_(local.clone()))
+
+    def dead_fraction(self) -> Tensor:
+        dead = self.group.sum_(self.dead_mask().sum())
+        return dead.float() / self.group.n_features
+
+    def dense_fraction(self, threshold: float) -> Tensor:
+        if self.tokens_in_window == 0:
+            return torch.zeros((), device=self.fires_in_window_F.device)
+        rate_F = self.fires_in_window_F.float() / self.tokens_in_window
+        dense = self.group.sum_((rate_F > threshold).sum())
+        return dense.float() / self.group.n_features

@@ -34,7 +34,10 @@ def evaluate(sae: SAE, batches: Iterable[Tensor], device: torch.device,
             check_finite(x_BD, f"held-out batch {i}")
             with autocast():
                 out = sae(x_BD)
-            sums.add(x_BD, out.x_hat_BD.float(), torch.count_nonzero(out.f_BF))
+            n_active = out.fires_F().sum()
+            if sae.shard is not None:  # a feature shard's codes: L0 counts every shard's
+                sae.shard.sum_(n_active)
+            sums.add(x_BD, out.x_hat_BD.float(), n_active)
     finally:
         sae.train(was_training)
     result = sums.result()

@@ -13,12 +13,13 @@ from monosemantic.config import to_dict
 from monosemantic.sae import SAE, create_sae
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dcp import FeatureSlice
-from monosemantic.train.dead import FeatureTracker
+from monosemantic.train.dead import FeatureTracker, ShardedTracker
 from monosemantic.train.distributed import Ranks
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 from monosemantic.train.snapshot import load_snapshot, save_snapshot
 
 if TYPE_CHECKING:
+    from monosemantic.sae.sharded import FeatureGroup
     from monosemantic.train.data import TrainData
 
 
@@ -44,12 +45,13 @@ class TrainState:
     all of them (one process, or data-parallel ranks). Checkpoints are sharded by it."""
 
     @classmethod
-    def create(cls, cfg: TrainConfig, d_in: int, device: torch.device) -> TrainState:
+    def create(cls, cfg: TrainConfig, d_in: int, device: torch.device,
+               shard: FeatureGroup | None = None) -> TrainState:
         """A fresh SAE (`cfg.sae` on activations of width `d_in`, seeded by `cfg.seed`) with its
-        Adam optimizer, on `device`."""
+        Adam optimizer, on `device`; with `shard`, only the shard's features of the same init."""
         torch.manual_seed(cfg.seed)
         # A copy: the SAE keeps its config, which must not change with `cfg`.
-        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in)).to(device)
+        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in), shard).to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
         beta1, beta2 = cfg.adam_betas  # validate() checked there are two
@@ -57,9 +59,13 @@ class TrainState:
             sae.parameters(), lr=cfg.lr, betas=(beta1, beta2), weight_decay=0.0,
             # The fused CUDA kernel updates all parameters in one launch.
             fused=device.type == "cuda")
-        return cls(cfg=cfg, sae=sae, optimizer=optimizer,
-                   tracker=FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device),
-                   recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device)
+        tracker = (FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device)
+                   if shard is None else ShardedTracker(shard, cfg.dead_window_tokens, device))
+        features = (None if shard is None
+                    else FeatureSlice(shard.lo, shard.hi, shard.n_features))
+        return cls(cfg=cfg, sae=sae, optimizer=optimizer, tracker=tracker,
+                   recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device,
+                   features=features)
 
     def save(self, run_dir: Path, keep: int, wall_time: float, norm_scale: float,
              ranks: Ranks | None = None) -> tuple[int, Path]:

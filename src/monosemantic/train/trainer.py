@@ -8,6 +8,9 @@ Under torchrun (`distributed`) every rank trains the same SAE on its slice of ea
 gradients are averaged, the dead-feature counts summed every step (one dead mask for AuxK),
 the metric sums gathered on rank 0 when they are read; rank 0 alone writes the run directory,
 except the checkpoints, which every rank writes its part of (`train/snapshot.py`).
+With `--parallel features` the ranks of a feature group split the dictionary and read the same
+batches (`feature_parallel`); the Loop's `ranks` is then the grid's data axis (`mesh`), a group
+of one unless `--feature-ranks` leaves several feature groups.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
 from monosemantic.train.distributed import Ranks, drop_sums, fold_sums, process_group
 from monosemantic.train.evaluate import evaluate
+from monosemantic.train.feature_parallel import (
+    FeatureShard,
+    clip_grad_norm_,
+    feature_layout,
+    save_gathered_sae,
+)
 from monosemantic.train.logger import MetricsLogger, require_backends
 from monosemantic.train.preflight import check_same_options
 from monosemantic.train.resume import resume_point
@@ -61,6 +70,9 @@ def train(cfg: TrainConfig, data: TrainData | None = None) -> Path:
 
 
 def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch.device) -> None:
+    all_ranks = ranks  # rank 0 writes the run directory, all wait for it
+    # From here `ranks` is the data-parallel axis (with --parallel features: the grid's column).
+    shard, ranks = feature_layout(cfg, all_ranks, custom_data=data is not None)
     if ranks.active:
         if data is not None:
             raise UserError("a custom data source is not split across ranks: train it in one "
@@ -82,11 +94,11 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     check_same_options(ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     # Rank 0 checks and writes the run directory; every rank then reads the same checkpoint.
-    resume = resume_point(cfg, ranks)
+    resume = resume_point(cfg, all_ranks)
 
-    state = TrainState.create(cfg, data.d, device)
+    state = TrainState.create(cfg, data.d, device, shard)
     if resume is not None:
-        state.load(resume[1], ranks)
+        state.load(resume[1], all_ranks)  # this rank's features of any layout's checkpoint
         if not ranks.is_main:
             drop_sums(state)  # rank 0 holds the checkpoint's metric sums
     else:
@@ -96,7 +108,7 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         _close(batches)
         check_finite(first_BD, "training batch 0")
         state.sae.init_from_data(first_BD)
-    Loop(cfg, data, state, device, ranks).run()
+    Loop(cfg, data, state, device, ranks, all_ranks).run()
 
 
 def _close(batches: Iterator[torch.Tensor]) -> None:
@@ -127,11 +139,20 @@ class Loop:
     """One training run from `state.step` to `cfg.steps`: steps, logs, evals, checkpoints."""
 
     def __init__(self, cfg: TrainConfig, data: TrainData | None, state: TrainState,
-                 device: torch.device, ranks: Ranks | None = None):
+                 device: torch.device, ranks: Ranks | None = None,
+                 all_ranks: Ranks | None = None):
         """`data` may be None for a loop that is only driven through `step` (benchmarks);
-        `ranks`: this process among the data-parallel ranks (`data` gives its slices)."""
+        `ranks`: this process among the data-parallel ranks (`data` gives its slices). A
+        feature-sharded SAE (`state.sae.shard`) brings its own group of ranks; `all_ranks`
+        (default `ranks`) are every training process, which write checkpoints together."""
         self.cfg, self.data, self.state, self.device = cfg, data, state, device
         self.ranks = ranks if ranks is not None else Ranks()
+        self.all_ranks = all_ranks if all_ranks is not None else self.ranks
+        shard = state.sae.shard
+        if shard is not None and not isinstance(shard, FeatureShard):
+            raise TypeError("a feature-sharded SAE in training needs a FeatureShard")
+        self.shard: FeatureShard | None = shard
+        self.is_main = self.ranks.is_main and (self.shard is None or self.shard.is_main)
         assert cfg.steps is not None and cfg.lr is not None
         self.schedule = Schedule(cfg.steps, cfg.lr, cfg.l1_warmup_fraction,
                                  cfg.lr_warmup_fraction, cfg.lr_decay_fraction)
@@ -148,7 +169,7 @@ class Loop:
         assert total is not None
         if self.data is None:
             raise ValueError("Loop.run needs the run's data; this loop was built with data=None")
-        main = self.ranks.is_main
+        main = self.is_main
         logger = (MetricsLogger(self.run_dir, cfg.wandb_project, cfg.tensorboard, to_dict(cfg))
                   if main else None)
         bar = progress(total=total, desc="train", unit="step", initial=state.step,
@@ -177,9 +198,12 @@ class Loop:
                 if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == total:
                     self._checkpoint()
             self._check_finite_loss()
-            if main:
-                summary = self._summary()
-                state.save_final_sae(RunDir(self.run_dir).sae_dir, self.data, summary)
+            sae_dir = RunDir(self.run_dir).sae_dir
+            if self.shard is not None and self.ranks.is_main:  # the first feature group
+                save_gathered_sae(state, self.shard, sae_dir, self.data,
+                                  self._summary() if main else {})
+            elif main:
+                state.save_final_sae(sae_dir, self.data, self._summary())
         finally:
             _close(batches)
             bar.close()
@@ -210,7 +234,9 @@ class Loop:
         out.loss.backward()
         self.ranks.average_grads_(self.params)
         state.sae.before_optimizer_step()
-        if cfg.grad_clip > 0:
+        if cfg.grad_clip > 0 and self.shard is not None:
+            clip_grad_norm_(state.sae, self.shard, cfg.grad_clip)
+        elif cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
@@ -219,6 +245,8 @@ class Loop:
         # The tracker counts the global batch, so every rank has the same dead mask.
         fires_F = out.fires_F()
         n_active = fires_F.sum()
+        if self.shard is not None:  # fires_F is the shard's; L0 counts every feature
+            self.shard.sum_(n_active)
         state.tracker.record(self.ranks.sum_(fires_F), x_BD.shape[0] * self.ranks.world)
         state.recon.add(x_BD, out.x_hat_BD.detach(), n_active)
         if self.ranks.active:  # each rank's share of the mean over the ranks
@@ -233,7 +261,7 @@ class Loop:
         start = time.perf_counter()
         assert self.data is not None  # only `run` checkpoints
         self.last_good = self.state.save(self.run_dir, self.cfg.keep_checkpoints,
-                                         self._wall_time(), self.data.norm_scale, self.ranks)
+                                         self._wall_time(), self.data.norm_scale, self.all_ranks)
         self.overhead_seconds += time.perf_counter() - start
 
     def _check_finite_loss(self) -> None:
@@ -254,15 +282,19 @@ class Loop:
         state = self.state
         self._check_finite_loss()
         now = time.perf_counter()
+        # On every rank: a sharded tracker reduces them over the ranks.
+        health = (state.tracker.dead_fraction(),
+                  state.tracker.dense_fraction(self.cfg.dense_threshold))
         if logger is not None:
-            self._write_train_record(logger, bar, now)
+            self._write_train_record(logger, bar, now, health)
         state.losses.reset()
         state.recon.reset()
         state.tracker.reset_window()
         state.tracker.refresh_bound()  # the device was just read anyway
         self.t_log, self.step_log, self.overhead_seconds = now, state.step, 0.0
 
-    def _write_train_record(self, logger: MetricsLogger, bar: tqdm, now: float) -> None:
+    def _write_train_record(self, logger: MetricsLogger, bar: tqdm, now: float,
+                            health: tuple[torch.Tensor, torch.Tensor]) -> None:
         state, cfg = self.state, self.cfg
         seconds = max(now - self.t_log - self.overhead_seconds, 1e-9)
         tokens = (state.step - self.step_log) * cfg.batch_size
@@ -273,9 +305,9 @@ class Loop:
         record.update(state.recon.result())
         # Each figure with the tokens it covers: dead over the tracker's window, dense over
         # this logging window.
-        record["dead_fraction"] = float(state.tracker.dead_fraction())
+        record["dead_fraction"] = float(health[0])
         record["dead_window_tokens"] = state.tracker.window_tokens
-        record["dense_fraction"] = float(state.tracker.dense_fraction(cfg.dense_threshold))
+        record["dense_fraction"] = float(health[1])
         record["dense_window_tokens"] = state.tracker.tokens_in_window
         record["lr"] = self.schedule.lr_at(last)
         record["l1_scale"] = self.schedule.l1_scale(last)
@@ -289,13 +321,15 @@ class Loop:
 
     def _eval(self, logger: MetricsLogger | None) -> None:
         self._check_finite_loss()
-        if logger is None:  # rank 0 alone evaluates (on the whole held-out set)
+        # Rank 0 alone evaluates (on the whole held-out set); with feature shards, its feature
+        # group does, together.
+        if logger is None and (self.shard is None or not self.ranks.is_main):
             return
         start = time.perf_counter()
         assert self.data is not None  # only `run` evaluates
         result = evaluate(self.state.sae, self.data.eval_batches(self.cfg.eval_max_rows),
                           self.device, self.autocast)
-        if result:
+        if result and logger is not None:
             record = {"split": "eval", "step": self.state.step,
                       "tokens": self.state.step * self.cfg.batch_size, **result}
             logger.log(record)
