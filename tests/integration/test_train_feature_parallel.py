@@ -125,10 +125,10 @@ def test_feature_shards_match_one_process(tmp_path, store, single_runs, arch, wo
 
 
 @pytest.mark.parametrize("layout", [(2,), (4, "--feature-ranks", "2")], ids=["2", "2x2"])
-def test_resume_gathers_and_slices_the_checkpoint(tmp_path, store, layout):
-    """A feature-parallel run resumed from its step-25 checkpoint (written whole by rank 0,
-    read and sliced by every rank; on the grid the second data group's metric sums dropped)
-    ends exactly where the uninterrupted one ended."""
+def test_resume_from_the_sharded_checkpoint(tmp_path, store, layout):
+    """A feature-parallel run resumed from its step-25 checkpoint (every rank wrote and reads
+    its own slice; on the grid the second data group's metric sums are dropped) ends exactly
+    where the uninterrupted one ended."""
     run = tmp_path / "run"
     world, *extra = layout
     _train(run, store, "batchtopk", world, "--keep-checkpoints", "2", *extra)
@@ -136,7 +136,7 @@ def test_resume_gathers_and_slices_the_checkpoint(tmp_path, store, layout):
     whole_records = metrics_records(run)
     last = sorted((run / "checkpoints").iterdir())[-1]
     assert "50" in last.name
-    last.unlink()
+    shutil.rmtree(last)
     shutil.rmtree(run / "sae")
 
     _train(run, store, "batchtopk", world, "--keep-checkpoints", "2", *extra)
@@ -153,3 +153,29 @@ def test_world_size_must_divide_n_features(tmp_path, store):
     assert done.returncode != 0
     assert "3 ranks cannot do" in done.stderr
     assert "1, 2, 4, 8, 16, 32, 64" in done.stderr
+
+
+@pytest.mark.parametrize("resume_as", [(2, "--parallel", "features"), (1,)],
+                         ids=["features-2", "one-process"])
+def test_checkpoint_of_4_shards_resumes_resharded(tmp_path, store, resume_as):
+    """A checkpoint written by 4 feature shards resumes on 2 shards (each reads two of the old
+    slices) or in one process (all four), and the run ends where the 4-shard run ended, up to
+    the summation-order rounding the tests above bound."""
+    run = tmp_path / "run"
+    _train(run, store, "topk", 4, "--keep-checkpoints", "2")
+    straight = load_sae(run / "sae").inference_state()
+    straight_records = metrics_records(run)
+    shutil.rmtree(sorted((run / "checkpoints").iterdir())[-1])  # the step-50 one
+    shutil.rmtree(run / "sae")
+
+    world, *extra = resume_as
+    done = _launch(run, store, "topk", world, *extra)
+    assert done.returncode == 0, done.stderr[-4000:]
+    resumed = load_sae(run / "sae").inference_state()
+    assert _worst(resumed, straight) <= WEIGHTS_RTOL
+    records = metrics_records(run)
+    assert [(r["split"], r["step"]) for r in records] == \
+        [(r["split"], r["step"]) for r in straight_records]
+    for r, s in zip(records, straight_records):
+        key = "loss" if r["split"] == "train" else "mse"
+        assert r[key] == pytest.approx(s[key], rel=METRICS_RTOL, abs=1e-6), (r["split"], r["step"])

@@ -89,9 +89,9 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         data = open_data(cfg, device, total_steps=cfg.steps, norm_scale=norm_scale, part=part)
     elif data is None:
         # A store one rank cannot open stops every rank (rank 0 names it), none waits.
-        data = agree(ranks, lambda: open_data(cfg, device, part=part))
+        data = agree(all_ranks, lambda: open_data(cfg, device, part=part))
     resolve(cfg, data.n_train_rows, data.d)
-    check_same_options(ranks, cfg)
+    check_same_options(all_ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     # Rank 0 checks and writes the run directory; every rank then reads the same checkpoint.
     resume = resume_point(cfg, all_ranks)
