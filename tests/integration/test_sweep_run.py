@@ -45,6 +45,9 @@ def reference(tmp_path_factory, store) -> Path:
 def test_sequential_sweep_writes_one_record_per_run(reference):
     records = read_sweep(reference)
     assert [r.run for r in records] == NAMES
+    # One seed per size: sizes must not start from the same first decoder rows.
+    seeds = {(r.n_features, r.seed) for r in records}
+    assert len(seeds) == 2 and len({seed for _, seed in seeds}) == 2
     for r in records:
         assert (r.architecture, r.d_in, r.batch_size, r.sparsity) == ("topk", 16, 128, {"k": 4})
         assert r.steps * r.batch_size == r.tokens in (1280, 2560)

@@ -56,7 +56,8 @@ class RunOptions:
     """Write metrics.jsonl every N steps; the record's training loss is that of the last
     logging window."""
     seed: int = 0
-    """Seed for initialization and the data order (the same for every run)."""
+    """Base seed for initialization and the data order; each dictionary size trains with its
+    own seed derived from it (`grid.size_seed`), so sizes do not share initial directions."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     autocast: Literal["auto", "bfloat16", "float32"] = "auto"

@@ -58,9 +58,19 @@ class GridPoint:
                                    "n_features": self.n_features,
                                    field_name: int(value) if field_name == "k" else float(value)}
         sae = SAEConfig(**options)
+        shared = to_dict(cfg.train)
+        shared["seed"] = size_seed(cfg.train.seed, self.n_features)
         # Absolute: the runs' metadata then finds the store from any working directory.
         return TrainConfig(out=Path(cfg.out) / self.name, store=Path(cfg.store).resolve(),
-                           sae=sae, lr=self.lr, total_tokens=self.tokens, **to_dict(cfg.train))
+                           sae=sae, lr=self.lr, total_tokens=self.tokens, **shared)
+
+
+def size_seed(seed: int, n_features: int) -> int:
+    """The training seed of the runs of one dictionary size: one seed would start every size
+    from the same first decoder rows (the init draws them in order), which the splitting
+    finding would then read as features that persist across sizes. Runs of one size share it,
+    so token, lr and sparsity comparisons start from the same SAE."""
+    return (seed * 1_000_003 + n_features) % 2**31
 
 
 def grid_points(cfg: SweepConfig) -> list[GridPoint]:
