@@ -71,7 +71,8 @@ def _run(cfg: BenchConfig, out: Path, train_cfgs: dict[str, TrainConfig]) -> dic
     if cfg.plot:
         from monosemantic.bench.plot import plot_recovery
 
-        png = plot_recovery(results, features.frequency_T, out / BENCH_PNG)
+        png = plot_recovery(results, features.frequency_T, features.role_T, ROLES,
+                            out / BENCH_PNG)
         say(f"wrote {png}" if png else "matplotlib is not installed: no plot "
             "(pip install monosemantic[plots])")
     return report
