@@ -149,3 +149,5 @@ def test_bad_options_fail_clearly_and_write_nothing(tmp_path, capsys, args, mess
 def test_the_real_activation_form_is_not_built_yet(tmp_path, capsys):
     assert cli.main(["bench", str(tmp_path / "run")]) == 2
     assert "not built yet" in capsys.readouterr().err
+    assert cli.main(["bench"]) == 2
+    assert "give --synthetic OUT" in capsys.readouterr().err

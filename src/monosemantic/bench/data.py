@@ -18,6 +18,7 @@ from monosemantic.activations.stream import norm_scale_of
 from monosemantic.bench.synthetic import SyntheticFeatures
 from monosemantic.config import to_dict
 from monosemantic.errors import UserError
+from monosemantic.sae.kernels import SparseCodes
 from monosemantic.train.data import epoch_seed
 
 
@@ -53,8 +54,7 @@ class SyntheticTrainData:
         for x_BD, _ in self.features.chunks(n, self.batch_size, start=self.n_train_rows):
             yield x_BD * self.norm_scale
 
-    def held_out(self, chunk_rows: int = 16384
-                 ) -> Iterator[tuple[torch.Tensor, Any]]:
+    def held_out(self, chunk_rows: int = 16384) -> Iterator[tuple[torch.Tensor, SparseCodes]]:
         """Raw (unnormalised) held-out tokens with their true activations, chunk by chunk."""
         return self.features.chunks(self.n_eval, chunk_rows, start=self.n_train_rows)
 

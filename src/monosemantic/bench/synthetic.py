@@ -39,8 +39,9 @@ from monosemantic.config import ConfigError
 from monosemantic.sae.kernels import SparseCodes
 
 BLOCK_FLOATS = 1 << 21
-"""Rows are drawn in blocks of about this many source-probability floats (8 MiB), so memory per
-block is bounded whatever `n_true`; the block size depends on the config only."""
+"""Rows are drawn in blocks of about this many random draws per feature (16 MiB of float64),
+between 64 and 4096 rows, so memory per block is bounded for any `n_true` up to ~30k; the
+block size depends on the config only, which keeps the rows independent of the chunking."""
 
 ROLES = ("independent", "group", "parent", "child")
 """Role names of `SyntheticFeatures.role_T` (role_T holds their indices)."""
