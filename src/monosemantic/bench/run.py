@@ -10,6 +10,7 @@ failed or interrupted benchmark leaves no result file (its finished runs stay in
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -86,6 +87,9 @@ def check_bench(cfg: BenchConfig, out: Path) -> dict[str, TrainConfig]:
                   for arch in cfg.architectures}
     for tcfg in train_cfgs.values():
         validate(tcfg)
+    if cfg.matching == "hungarian" and importlib.util.find_spec("scipy") is None:
+        raise UserError("Hungarian matching needs scipy (`pip install scipy`, or "
+                        "monosemantic[analysis]); or pass --matching greedy")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty folder: give a new folder to "
                         "--synthetic (or delete the old benchmark)")
