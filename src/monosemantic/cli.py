@@ -48,6 +48,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.sweep.run", "SweepConfig", "run_sweep",
         "Train a grid of SAEs (sizes x tokens x lr x sparsity) and tabulate them.",
     ),
+    "bench": Command(
+        "monosemantic.bench.run", "BenchConfig", "run_bench",
+        "Benchmark SAE architectures (--synthetic: recovery of known features).",
+    ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",
         "Analyse every feature of a trained SAE into RUN/features.sqlite.",

@@ -1,0 +1,1 @@
+"""Benchmarks of SAE architectures: synthetic ground truth (`monosemantic bench --synthetic`)."""
