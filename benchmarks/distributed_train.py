@@ -35,11 +35,11 @@ import torch
 import torch.distributed as dist
 
 from monosemantic.config import add_dataclass_arguments, dataclass_from_namespace
+from monosemantic.distributed import process_group
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig
 from monosemantic.train.config import TrainConfig, resolve
 from monosemantic.train.data import open_data
-from monosemantic.train.distributed import process_group
 from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import Loop
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from monosemantic.collective import agree
+from monosemantic.distributed import process_group
+from monosemantic.distributed.collective import agree
 from monosemantic.errors import UserError
-from monosemantic.train.distributed import process_group
 
 
 def main() -> int:

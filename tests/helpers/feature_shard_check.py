@@ -18,8 +18,8 @@ import sys
 import torch
 import torch.distributed as dist
 
+from monosemantic.distributed import Ranks
 from monosemantic.sae import SAEConfig, create_sae
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.feature_parallel import clip_grad_norm_, split_features
 
 D, F, B = 12, 64, 32

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from monosemantic.distributed import process_group
 from monosemantic.sae import SAEConfig
 from monosemantic.train.config import TrainConfig, resolve
 from monosemantic.train.dcp import FeatureSlice
-from monosemantic.train.distributed import process_group
 from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import Loop
 

@@ -4,7 +4,7 @@ once, rank 0 naming the failing rank and its error; the ranks that did not fail 
 from pathlib import Path
 
 from helpers.torchrun import run_python
-from monosemantic.collective import failure_message
+from monosemantic.distributed.collective import failure_message
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "helpers" / "agree_on_rank.py")
 

@@ -7,7 +7,14 @@ import pytest
 
 from monosemantic.config import ConfigError, to_dict
 from monosemantic.sweep.config import RunOptions, SweepConfig, parse_features, parse_part
-from monosemantic.sweep.grid import grid_points, my_points, number_text, size_text, tokens_text
+from monosemantic.sweep.grid import (
+    grid_points,
+    my_points,
+    number_text,
+    size_seed,
+    size_text,
+    tokens_text,
+)
 from monosemantic.sweep.point import FLOPS_FORMULA, training_flops
 from monosemantic.sweep.table import recipe_changes
 from monosemantic.train.config import TrainConfig
@@ -51,7 +58,10 @@ def test_points_carry_the_shared_options_to_each_run():
     train = point.train_config(cfg)
     assert train.out == Path("sw") / point.name
     assert (train.sae.n_features, train.sae.k, train.total_tokens) == (2048, 8, 2 * 10**6)
-    assert (train.batch_size, train.seed, train.lr) == (512, 3, None)
+    assert (train.batch_size, train.lr) == (512, None)
+    # The seed is the size's own, derived from the base seed 3.
+    assert train.seed == size_seed(3, 2048) != size_seed(3, 1024)
+    assert grid_points(cfg)[0].train_config(cfg).seed == size_seed(3, 1024)
 
 
 def test_run_options_default_to_the_trainers_recipe():

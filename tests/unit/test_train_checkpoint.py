@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from monosemantic.config import save_config
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig
 from monosemantic.train.checkpoint import (
@@ -23,7 +24,6 @@ from monosemantic.train.checkpoint import (
 )
 from monosemantic.train.config import TrainConfig, resolve
 from monosemantic.train.dcp import FeatureSlice, load_state, save_state
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.resume import resume_point
 from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import Loop

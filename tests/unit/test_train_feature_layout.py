@@ -4,10 +4,10 @@ slices of the init, and the global-norm clipping (a one-rank shard is the whole 
 import pytest
 import torch
 
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.train.config import TrainConfig
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.feature_parallel import (
     FeatureShard,
     clip_grad_norm_,

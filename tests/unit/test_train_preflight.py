@@ -1,16 +1,16 @@
-"""The messages of `train.preflight`: ranks with different options, failed collectives."""
+"""The messages of `train.preflight` (ranks with different options) and
+`distributed.failures` (failed collectives)."""
 
 import pytest
 import torch.distributed as dist
 
-from monosemantic.errors import UserError
-from monosemantic.train.preflight import (
+from monosemantic.distributed.failures import (
     RankFailureError,
-    describe_mismatch,
-    differing_fields,
     explain_failure,
     explained_failures,
 )
+from monosemantic.errors import UserError
+from monosemantic.train.preflight import describe_mismatch, differing_fields
 
 GLOO_TIMEOUT = ("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out "
                 "waiting 3000ms for recv operation to complete")

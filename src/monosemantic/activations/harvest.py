@@ -97,8 +97,8 @@ def harvest(cfg: HarvestConfig) -> Path:
 
     Under torchrun the ranks share the forward passes and write the same store
     (`harvest_ranks`); rank 0 alone prints."""
+    from monosemantic.distributed import process_group
     from monosemantic.models import load_model
-    from monosemantic.train.distributed import process_group
 
     _check(cfg)
     store_dirs(cfg)

@@ -29,19 +29,19 @@ from monosemantic.activations.manifest import StoreError, read_manifest
 from monosemantic.activations.model_rows import context_batches, model_rows
 from monosemantic.activations.owned import OwnedShards, finalize_store, read_records, shard_span
 from monosemantic.activations.writer import StoreWriter
-from monosemantic.collective import agree, gather_to_main
 from monosemantic.console import say
 from monosemantic.data import CorpusReport
 from monosemantic.data.documents import HF_PREFIX, LOCAL_PYTHON_NAMES
+from monosemantic.distributed import Ranks
+from monosemantic.distributed.collective import agree, gather_to_main
 from monosemantic.errors import UserError
 from monosemantic.models import LoadedModel
 from monosemantic.progress import progress
-from monosemantic.train.distributed import Ranks
 
 
 def harvest_ranks(cfg: HarvestConfig, ranks: Ranks, device: torch.device) -> int:
     """This rank's part of the distributed harvest (module docstring); returns the rows stored
-    per hook. Setup errors on any rank stop every rank (`collective.agree`)."""
+    per hook. Setup errors on any rank stop every rank (`distributed.agree`)."""
     dirs = store_dirs(cfg)
     lm = agree(ranks, lambda: _setup(cfg, ranks, device, dirs))
     manifests = agree(ranks, lambda: _read_manifests(dirs))

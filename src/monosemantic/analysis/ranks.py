@@ -31,10 +31,10 @@ from monosemantic.analysis.slices import (
     choose_slice,
     feature_ranges,
 )
-from monosemantic.collective import agree, gather_to_main
+from monosemantic.distributed import Ranks
+from monosemantic.distributed.collective import agree, gather_to_main
 from monosemantic.featuredb.writer import FeatureDBWriter
 from monosemantic.progress import progress
-from monosemantic.train.distributed import Ranks
 
 if TYPE_CHECKING:
     from monosemantic.analysis.sources import RowSource
@@ -52,7 +52,7 @@ def analyze_ranks(cfg: AnalyzeConfig, ranks: Ranks, device: torch.device,
                   lm: LoadedModel | None = None) -> Path:
     """This rank's share of the distributed analysis (module docstring); returns the database
     path (complete on every rank when this returns). Errors opening the run, its SAE or its
-    rows on any rank stop every rank (`collective.agree`)."""
+    rows on any rank stop every rank (`distributed.agree`)."""
     run, sae, source, lm = agree(ranks, lambda: open_inputs(cfg, device, lm))
     n_feat = int(sae.cfg.n_features)
     opts = pass_options(cfg, sae, device)

@@ -144,8 +144,8 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
     `lm`: the run's model already loaded (for text rows and logit effects), else loaded when
     needed. Under torchrun the ranks share the feature slices (`analysis.ranks`); rank 0
     alone prints."""
+    from monosemantic.distributed import process_group
     from monosemantic.featuredb.writer import FeatureDBWriter
-    from monosemantic.train.distributed import process_group
 
     with process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:

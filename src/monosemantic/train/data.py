@@ -159,7 +159,7 @@ class StreamData:
         """`norm_scale` if given, else the scale of the head batches of every rank; raises on
         every rank when the corpus ran out on any (so no rank waits for another)."""
         from monosemantic.activations import norm_scale_of
-        from monosemantic.train.distributed import Ranks
+        from monosemantic.distributed import Ranks
 
         head_ND = torch.cat(self._head) if self._head else torch.zeros(0, self.d)
         # float64 sums: sum of squared norms, rows, ranks whose corpus ran out.

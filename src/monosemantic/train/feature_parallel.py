@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.mesh import MeshAxis, grid
 
 if TYPE_CHECKING:

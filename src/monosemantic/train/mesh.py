@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
-from monosemantic.train.distributed import Ranks
 
 
 @dataclass(frozen=True)

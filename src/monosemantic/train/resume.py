@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import clean_partial, legacy_checkpoints
 from monosemantic.train.config import TrainConfig
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.rundir import prepare_run_dir
 
 

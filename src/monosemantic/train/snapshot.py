@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import to_dict
+from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
 from monosemantic.train.checkpoint import (
     META,
@@ -29,7 +30,6 @@ from monosemantic.train.checkpoint import (
 )
 from monosemantic.train.config import changed_fields
 from monosemantic.train.dcp import FeatureSlice, load_state, save_state, saved_entries
-from monosemantic.train.distributed import Ranks
 
 if TYPE_CHECKING:
     from monosemantic.train.config import TrainConfig

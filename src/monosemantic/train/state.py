@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import to_dict
+from monosemantic.distributed import Ranks
 from monosemantic.sae import SAE, create_sae
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dcp import FeatureSlice
 from monosemantic.train.dead import FeatureTracker, ShardedTracker
-from monosemantic.train.distributed import Ranks
 from monosemantic.train.metrics import LossSums, ReconstructionSums
 from monosemantic.train.snapshot import load_snapshot, save_snapshot
 

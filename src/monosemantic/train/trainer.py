@@ -24,16 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from monosemantic.collective import agree
 from monosemantic.config import to_dict
 from monosemantic.devices import resolve_device
+from monosemantic.distributed import Ranks, process_group
+from monosemantic.distributed.collective import agree
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import latest_checkpoint, read_meta
 from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
-from monosemantic.train.distributed import Ranks, drop_sums, fold_sums, process_group
+from monosemantic.train.distributed import drop_sums, fold_sums
 from monosemantic.train.evaluate import evaluate
 from monosemantic.train.feature_parallel import (
     FeatureShard,

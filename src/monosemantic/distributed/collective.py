@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import torch.distributed as dist
 
+from monosemantic.distributed.ranks import Ranks
 from monosemantic.errors import UserError
-from monosemantic.train.distributed import Ranks
 
 T = TypeVar("T")
 
