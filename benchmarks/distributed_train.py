@@ -1,14 +1,16 @@
-"""Data-parallel training on CPU (gloo): steps/s and the share of the step spent communicating.
+"""Distributed training on CPU (gloo): steps/s and the share of the step spent communicating.
 
     .venv/bin/python benchmarks/distributed_train.py                    # 1, 2, 4 ranks, demo store
     .venv/bin/python benchmarks/distributed_train.py --store runs/acts  # another store (read only)
     .venv/bin/python benchmarks/distributed_train.py --ranks 1 2 --batch-size 256 \\
         --n-features 256 --steps 3 --warmup 1                           # smoke
+    .venv/bin/python benchmarks/distributed_train.py --parallel features   # sharded dictionary
 
 For each world size N, one torchrun launch of N processes (this file with --worker) trains the
-same SAE on the same activation store with the same global batch, each rank on its 1/N slice,
-through the trainer's own `Loop.step` (forward, backward, gradient all-reduce, clipping, Adam,
-dead-feature counts). Each rank times every step and the collectives inside it: the functions
+same SAE on the same activation store with the same global batch, each rank on its 1/N slice
+(`--parallel features`: each rank on the whole batch with its F/N features), through the
+trainer's own `Loop.step` (forward, backward, gradient all-reduce, clipping, Adam, dead-feature
+counts). Each rank times every step and the collectives inside it: the functions
 of `torch.distributed` are wrapped with a clock, and gloo's blocking collectives return only
 when done, so the clock is the wall time in communication, including waiting for a slower rank.
 Data reading is timed apart and is not in the step. Figures are medians over the steps after
@@ -40,6 +42,7 @@ from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig
 from monosemantic.train.config import TrainConfig, resolve
 from monosemantic.train.data import open_data
+from monosemantic.train.feature_parallel import feature_layout
 from monosemantic.train.state import TrainState
 from monosemantic.train.trainer import Loop
 
@@ -52,9 +55,9 @@ COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather
 
 @dataclass
 class DistTrainBenchConfig:
-    """Steps/s and communication share of data-parallel training with 1, 2, 4 gloo ranks."""
+    """Steps/s and communication share of distributed training with 1, 2, 4 gloo ranks."""
 
-    store: Path = Path("runs/demo-final/acts")
+    store: Path = Path("runs/demo/acts")
     """Activation store to train on (only read); relative paths are from the repository root.
     Default: the demo's store."""
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4])
@@ -75,6 +78,9 @@ class DistTrainBenchConfig:
     """torch threads per rank (N ranks use N x threads cores: keep that at most the idle cores)."""
     seed: int = 0
     """Seed of the SAE's initialisation and the data order."""
+    parallel: str = "data"
+    """data: every rank holds the SAE and 1/N of each batch; features: every rank holds F/N
+    features and reads the whole batch (`monosemantic train --parallel features`)."""
     json_out: Path | None = None
     """Also write every rank's per-step times to this JSON file."""
 
@@ -119,13 +125,16 @@ def run_worker(spec: dict[str, Any]) -> None:
                         k=spec["k"])
         cfg = TrainConfig(out=Path(run_dir), store=Path(spec["store"]), sae=sae,
                           batch_size=spec["batch_size"], steps=spec["warmup"] + spec["steps"],
-                          seed=spec["seed"], device="cpu")
-        data = open_data(cfg, device, part=(ranks.rank, ranks.world))
+                          seed=spec["seed"], device="cpu", parallel=spec["parallel"])
+        # As `train()` does: the feature shard (if any) and the data axis of this rank.
+        shard, data_ranks = feature_layout(cfg, ranks)
+        data = open_data(cfg, device, part=(data_ranks.rank, data_ranks.world))
         resolve(cfg, data.n_train_rows, data.d)
-        state = TrainState.create(cfg, data.d, device)
+        state = TrainState.create(cfg, data.d, device, shard)
         batches = data.train_batches(0)
-        state.sae.init_from_data(ranks.gather_cat(next(batches)))  # as `train()` does
-        loop = Loop(cfg, None, state, device, ranks)  # drives `step` only: no logs or evals
+        state.sae.init_from_data(data_ranks.gather_cat(next(batches)))
+        # Drives `step` only: no logs, evals or checkpoints.
+        loop = Loop(cfg, None, state, device, data_ranks, ranks)
         step_s, comm_s, data_s = [], [], []
         for _ in range(spec["warmup"] + spec["steps"]):
             start = time.perf_counter()
@@ -203,7 +212,7 @@ def store_path(cfg: DistTrainBenchConfig) -> Path:
 def _validate(cfg: DistTrainBenchConfig) -> None:
     if not (store_path(cfg) / "manifest.json").exists():
         raise UserError(f"no activation store at {store_path(cfg)}: give --store DIR (e.g. "
-                        "the demo's runs/demo-final/acts, from `monosemantic demo`)")
+                        "the demo's runs/demo/acts, from `bash scripts/demo.sh`)")
     bad = [n for n in cfg.ranks if n < 1 or cfg.batch_size % n]
     if bad or not cfg.ranks:
         raise UserError(f"--ranks {bad or cfg.ranks}: each must be >= 1 and divide "
@@ -236,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"Data-parallel training, gloo on CPU: store {store_path(cfg)}, {cfg.architecture} "
+    print(f"{cfg.parallel.capitalize()}-parallel training, gloo on CPU: store "
+          f"{store_path(cfg)}, {cfg.architecture} "
           f"F={cfg.n_features:,} (k={cfg.k}), global batch {cfg.batch_size:,}, {cfg.threads} "
           f"thread(s) per rank, {cfg.warmup} warm-up + {cfg.steps} timed steps (medians); "
           f"{os.cpu_count()} CPUs, load average {load_start[0]:.1f} at start, "
