@@ -12,16 +12,12 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from monosemantic.distributed import Ranks
+from monosemantic.distributed import Ranks, RankStopped
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import clean_partial, legacy_checkpoints
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.rundir import prepare_run_dir
-
-
-class StoppedByRankZero(UserError):
-    """Rank 0 refused the run; its own error says why."""
 
 
 def resume_point(cfg: TrainConfig, ranks: Ranks) -> tuple[int, Path] | None:
@@ -40,7 +36,7 @@ def resume_point(cfg: TrainConfig, ranks: Ranks) -> tuple[int, Path] | None:
     if error is not None:
         raise error
     if failed:
-        raise StoppedByRankZero(f"rank {ranks.rank}: stopped, rank 0 refused the run (its "
+        raise RankStopped(f"rank {ranks.rank}: stopped, rank 0 refused the run (its "
                                 "error says why)")
     return resume
 
