@@ -69,7 +69,7 @@ class TrainConfig:
     # ---- optimisation ----
     lr: float | None = None
     """Adam learning rate. Default per architecture (`SAE.default_lr`): relu 5e-5 (the paper),
-    jumprelu 7e-5, topk/batchtopk 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
+    jumprelu 7e-5, topk/batchtopk/matryoshka 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam (beta1, beta2). No weight decay is applied."""
     batch_size: int = 4096
