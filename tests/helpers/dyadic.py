@@ -20,7 +20,7 @@ def dyadic_sae(architecture: str, seed: int = 0):
             p.copy_(torch.randint(-8, 9, p.shape, generator=gen) / 8)
         if architecture == "jumprelu":
             sae.log_threshold.copy_(torch.log(torch.rand(F, generator=gen) * 2))
-        if architecture == "batchtopk":
+        if architecture in ("batchtopk", "matryoshka"):
             sae.threshold.copy_(torch.rand(F, generator=gen) * 2)
             sae.threshold_count.fill_(1)
     return sae, torch.randint(-4, 5, (200, D), generator=gen) / 2

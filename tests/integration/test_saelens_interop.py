@@ -24,7 +24,7 @@ from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
 
 TORCH_VERSION = "2.13.0"
 VENV = Path(platformdirs.user_cache_dir("monosemantic")) / "interop" / "sae-lens-venv"
-ARCHS = ("relu", "topk", "batchtopk", "jumprelu")
+ARCHS = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
 
 # Runs inside the sae-lens venv: load each folder with sae_lens' own loader, encode, decode.
 _SAELENS_SCRIPT = """
@@ -109,7 +109,7 @@ def _trained_like(arch: str) -> torch.nn.Module:
             sae.W_dec.mul_(torch.rand(48, 1) * 2 + 0.5)
         if arch == "jumprelu":
             sae.log_threshold.copy_(torch.log(torch.rand(48) * 0.5 + 0.05))
-    if arch == "batchtopk":
+    if arch in ("batchtopk", "matryoshka"):
         sae.train()(torch.randn(128, 16) * 3)
     return sae.eval()
 
@@ -135,7 +135,8 @@ def test_saelens_loads_our_saes_and_agrees(tmp_path, saelens_python):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["classes"] == {"relu": "StandardSAE", "topk": "TopKSAE",
-                                 "batchtopk": "JumpReLUSAE", "jumprelu": "JumpReLUSAE"}
+                                 "batchtopk": "JumpReLUSAE", "jumprelu": "JumpReLUSAE",
+                                 "matryoshka": "JumpReLUSAE"}
     theirs = load_file(str(out_path))
     for arch in ARCHS:
         f, x_hat = ours[arch]

@@ -28,6 +28,7 @@ ARCH_ARGS = {
     "relu": ["--sae.l1-coefficient", "0.3"],
     "topk": ["--sae.k", "2", "--sae.aux-k", "8"],
     "batchtopk": ["--sae.k", "2", "--sae.aux-k", "8"],
+    "matryoshka": ["--sae.k", "2", "--sae.aux-k", "8"],
     "jumprelu": ["--sae.l0-coefficient", "0.01", "--sae.jumprelu-init-threshold", "0.05"],
 }
 
@@ -76,7 +77,7 @@ def single_runs(tmp_path_factory, store) -> Callable[[str], Path]:
 
 
 @pytest.mark.parametrize("world", [2, 4])
-@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_ranks_match_one_process(tmp_path, store, single_runs, arch, world):
     single, double = single_runs(arch), tmp_path / "ranks"
     _train(double, store, arch, world)
@@ -93,7 +94,7 @@ def test_ranks_match_one_process(tmp_path, store, single_runs, arch, world):
         for key in ("loss", "mse", "l0", "nmse", "dead_fraction", "dense_fraction"):
             if key in r1:
                 assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (r1["step"], key)
-    if arch in ("topk", "batchtopk"):  # AuxK ran: some feature was dead at some point
+    if arch in ("topk", "batchtopk", "matryoshka"):  # AuxK ran: some feature was dead at some point
         assert any(r.get("loss_aux", 0) > 0 for r in recs_1)
     assert sorted(p.name for p in (double / "checkpoints").iterdir()) == \
         sorted(p.name for p in (single / "checkpoints").iterdir())

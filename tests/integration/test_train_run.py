@@ -95,7 +95,7 @@ def test_final_sae_and_metadata(tmp_path, sparse_x):
     assert latest_checkpoint(run)[0] == 50  # final checkpoint always written
 
 
-@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_every_architecture_trains_and_saves(tmp_path, sparse_x, arch):
     from monosemantic.sae import load_sae
 
@@ -168,3 +168,17 @@ def test_not_a_run_directory_is_refused(tmp_path, sparse_x):
     (tmp_path / "run" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not a training run"):
         train(_cfg(tmp_path / "run"), data=MemoryData(sparse_x, BATCH))
+
+
+def test_matryoshka_trains_every_prefix_to_reconstruct(tmp_path, sparse_x):
+    run = train(_cfg(tmp_path / "mat", architecture="matryoshka", k=4, lr=1e-2, steps=150,
+                     eval_every=150, checkpoint_every=0, log_every=25),
+                data=MemoryData(sparse_x, BATCH, holdout_fraction=0.1))
+    records = metrics_records(run)
+    train_recs = [r for r in records if r["split"] == "train"]
+    assert train_recs[-1]["loss_prefix_mse"] < 0.7 * train_recs[0]["loss_prefix_mse"]
+    # The smaller prefixes reconstruct worse than the whole dictionary: their mean is above it.
+    assert train_recs[-1]["loss_prefix_mse"] > train_recs[-1]["loss_mse"]
+    assert records[-1]["split"] == "eval" and records[-1]["variance_explained"] > 0.8
+    saved = json.loads((run / "cfg.json").read_text())
+    assert saved["sae"]["architecture"] == "matryoshka"

@@ -102,7 +102,7 @@ def dump(path) -> dict[str, list[tuple]]:
     return db_rows(path, VOLATILE_META)
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk"])
+@pytest.mark.parametrize("architecture", ["relu", "topk", "matryoshka"])
 def test_sliced_database_equals_unsliced(tmp_path, architecture):
     sae = dyadic_sae(architecture)
     want = dump(unsliced_db(tmp_path / "full.sqlite", sae))

@@ -84,5 +84,7 @@ def test_the_memory_command_runs_as_printed(capsys):
     group = {"architecture": "batchtopk", "d_in": 64, "sparsity": {"k": 32.0}}
     line = memory_command(group, 173_894, 4096)
     assert line.endswith("--architecture topk --k 32")
+    matryoshka = {"architecture": "matryoshka", "d_in": 64, "sparsity": {"k": 32.0}}
+    assert memory_command(matryoshka, 173_894, 4096) == line
     assert cli.main(shlex.split(line)[1:]) == 0
     assert "173,894" in capsys.readouterr().out

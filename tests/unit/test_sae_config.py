@@ -55,7 +55,7 @@ def test_relu_init():
     assert cos.fill_diagonal_(0).abs().max() < 0.99
 
 
-@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_unit_norm_init(arch):
     sae = create_sae(SAEConfig(arch, d_in=16, n_features=64, k=4))
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(64), atol=1e-6)
@@ -79,7 +79,10 @@ def test_the_registry_classes_declare_their_behaviour():
             for name, c in SAE_CLASSES.items()}
     assert uses == {"relu": (False, False, False, "l1_coefficient"),
                     "topk": (True, True, True, None), "batchtopk": (True, True, True, None),
-                    "jumprelu": (False, False, True, "l0_coefficient")}
+                    "jumprelu": (False, False, True, "l0_coefficient"),
+                    "matryoshka": (True, True, True, None)}
+    assert [n for n, c in SAE_CLASSES.items() if not c.supports_feature_parallel] == [
+        "matryoshka"]
     relu = create_sae(SAEConfig("relu", d_in=8, n_features=16, l1_coefficient=2.5))
     assert relu.sparsity_coefficient() == 2.5
     assert create_sae(SAEConfig("topk", d_in=8, n_features=16, k=2)).sparsity_coefficient() == 0

@@ -13,7 +13,7 @@ from monosemantic.sae import SAEConfig, create_sae
 SLICES = [(0, 5), (5, 10), (10, 12), (3, 4), (0, 12)]
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 @pytest.mark.parametrize("block", [4, 4096])
 def test_slice_equals_full_encode(architecture, block, monkeypatch):
     sae, x_ND = dyadic_sae(architecture)
@@ -25,7 +25,7 @@ def test_slice_equals_full_encode(architecture, block, monkeypatch):
         assert torch.equal(sae.encode_slice(x_ND, lo, hi), f_NF[:, lo:hi]), (lo, hi)
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_slice_of_random_weights_is_bitwise_the_full_encode(architecture):
     """With the default block a small dictionary runs `encode`'s own GEMM: same floats."""
     torch.manual_seed(0)

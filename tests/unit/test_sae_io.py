@@ -10,7 +10,7 @@ from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, create_sae, load_sae, save_sae
 from monosemantic.sae.io import read_metadata
 
-ARCHS = ["relu", "topk", "batchtopk", "jumprelu"]
+ARCHS = ["relu", "topk", "batchtopk", "jumprelu", "matryoshka"]
 
 
 def _trained_like(arch, seed=0):
@@ -24,7 +24,7 @@ def _trained_like(arch, seed=0):
             sae.W_dec.mul_(torch.rand(32, 1) * 3 + 0.2)  # free decoder norms
         if arch == "jumprelu":
             sae.log_threshold.copy_(torch.log(torch.rand(32) * 0.3 + 0.05))
-    if arch == "batchtopk":
+    if arch in ("batchtopk", "matryoshka"):
         sae.train()(torch.randn(64, 8) * 2)  # estimates the inference threshold
     return sae.eval()
 
@@ -90,7 +90,8 @@ def test_folder_layout_and_metadata(tmp_path):
 
 
 @pytest.mark.parametrize("arch, saelens_arch", [("relu", "standard"), ("jumprelu", "jumprelu"),
-                                                ("batchtopk", "jumprelu")])
+                                                ("batchtopk", "jumprelu"),
+                                                ("matryoshka", "jumprelu")])
 def test_saelens_architecture_names(tmp_path, arch, saelens_arch):
     path = save_sae(_trained_like(arch), tmp_path / "sae")
     cfg = json.loads((path / "cfg.json").read_text())

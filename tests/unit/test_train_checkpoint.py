@@ -33,6 +33,7 @@ SAE_OPTIONS = {
     "relu": {},
     "topk": {"k": 2, "aux_k": 4},
     "batchtopk": {"k": 2, "aux_k": 4},
+    "matryoshka": {"k": 2, "aux_k": 4, "matryoshka_prefixes": (3, 6, 12)},
     "jumprelu": {"l0_coefficient": 0.01},
 }
 

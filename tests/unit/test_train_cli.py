@@ -38,7 +38,7 @@ def test_help_shows_the_sae_options_with_their_docstrings(capsys):
     out = capsys.readouterr().out
     assert "--sae.k K, --k K" in out and "Active features per token" in out
     assert "--sae.l1-coefficient L1_COEFFICIENT, --l1-coefficient L1_COEFFICIENT" in out
-    assert "{relu,topk,batchtopk,jumprelu}" in out and "d-in" not in out
+    assert "{relu,topk,batchtopk,jumprelu,matryoshka}" in out and "d-in" not in out
 
 
 @pytest.mark.parametrize("args, message", [

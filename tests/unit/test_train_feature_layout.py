@@ -43,6 +43,10 @@ def test_feature_shard_only_under_torchrun_and_only_for_stores(tmp_path):
     cfg.compile = True
     with pytest.raises(UserError, match="--compile"):
         feature_layout(cfg, Ranks(0, 2))
+    cfg.compile = False
+    cfg.sae = SAEConfig("matryoshka", n_features=256)
+    with pytest.raises(UserError, match="cannot train a matryoshka SAE.*--parallel data"):
+        feature_layout(cfg, Ranks(0, 2))
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu"])

@@ -259,3 +259,12 @@ def test_changed_fields_reads_the_flat_layout_of_earlier_versions():
     assert changed_fields(old, new) == {}
     old["k"] = 8
     assert changed_fields(old, new) == {"sae.k": (8, 4)}
+
+
+def test_changed_fields_gives_sae_options_added_since_their_defaults():
+    new = to_dict(resolve(_cfg({"architecture": "topk", "n_features": 64, "k": 4}), 10**5,
+                          d_in=16))
+    old = {**new, "sae": {k: v for k, v in new["sae"].items() if k != "matryoshka_prefixes"}}
+    assert changed_fields(old, new) == {}
+    new["sae"]["matryoshka_prefixes"] = [16, 64]
+    assert changed_fields(old, new) == {"sae.matryoshka_prefixes": ([], [16, 64])}

@@ -123,8 +123,8 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
 
 def memory_command(group: dict[str, Any], n_features: int, batch: int) -> str:
     """The `monosemantic plan-memory` line for the recommended size (its architectures are
-    relu and topk: batchtopk plans as topk, jumprelu as relu)."""
-    topk = group["architecture"] in ("topk", "batchtopk")
+    relu and topk: batchtopk and matryoshka plan as topk, jumprelu as relu)."""
+    topk = group["architecture"] in ("topk", "batchtopk", "matryoshka")
     cmd = (f"monosemantic plan-memory --d-in {group['d_in']} --n-features {n_features} "
            f"--batch-size {batch} --architecture {'topk' if topk else 'relu'}")
     k = group["sparsity"].get("k")

@@ -127,6 +127,8 @@ class SAE(nn.Module):
     """Whether `forward` uses `dead_mask_F` (AuxK); the trainer builds the mask only then."""
     saelens_architecture: ClassVar[str] = "standard"
     """The `architecture` written to SAELens' cfg.json."""
+    supports_feature_parallel: ClassVar[bool] = True
+    """Whether `--parallel features` can train it (`keep_features_` and a sharded `forward`)."""
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:

@@ -19,13 +19,15 @@ class SAEConfig:
     """Architecture and sparsity recipe of a sparse autoencoder."""
 
     architecture: str = field(default="relu", metadata={"choices": ARCHITECTURES})
-    """relu (the Scaling Monosemanticity recipe), topk, batchtopk or jumprelu."""
+    """relu (the Scaling Monosemanticity recipe), topk, batchtopk, jumprelu or matryoshka
+    (Matryoshka BatchTopK)."""
     d_in: int | None = field(default=None, metadata={"cli": False})
     """Width d of the activations the SAE reads (training fills it in from the data)."""
     n_features: int = 16384
     """Dictionary size F."""
     k: int = 32
-    """Active features per token (topk; batchtopk's average over the batch). Ignored otherwise."""
+    """Active features per token (topk; batchtopk's and matryoshka's average over the batch).
+    Ignored otherwise."""
     l1_coefficient: float = 5.0
     """relu's lambda in lambda * sum_i f_i ||W_dec[i]||; 5 assumes inputs scaled so E||x||^2 = d."""
     l0_coefficient: float = 1.0
@@ -35,18 +37,23 @@ class SAEConfig:
     jumprelu_bandwidth: float = 0.05
     """Width of the rectangle kernel of jumprelu's straight-through pseudo-gradients."""
     aux_k: int = 0
-    """AuxK's k_aux: dead latents used to reconstruct the residual (topk, batchtopk);
+    """AuxK's k_aux: dead latents used to reconstruct the residual (topk, batchtopk, matryoshka);
     0 = d_in // 2 (Gao et al.)."""
     aux_coefficient: float = 1 / 32
-    """Weight of the AuxK loss (topk, batchtopk)."""
+    """Weight of the AuxK loss (topk, batchtopk, matryoshka)."""
     decoder_init_norm: float | None = None
     """Norm of the initial decoder rows. None = 0.1 for relu; topk, batchtopk and jumprelu keep
-    unit-norm rows and accept only 1.0."""
+    unit-norm rows (as matryoshka) and accept only 1.0."""
     apply_b_dec_to_input: bool | None = None
     """Subtract b_dec from the input before encoding. None = the architecture's paper
-    (False for relu and jumprelu, True for topk and batchtopk)."""
+    (False for relu and jumprelu, True for topk, batchtopk and matryoshka)."""
     batchtopk_threshold_rate: float = 0.01
-    """batchtopk: rate of the running mean of the smallest kept activation (inference threshold)."""
+    """batchtopk, matryoshka: rate of the running mean of the smallest kept activation
+    (inference threshold)."""
+    matryoshka_prefixes: tuple[int, ...] = ()
+    """matryoshka: sizes m_1 < ... < m_G of the nested prefixes of the dictionary, each trained
+    to reconstruct on its own; strictly increasing, the last = n_features. Empty: F/16, F/8,
+    F/4, F/2, F (rounded down; sizes below 1 left out). Ignored by the other architectures."""
 
     def __post_init__(self) -> None:
         cls = sae_class(self.architecture)
@@ -67,6 +74,14 @@ class SAEConfig:
         if self.decoder_init_norm is None or not self.decoder_init_norm > 0:
             raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
         cls.check_config(self)
+
+    @property
+    def resolved_matryoshka_prefixes(self) -> tuple[int, ...]:
+        """`matryoshka_prefixes`, or the default F/16, F/8, F/4, F/2, F when it is empty."""
+        if self.matryoshka_prefixes:
+            return tuple(self.matryoshka_prefixes)
+        sizes = (self.n_features // d for d in (16, 8, 4, 2, 1))
+        return tuple(sorted({m for m in sizes if m >= 1}))
 
     @property
     def resolved_aux_k(self) -> int:

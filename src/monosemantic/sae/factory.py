@@ -14,6 +14,7 @@ from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE
 from monosemantic.sae.batchtopk import BatchTopKSAE
 from monosemantic.sae.jumprelu import JumpReLUSAE
+from monosemantic.sae.matryoshka import MatryoshkaSAE
 from monosemantic.sae.relu import ReluSAE
 from monosemantic.sae.topk import TopKSAE
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 SAE_CLASSES: dict[str, type[SAE]] = {
     "relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE, "jumprelu": JumpReLUSAE,
+    "matryoshka": MatryoshkaSAE,
 }
 ARCHITECTURES: tuple[str, ...] = tuple(SAE_CLASSES)
 

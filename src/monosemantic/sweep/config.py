@@ -86,14 +86,14 @@ class SweepConfig:
     ceil(tokens / batch size) steps; the record says the tokens it trained on."""
     architecture: str = field(default="relu", metadata={"choices": ARCHITECTURES})
     """SAE architecture of every run: relu (the Scaling Monosemanticity recipe), topk,
-    batchtopk or jumprelu."""
+    batchtopk, jumprelu or matryoshka."""
     lr: list[float] = field(default_factory=list)
-    """Learning rates (a grid axis). Default: the architecture's (relu 5e-5; topk and
-    batchtopk 2e-4 / sqrt(F / 2^14), so it follows the size)."""
+    """Learning rates (a grid axis). Default: the architecture's (relu 5e-5; topk, batchtopk
+    and matryoshka 2e-4 / sqrt(F / 2^14), so it follows the size)."""
     l1_coefficient: list[float] = field(default_factory=list)
     """relu only: sparsity coefficients λ (a grid axis). Default: 5."""
     k: list[int] = field(default_factory=list)
-    """topk / batchtopk only: active features per token (a grid axis). Default: 32."""
+    """topk / batchtopk / matryoshka only: active features per token (a grid axis). Default: 32."""
     l0_coefficient: list[float] = field(default_factory=list)
     """jumprelu only: L0 penalty weights (a grid axis). Default: 1."""
     train: RunOptions = field(default_factory=RunOptions, metadata={"short_flags": True})

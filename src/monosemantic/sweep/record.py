@@ -21,7 +21,7 @@ class SweepRecord:
     run: str
     """Name of the run's folder inside the sweep folder."""
     architecture: str
-    """SAE architecture (relu, topk, batchtopk, jumprelu)."""
+    """SAE architecture (relu, topk, batchtopk, jumprelu, matryoshka)."""
     n_features: int
     """Dictionary size F."""
     d_in: int

@@ -69,7 +69,7 @@ class TrainConfig:
     # ---- optimisation ----
     lr: float | None = None
     """Adam learning rate. Default per architecture (`SAE.default_lr`): relu 5e-5 (the paper),
-    jumprelu 7e-5, topk/batchtopk 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
+    jumprelu 7e-5, topk/batchtopk/matryoshka 2e-4 / sqrt(n_features / 2^14) (Gao et al.)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam (beta1, beta2). No weight decay is applied."""
     batch_size: int = 4096
@@ -249,9 +249,11 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def current_layout(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved TrainConfig dict in the current layout: earlier versions kept the SAE's options
-    at the top level, with None for "the SAE's default"."""
+    at the top level, with None for "the SAE's default", and lacked SAE options added since
+    (e.g. `matryoshka_prefixes`), which take their defaults: what those runs trained with."""
     if "sae" in saved:
-        return saved
+        defaults = to_dict(SAEConfig())
+        return {**saved, "sae": {**defaults, **saved["sae"]}}
     names = {f.name for f in dataclasses.fields(SAEConfig)}
     rest = {k: v for k, v in saved.items() if k not in names}
     options = {k: v for k, v in saved.items() if k in names and v is not None}

@@ -31,6 +31,7 @@ import torch
 
 from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
+from monosemantic.sae.factory import sae_class
 from monosemantic.train.mesh import MeshAxis, grid
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def feature_layout(cfg: TrainConfig, ranks: Ranks, custom_data: bool = False
                         "(streaming and custom data sources train in one process)")
     if cfg.compile:
         raise UserError("--compile is not supported with --parallel features yet: leave it off")
+    if not sae_class(cfg.sae.architecture).supports_feature_parallel:
+        raise UserError(f"--parallel features cannot train a {cfg.sae.architecture} SAE (its "
+                        "losses are not split over feature shards): use --parallel data or "
+                        "one process")
     n_feature_ranks = cfg.feature_ranks or ranks.world
     if ranks.world % n_feature_ranks == 0:  # else `grid` says so
         _check_split(cfg.sae.n_features, n_feature_ranks)  # before `grid`'s collectives
