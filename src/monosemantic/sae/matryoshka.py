@@ -8,9 +8,9 @@ threshold, saved for SAELens as a "jumprelu"), and every prefix must reconstruct
 
     loss = (1/G) Σ_g ‖x − (b_dec + Σ_{i < m_g} f_i·W_dec[i])‖²  + AuxK (as batchtopk's)
 
-The mean over prefixes, not the sum (Bussmann et al.'s reference trainer also averages), keeps
-the reconstruction term on the scale of one MSE: the AuxK coefficient, the learning rate and
-the logged losses then mean what they mean for batchtopk, whatever G. The logged `mse` is the
+The mean over prefixes, not the sum, keeps the reconstruction term on the scale of one MSE: the
+AuxK coefficient, the learning rate and the logged losses then mean what they mean for
+batchtopk, whatever G. The logged `mse` is the
 full dictionary's (comparable with the other architectures), `prefix_mse` the mean above.
 
 The nested reconstructions cost one decode in all: each code is decoded once into its group's
