@@ -223,6 +223,18 @@ def to_dict(cfg: DataclassInstance) -> dict[str, Any]:
     return convert(cfg)
 
 
+def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict (`to_dict`'s) as one level with dotted names (`sae.k`), as the CLI
+    spells them."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
     hints = _resolved_types(cls)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from monosemantic.config import to_dict
+from monosemantic.config import dotted, to_dict
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
 from monosemantic.runs import RunDir
@@ -82,7 +82,7 @@ def save_sweep_config(cfg: SweepConfig) -> None:
 
 def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Options (dotted names) that differ between two saved sweep configs and change results."""
-    old_flat, new_flat = _dotted(old), _dotted(new)
+    old_flat, new_flat = dotted(old), dotted(new)
     for flat in (old_flat, new_flat):  # the same store, however the path was spelled
         if flat.get("store") is not None:
             flat["store"] = str(Path(flat["store"]).resolve())
@@ -90,15 +90,6 @@ def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     return {k: (old_flat.get(k), new_flat.get(k)) for k in sorted(keys)
             if old_flat.get(k) != new_flat.get(k)}
 
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def finished_records(out: Path) -> list[SweepRecord]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from monosemantic.config import ConfigError, to_dict
+from monosemantic.config import ConfigError, dotted, to_dict
 from monosemantic.data.documents import CorpusConfig
 from monosemantic.sae import SAEConfig, sae_class
 
@@ -231,20 +231,11 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
 
     `sae.d_in` is left out: it comes from the data, whose width the checkpoint checks with a
     message that names the store to use."""
-    old, new = _dotted(current_layout(old)), _dotted(new)
+    old, new = dotted(current_layout(old)), dotted(new)
     keys = {k for k in set(old) | set(new) if k.split(".")[0] not in RESUME_SAFE_FIELDS}
     keys -= {"out", "sae.d_in"}
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
 
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def current_layout(saved: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch.distributed as dist
 
-from monosemantic.config import to_dict
+from monosemantic.config import dotted, to_dict
 from monosemantic.errors import UserError
 from monosemantic.train.config import TrainConfig
 
@@ -30,7 +30,7 @@ def check_same_options(ranks: Ranks, cfg: TrainConfig) -> None:
     """
     if not ranks.active:
         return
-    flat = _flatten(to_dict(cfg))
+    flat = dotted(to_dict(cfg))
     digest = hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
     digests: list[Any] = [None] * ranks.world
     dist.all_gather_object(digests, digest)
@@ -80,13 +80,3 @@ def _by_value(key: str, configs: list[dict[str, Any]]) -> str:
 def _text(value: Any) -> str:
     return json.dumps(value, default=str)
 
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dicts as one level with dotted names (`sae.k`), as the CLI spells them."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
