@@ -9,7 +9,6 @@ lr·1e-9/eps. batchtopk at 2 ranks has one such feature (measured 2e-4 relative 
 on the metrics), hence the bounds: 1e-3 on the weights, 1e-4 on the metrics. A selection or
 normalisation done per rank instead of globally moves them by percents."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -19,40 +18,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.parity import parity_args
+from helpers.torchrun import torchrun, torchrun_env
 from helpers.train_data import metrics_records, sparse_activations, write_store
 from monosemantic.sae import load_sae
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-ARCH_ARGS = {
-    "relu": ["--sae.l1-coefficient", "0.3"],
-    "topk": ["--sae.k", "2", "--sae.aux-k", "8"],
-    "batchtopk": ["--sae.k", "2", "--sae.aux-k", "8"],
-    "matryoshka": ["--sae.k", "2", "--sae.aux-k", "8"],
-    "jumprelu": ["--sae.l0-coefficient", "0.01", "--sae.jumprelu-init-threshold", "0.05"],
-}
-
-
-def _args(arch: str) -> list[str]:
-    # A 320-token dead window (5 steps) so that AuxK runs with a dead mask for topk/batchtopk.
-    return ["--steps", "50", "--batch-size", "64", "--sae.architecture", arch,
-            "--sae.n-features", "256", "--lr", "3e-3", "--log-every", "10", "--eval-every", "25",
-            "--checkpoint-every", "25", "--device", "cpu", "--holdout-fraction", "0.1",
-            "--dead-window-tokens", "320", *ARCH_ARGS[arch]]
-
-
-def _env() -> dict:
-    # One thread per process in both runs: the 2 ranks must fit 2 cores.
-    return {**os.environ, "MONOSEMANTIC_QUIET": "1", "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-
 
 def _train(run: Path, store: Path, arch: str, ranks: int, *extra: str) -> None:
-    launcher = ([] if ranks == 1 else
-                ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)])
-    cmd = [sys.executable, *launcher, "-m", "monosemantic", "train", str(run),
-           "--store", str(store), *_args(arch), *extra]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    cmd = torchrun(ranks, "-m", "monosemantic", "train", str(run), "--store", str(store),
+                   *parity_args(arch), *extra)
+    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
 
 
@@ -103,8 +78,8 @@ def test_ranks_match_one_process(tmp_path, store, single_runs, arch, world):
 def test_batch_size_must_split_over_ranks(tmp_path, store):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
            "2", "-m", "monosemantic", "train", str(tmp_path / "run"), "--store", str(store),
-           *_args("relu"), "--batch-size", "63"]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+           *parity_args("relu"), "--batch-size", "63"]
+    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "does not split evenly over 2 ranks" in done.stderr
 
@@ -134,7 +109,7 @@ def test_a_missing_store_stops_every_rank(tmp_path):
     missing = tmp_path / "acts"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
            "2", "-m", "monosemantic", "train", str(tmp_path / "run"), "--store", str(missing),
-           *_args("relu")]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+           *parity_args("relu")]
+    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert f"on ranks 0, 1 of 2: --store {missing} does not exist" in done.stderr

@@ -15,52 +15,28 @@ data-parallel training does, where Adam can turn the rounding noise of a gradien
 up to rounding into a visible update (the data-parallel test measured 2e-4 on one feature), so
 it keeps that test's bounds: 1e-3 on the weights, 1e-4 on the metrics."""
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers.parity import parity_args
+from helpers.torchrun import torchrun, torchrun_env
 from helpers.train_data import metrics_records, sparse_activations, write_store
 from monosemantic.sae import load_sae
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-ARCH_ARGS = {
-    "relu": ["--sae.l1-coefficient", "0.3"],
-    "topk": ["--sae.k", "2", "--sae.aux-k", "8"],
-    "batchtopk": ["--sae.k", "2", "--sae.aux-k", "8"],
-    "jumprelu": ["--sae.l0-coefficient", "0.01", "--sae.jumprelu-init-threshold", "0.05"],
-}
 WEIGHTS_RTOL = 1e-5
 METRICS_RTOL = 1e-5
 GRID_WEIGHTS_RTOL = 1e-3
 GRID_METRICS_RTOL = 1e-4
 
-
-def _args(arch: str) -> list[str]:
-    # As the data-parallel test: a 320-token dead window (5 steps), so AuxK runs.
-    return ["--steps", "50", "--batch-size", "64", "--sae.architecture", arch,
-            "--sae.n-features", "256", "--lr", "3e-3", "--log-every", "10", "--eval-every", "25",
-            "--checkpoint-every", "25", "--device", "cpu", "--holdout-fraction", "0.1",
-            "--dead-window-tokens", "320", *ARCH_ARGS[arch]]
-
-
-def _env() -> dict:
-    return {**os.environ, "MONOSEMANTIC_QUIET": "1", "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-
-
 def _launch(run: Path, store: Path, arch: str, ranks: int, *extra: str,
             timeout: int = 300) -> subprocess.CompletedProcess:
-    launcher = ([] if ranks == 1 else
-                ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)])
-    cmd = [sys.executable, *launcher, "-m", "monosemantic", "train", str(run),
-           "--store", str(store), *_args(arch), *extra]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    cmd = torchrun(ranks, "-m", "monosemantic", "train", str(run), "--store", str(store),
+                   *parity_args(arch), *extra)
+    return subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _train(run: Path, store: Path, arch: str, ranks: int, *extra: str) -> None:
