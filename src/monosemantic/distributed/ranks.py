@@ -30,6 +30,9 @@ class Ranks:
     """0 .. world - 1; rank 0 alone writes the run directory."""
     world: int = 1
     """Number of training processes."""
+    group: dist.ProcessGroup | None = None
+    """The process group these ranks form (None: the default group, every process); a grid's
+    row or column is a `Ranks` with its own group (`train/mesh.py`)."""
 
     @property
     def active(self) -> bool:
@@ -43,21 +46,31 @@ class Ranks:
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
         """Sum `t` over the ranks in place (no autograd) and return it."""
         if self.active:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.group)
         return t
 
     def min_(self, t: torch.Tensor) -> torch.Tensor:
         """Minimum of `t` over the ranks, in place."""
         if self.active:
-            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN, group=self.group)
         return t
+
+    def max_(self, t: torch.Tensor) -> torch.Tensor:
+        """Maximum of `t` over the ranks, in place."""
+        if self.active:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        return t
+
+    def global_rank(self, rank: int) -> int:
+        """The global rank of this group's member `rank`."""
+        return rank if self.group is None else dist.get_global_rank(self.group, rank)
 
     def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
         """Every rank's `t` (same shape on all ranks) concatenated along dim 0 in rank order."""
         if not self.active:
             return t
         parts = [torch.empty_like(t) for _ in range(self.world)]
-        dist.all_gather(parts, t.contiguous())
+        dist.all_gather(parts, t.contiguous(), group=self.group)
         return torch.cat(parts)
 
     def average_grads_(self, params: Sequence[torch.nn.Parameter]) -> None:
@@ -67,17 +80,17 @@ class Ranks:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM, group=self.group)
             p.grad.div_(self.world)
 
-    def broadcast_(self, t: torch.Tensor) -> None:
-        """Overwrite `t` with rank 0's, in place."""
+    def broadcast_(self, t: torch.Tensor, src: int = 0) -> None:
+        """Overwrite `t` with that of this group's member `src` (default 0), in place."""
         if self.active:
-            dist.broadcast(t, src=0)
+            dist.broadcast(t, src=self.global_rank(src), group=self.group)
 
     def barrier(self) -> None:
         if self.active:
-            dist.barrier()
+            dist.barrier(group=self.group)
 
 
 def _env_int(name: str) -> int | None:

@@ -32,7 +32,7 @@ import torch
 from monosemantic.distributed import Ranks
 from monosemantic.errors import UserError
 from monosemantic.sae.factory import sae_class
-from monosemantic.train.mesh import MeshAxis, grid
+from monosemantic.train.mesh import grid
 
 if TYPE_CHECKING:
     from monosemantic.sae import SAE
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class FeatureShard(MeshAxis):
+class FeatureShard(Ranks):
     """This rank's slice [lo, hi) of a dictionary of `n_features` split over the ranks of its
     feature group (a `sae.sharded.FeatureGroup`)."""
 
@@ -84,13 +84,12 @@ def _check_split(n_features: int, n_ranks: int) -> None:
 
 
 def split_features(ranks: Ranks, n_features: int) -> FeatureShard:
-    """This rank's contiguous equal slice of `n_features` among `ranks` (a `MeshAxis`: its
-    group); `UserError` when their number does not divide it."""
+    """This rank's contiguous equal slice of `n_features` among `ranks` (in their group);
+    `UserError` when their number does not divide it."""
     _check_split(n_features, ranks.world)
     width = n_features // ranks.world
-    group = ranks.group if isinstance(ranks, MeshAxis) else None
-    return FeatureShard(rank=ranks.rank, world=ranks.world, group=group, lo=ranks.rank * width,
-                        hi=(ranks.rank + 1) * width, n_features=n_features)
+    return FeatureShard(rank=ranks.rank, world=ranks.world, group=ranks.group,
+                        lo=ranks.rank * width, hi=(ranks.rank + 1) * width, n_features=n_features)
 
 
 @torch.no_grad()
