@@ -118,7 +118,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "findings concepts": Command(
         "monosemantic.findings.coverage", "ConceptsConfig", "run_concepts",
-        "Concept frequency against coverage: which concepts each size has a feature for.",
+        "Which concepts each size has a feature for, against their frequency.",
     ),
     "findings all": Command(
         "monosemantic.findings.report", "FindingsConfig", "run_findings",
