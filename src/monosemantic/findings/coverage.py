@@ -31,7 +31,7 @@ from monosemantic.findings.concepts import (
     read_held_text,
 )
 from monosemantic.findings.holdout import HoldoutOptions, common_holdout, encoded_batches
-from monosemantic.findings.logistic import LogisticFit, fit_logistic
+from monosemantic.findings.logistic import fit_logistic, sigmoid
 from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
 from monosemantic.findings.paper import CONCEPTS_NOTE
 from monosemantic.findings.plots import plot_concepts
@@ -238,8 +238,7 @@ def fitted_share(fit: dict[str, Any], freq: np.ndarray) -> np.ndarray | None:
     if "error" in fit:
         return None
     c = fit["coefficients"]
-    return LogisticFit(np.array([c["intercept"], c["log10_frequency"]]), ("log10_frequency",),
-                       0, 0.0, True, False).predict(np.log10(freq)[:, None])
+    return sigmoid(c["intercept"] + c["log10_frequency"] * np.log10(freq))
 
 
 def _by_kind(concepts: list[Concept], covered_SC: np.ndarray) -> dict[str, Any]:
@@ -297,8 +296,12 @@ def fit_lines(fits: dict[str, Any]) -> list[str]:
         return out + [f"pooled fit: {p['error']}"]
     c = p["coefficients"]
     halves = ", ".join(f"F={h['n_features']:,}: {_freq(h)}" for h in p["frequency_at_half"])
-    return out + [f"pooled: logit = {c['intercept']:.2f} + {c['log10_frequency']:.2f}·log10 "
-                  f"freq + {c['log10_F']:.2f}·log10 F; 50% at {halves}"]
+    line = (f"pooled: logit = {c['intercept']:.2f} + {c['log10_frequency']:.2f}·log10 freq + "
+            f"{c['log10_F']:.2f}·log10 F; 50% at {halves}")
+    if c["log10_frequency"] > 0:
+        line += (f"; the 50% frequency scales as F^{-c['log10_F'] / c['log10_frequency']:.2f}"
+                 " (the paper's rule of thumb: F^-1)")
+    return out + [line]
 
 
 def _freq(half: dict[str, Any]) -> str:
