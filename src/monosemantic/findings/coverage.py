@@ -30,7 +30,12 @@ from monosemantic.findings.concepts import (
     check_options,
     read_held_text,
 )
-from monosemantic.findings.holdout import HoldoutOptions, common_holdout, encoded_batches
+from monosemantic.findings.holdout import (
+    Holdout,
+    HoldoutOptions,
+    common_holdout,
+    encoded_batches,
+)
 from monosemantic.findings.logistic import fit_logistic, sigmoid
 from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
 from monosemantic.findings.paper import CONCEPTS_NOTE
@@ -155,7 +160,7 @@ def _tokenizer(spec: str) -> Any:
                         f"tokenizer of {spec!r}: {err}; give a model with --tokenizer") from err
 
 
-def _best_features(series: Series, concepts: list[Concept], holdout: Any,
+def _best_features(series: Series, concepts: list[Concept], holdout: Holdout,
                    cfg: ConceptsConfig) -> list[BestFeatures]:
     from monosemantic.devices import resolve_device
 
