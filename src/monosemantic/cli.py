@@ -116,6 +116,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.findings.splitting", "SplittingConfig", "run_splitting",
         "Feature splitting across a sweep's sizes: matches, shares, family trees.",
     ),
+    "findings concepts": Command(
+        "monosemantic.findings.coverage", "ConceptsConfig", "run_concepts",
+        "Which concepts each size has a feature for, against their frequency.",
+    ),
     "findings all": Command(
         "monosemantic.findings.report", "FindingsConfig", "run_findings",
         "Every finding of a sweep, collected into one generated markdown file.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monosemantic.findings.coverage import fit_lines
 from monosemantic.findings.families import descendants
 from monosemantic.findings.matching import SMALL_CLASSES
 from monosemantic.findings.pairs import MEASURES
@@ -15,8 +16,10 @@ CHILDREN_SHOWN = 4
 
 
 def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, str | None],
-           images: dict[str, str], note: str, generated: str, html_page: str) -> str:
-    """The whole file: provenance, scale, commands, dead features, splitting, what is missing."""
+           images: dict[str, str], note: str, generated: str, html_page: str,
+           concepts: dict[str, Any] | str | None = None) -> str:
+    """The whole file: provenance, scale, commands, dead features, splitting, concept coverage
+    (`concepts`: the report, or why it was not measured), what is missing."""
     lines = ["# Findings across dictionary sizes", "",
              f"> **Generated** by `{commands['all']}` on {generated}. Do not edit by hand: run "
              "the commands below again to regenerate it.", ""]
@@ -24,13 +27,15 @@ def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, 
     lines += ["## Commands", "", "```bash"]
     if commands.get("sweep"):
         lines.append(f"{commands['sweep']}  # from the sweep's sweep_cfg.json")
-    lines += [str(commands["dead"]), str(commands["splitting"]), "```", "",
-              f"`{commands['all']}` runs both and writes this file.", ""]
+    lines += [str(commands["dead"]), str(commands["splitting"])]
+    if commands.get("concepts"):
+        lines.append(str(commands["concepts"]))
+    lines += ["```", "", f"`{commands['all']}` runs them and writes this file.", ""]
     lines += _dead(dead, images.get("dead"))
     lines += _splitting(splitting, images.get("splitting"), html_page)
+    if concepts is not None:
+        lines += concept_lines(concepts, images.get("concepts"))
     lines += ["## Not built yet", "",
-              "- concept frequency against coverage (how often a concept must occur in the "
-              "training data for a dictionary of a given size to hold a feature for it);",
               "- features against neurons (how much more interpretable features are than the "
               "model's neurons, across sizes).", ""]
     return "\n".join(lines)
@@ -150,3 +155,56 @@ def _tree_lines(node: dict[str, Any], depth: int) -> list[str]:
     if len(children) > CHILDREN_SHOWN:
         lines.append("  " * (depth + 1) + f"- … {len(children) - CHILDREN_SHOWN} more")
     return lines
+
+
+def concept_lines(report: dict[str, Any] | str, image: str | None) -> list[str]:
+    """The concept coverage section: definitions, per series the covered share by frequency
+    bin and size, by kind, the fits, the figure (with the series it shows)."""
+    out = ["## Concept frequency against coverage", ""]
+    if isinstance(report, str):
+        return out + [f"Not measured: {report}", ""]
+    cov, con = report["config"]["coverage"], report["config"]["concepts"]
+    out += [f"Concepts are defined from the decoded held-out tokens (every token id, Python "
+            "keywords, capitalised and other whole words by their last token, every token of "
+            "imported library names, and the classes keyword / capitalised / library), each "
+            f"with at least {con['min_count']} occurrences; a concept on exactly the tokens of "
+            "an earlier one is dropped. For each size, a concept's best feature is the one of "
+            "highest F1 between \"the feature fires\" (code > "
+            f"{cov['act_threshold']:g}) and \"the concept occurs\" on the held-out tokens; the "
+            f"concept is **covered** when that F1 is at least {cov['cover_threshold']:g}. "
+            "Frequency: occurrences / held-out tokens. Fits: logistic regression of covered on "
+            "log10 frequency per size, and pooled with log10 F (ridge "
+            f"{cov['ridge']:g} on the slopes).", ""]
+    for s in report["series"]:
+        out += _concept_series(s)
+    for label, message in report["failed"].items():
+        out += [f"{label}: not measured: {message}", ""]
+    out += [report["note"], ""]
+    if image:
+        shown = "; ".join(f"{s['series']} on {s['model']} `{s['hook']}`"
+                          for s in report["series"])
+        out += [f"![covered share of concepts against their frequency, per size]({image})", "",
+                f"*Figure*: {shown}. Dots: covered share per frequency bin; dashed: the "
+                "per-size logistic fit.", ""]
+    return out
+
+
+def _concept_series(s: dict[str, Any]) -> list[str]:
+    h = s["holdout"]
+    heads = " | ".join(f"F={n:,}" for n in s["sizes"])
+    out = [f"**{s['series']}** ({s['model']}, `{s['hook']}`; runs {', '.join(s['runs'])}): "
+           f"{s['n_concepts']:,} concepts on {h['n_tokens']:,} held-out tokens "
+           f"({s['duplicates_dropped']:,} duplicates dropped), tokenizer of `{s['tokenizer']}`.",
+           "", f"| frequency | concepts | {heads} |", "|---|---:|" + "---:|" * len(s["sizes"])]
+    for b in s["curve"]:
+        lo, hi = b["frequency_range"]
+        out.append(f"| {lo:.1e} – {hi:.1e} | {b['n_concepts']:,} | "
+                   + " | ".join(_pct(v) for v in b["covered_share"]) + " |")
+    out.append(f"| **all** | {s['n_concepts']:,} | "
+               + " | ".join(_pct(v) for v in s["covered_share"]) + " |")
+    out += ["", f"| kind | concepts | {heads} |", "|---|---:|" + "---:|" * len(s["sizes"])]
+    for kind, k in s["by_kind"].items():
+        out.append(f"| {kind} | {k['n_concepts']:,} | "
+                   + " | ".join(_pct(v) for v in k["covered_share"]) + " |")
+    out += [""] + [f"- {line}" for line in fit_lines(s["fits"])] + [""]
+    return out

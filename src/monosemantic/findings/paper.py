@@ -21,3 +21,13 @@ SPLITTING_NOTE = (
     "into several more specific features in larger ones, and larger dictionaries also hold "
     "concepts the smaller ones miss. The shares here are this sweep's, with the thresholds "
     "stated; the paper gives no such shares to compare with.")
+
+CONCEPTS_NOTE = (
+    f"Paper ({PAPER}): whether a dictionary holds a feature for a concept rises with the "
+    "concept's frequency in the training data, in a sigmoid-like curve that moves to rarer "
+    "concepts as the dictionary grows (roughly: a concept seen once in N tokens needs a "
+    "dictionary of order N alive features). The paper's concepts and its test for a feature "
+    "differ from these: here a concept is covered when one feature's firing matches its "
+    "token-level occurrences with F1 at or above the stated threshold, on concepts defined "
+    "from the held-out text itself, measured on far smaller dictionaries, so compare the "
+    "shape and its shift with size, not the frequencies.")

@@ -97,3 +97,37 @@ def plot_splitting(report: dict[str, Any], path: Path) -> Path | None:
                    ylim=(-0.02, 1.02), title=f"{series['series']}: split / persist / appear")
             ax.legend(fontsize=7)
     return path
+
+
+def plot_concepts(report: dict[str, Any], path: Path) -> Path | None:
+    """Covered share of the concepts against their frequency (log axis), one line per size
+    (markers: binned shares; dashed: the per-size logistic fit), one panel per series; None
+    without matplotlib."""
+    if not have_matplotlib():
+        return None
+    import numpy as np
+
+    from monosemantic.findings.coverage import fitted_share
+
+    path = Path(path)
+    series_list = report["series"]
+    threshold = report["config"]["coverage"]["cover_threshold"]
+    with _figure(path, max(1, len(series_list))) as axes:
+        for ax, series in zip(axes, series_list):
+            lo, hi = series["fits"]["frequency_span"]
+            grid = np.geomspace(lo, hi, 200)
+            for n, size in enumerate(series["sizes"]):
+                colour = COLOURS[n % len(COLOURS)]
+                xs = [b["frequency_mid"] for b in series["curve"]]
+                ys = [b["covered_share"][n] for b in series["curve"]]
+                ax.plot(xs, ys, "o", color=colour, label=f"F={size:,}")
+                fitted = fitted_share(series["fits"]["per_size"][n], grid)
+                if fitted is not None:
+                    ax.plot(grid, fitted, "--", color=colour)
+            ax.set(xscale="log", xlabel="concept frequency (occurrences / held-out token)",
+                   ylabel=f"share covered (best F1 ≥ {threshold:g})", ylim=(-0.02, 1.02),
+                   title=f"{series['series']}, {series['hook']}: {series['n_concepts']:,} "
+                         "concepts")
+            ax.legend(fontsize=7, title="dots: binned; dashed: logistic fit",
+                      title_fontsize=7)
+    return path

@@ -2,8 +2,9 @@
 generated markdown file (OUT/findings/findings.md, and a copy at --docs with its figures in a
 folder beside it) with the figures, tables, image links and the commands that produced them.
 
-Concept frequency against coverage and features against neurons are not built yet; the file
-says so.
+Features against neurons are not built yet; the file says so. A series whose concept
+coverage cannot be measured (e.g. no tokenizer for its store) is reported as such in the file
+instead of stopping the other findings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.console import say
+from monosemantic.errors import UserError
+from monosemantic.findings.concepts import ConceptOptions
+from monosemantic.findings.coverage import (
+    CONCEPTS_PNG,
+    ConceptsConfig,
+    CoverageOptions,
+    run_concepts,
+)
 from monosemantic.findings.dead import DEAD_PNG, DeadConfig, DeadOptions, run_dead
 from monosemantic.findings.holdout import HoldoutOptions
 from monosemantic.findings.markdown import render
@@ -54,46 +63,65 @@ class FindingsConfig:
     """Feature splitting's matching (also without the `match.` prefix)."""
     trees: TreeOptions = field(default_factory=TreeOptions, metadata={"short_flags": True})
     """Family trees (also without the `trees.` prefix)."""
+    concepts: ConceptOptions = field(default_factory=ConceptOptions,
+                                     metadata={"short_flags": True})
+    """Concepts of the coverage finding (also without the `concepts.` prefix)."""
+    coverage: CoverageOptions = field(default_factory=CoverageOptions,
+                                      metadata={"short_flags": True})
+    """Concept coverage and its fits (also without the `coverage.` prefix)."""
 
 
 def run_findings(cfg: FindingsConfig) -> Path:
-    """Run `findings dead` and `findings splitting`, then write the markdown; its path."""
+    """Run `findings dead`, `findings splitting` and `findings concepts`, then write the
+    markdown; its path."""
     dead_cfg = DeadConfig(cfg.out, cfg.holdout, cfg.dead)
     split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
+    concepts_cfg = ConceptsConfig(cfg.out, cfg.holdout, cfg.concepts, cfg.coverage)
     dead = run_dead(dead_cfg)
     splitting = run_splitting(split_cfg)
+    try:
+        concepts: dict[str, Any] | str = run_concepts(concepts_cfg)
+    except UserError as err:
+        concepts = str(err)
+        say(f"concept coverage not measured: {err}")
     commands: dict[str, str | None] = {"sweep": sweep_command(cfg.out),
                 "dead": command_line("findings dead", dead_cfg),
                 "splitting": command_line("findings splitting", split_cfg),
+                "concepts": command_line("findings concepts", concepts_cfg),
                 "all": command_line("findings all", cfg)}
     folder = findings_dir(cfg.out)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG}
+    images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG, "concepts": CONCEPTS_PNG}
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML))
+                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML), concepts=concepts)
     path = folder / FINDINGS_MD
     atomic_write_text(path, text)
     say(f"wrote {path}")
     if cfg.docs is not None:
-        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated)
+        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated,
+                          concepts)
         say(f"wrote {docs}")
     return path
 
 
 def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
-               commands: dict[str, str | None], cfg: FindingsConfig, generated: str) -> Path:
+               commands: dict[str, str | None], cfg: FindingsConfig, generated: str,
+               concepts: dict[str, Any] | str) -> Path:
     """The markdown at `docs`, its figures and family page copied to docs' stem folder and
     linked there."""
     figures = docs.parent / docs.stem
     figures.mkdir(parents=True, exist_ok=True)
     images = {}
-    for key, name in (("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)):
+    shown = [("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)]
+    if isinstance(concepts, dict):  # a failed measurement leaves no figure of this run
+        shown.append(("concepts", CONCEPTS_PNG))
+    for key, name in shown:
         if (folder / name).is_file():
             shutil.copyfile(folder / name, figures / name)
             images[key] = f"{docs.stem}/{name}"
     shutil.copyfile(folder / SPLITTING_HTML, figures / SPLITTING_HTML)
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=f"{docs.stem}/{SPLITTING_HTML}")
+                  html_page=f"{docs.stem}/{SPLITTING_HTML}", concepts=concepts)
     atomic_write_text(docs, text)
     return docs
 

@@ -128,6 +128,27 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu",
     return LoadedModel.from_hf(model, tokenizer, spec=spec)
 
 
+def load_tokenizer(spec: str = DEFAULT_MODEL) -> Any:
+    """The tokenizer of `spec` alone (as `load_model` resolves it; the weights are not read)."""
+    from transformers import AutoTokenizer
+
+    directory = _resolve_spec(spec)
+    if directory is None:
+        try:
+            return AutoTokenizer.from_pretrained(spec, local_files_only=True)
+        except (OSError, ValueError):  # not in the local cache
+            pass
+        if not _hub_reachable():
+            raise UserError(f"cannot fetch the tokenizer of {spec!r}: the Hugging Face hub is "
+                            "not reachable and it is not in the local cache; pass a local "
+                            "model directory instead")
+        try:
+            return AutoTokenizer.from_pretrained(spec)
+        except (OSError, ValueError) as err:
+            raise UserError(f"could not fetch the tokenizer of {spec!r} ({err})") from err
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def _resolve_spec(spec: str) -> str | None:
     """The local directory `from_pretrained` reads (no gguf_file); None for a hub id."""
     if spec == DEFAULT_MODEL:
