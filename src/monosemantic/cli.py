@@ -50,7 +50,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command(
         "monosemantic.bench.run", "BenchConfig", "run_bench",
-        "Benchmark SAE architectures (--synthetic: recovery of known features).",
+        "Benchmark trained SAEs on held-out activations (RUN ... --out OUT), or "
+        "architectures on synthetic data (--synthetic OUT).",
     ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",
