@@ -50,8 +50,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command(
         "monosemantic.bench.run", "BenchConfig", "run_bench",
-        "Benchmark trained SAEs on held-out activations (RUN ... --out OUT), or "
-        "architectures on synthetic data (--synthetic OUT).",
+        "Benchmark trained SAEs (RUN ... --out OUT) or architectures (--synthetic).",
     ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",

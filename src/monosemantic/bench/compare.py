@@ -71,5 +71,5 @@ def bench_markdown(report: dict[str, Any], columns: list[str], rows: list[list[A
               "sample, see each OUT/<run>/bench.json). Column meanings: docs/bench.md.", ""]
     table = consistency_table(report["consistency"])
     if table:
-        parts += ["## Seed consistency", "", table, ""]
+        parts += ["## Decoder consistency (seed pairs and --pair)", "", table, ""]
     return "\n".join(parts)

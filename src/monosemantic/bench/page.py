@@ -94,19 +94,23 @@ def compare_page(report: dict[str, Any], columns: list[str], rows: list[list[Any
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">')
     if report["consistency"]:
-        parts.append("<h2>Seed consistency</h2><table><tr><th>run A</th><th>run B</th>"
-                     "<th>mean matched cosine</th><th>share &gt; 0.9</th><th>method</th></tr>"
-                     + "".join(f"<tr><td>{html.escape(p['a'])}</td><td>{html.escape(p['b'])}"
-                               f"</td><td>{p['mean_cosine']:.3f}</td>"
-                               f"<td>{p['share_above_0.9']:.3f}</td>"
-                               f"<td>{html.escape(p['method'])}</td></tr>"
-                               for p in report["consistency"]) + "</table>")
+        parts.append(_consistency_table(report["consistency"]))
     parts.append("<h2>Probing tasks</h2>" + _probe_table(report))
     parts.append("<details><summary>bench.json</summary><pre>"
                  + html.escape(json.dumps(report["bench"], indent=1)) + "</pre></details>")
     return ("<!doctype html><html><head><meta charset=utf-8><title>SAE benchmark</title>"
             f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
             f"{''.join(parts)}</body></html>\n")
+
+
+def _consistency_table(pairs: list[dict[str, Any]]) -> str:
+    head = ("<h2>Decoder consistency (seed pairs and --pair)</h2><table><tr><th>run A</th>"
+            "<th>run B</th><th>mean matched cosine</th><th>share &gt; 0.9</th><th>method</th>"
+            "</tr>")
+    rows = "".join(f"<tr><td>{html.escape(p['a'])}</td><td>{html.escape(p['b'])}</td>"
+                   f"<td>{p['mean_cosine']:.3f}</td><td>{p['share_above_0.9']:.3f}</td>"
+                   f"<td>{html.escape(p['method'])}</td></tr>" for p in pairs)
+    return head + rows + "</table>"
 
 
 def _probe_table(report: dict[str, Any]) -> str:
