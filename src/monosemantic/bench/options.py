@@ -29,7 +29,8 @@ class RealBenchOptions:
     bench.md, compare.html and the Pareto plots. Written all at once at the end."""
     holdout_tokens: int = 16384
     """Held-out store rows read per run: the first N of the run's held-out range, in corpus
-    order (all of them when there are fewer; the number used is recorded)."""
+    order (all of them when there are fewer; the number used is recorded). Their codes are
+    held dense: 4·N·F bytes (268 MB at N = 16384, F = 4096); lower it for large F."""
     batch_rows: int = 2048
     """Store rows encoded per SAE forward."""
     metrics: list[str] = field(default_factory=list)
