@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command(
         "monosemantic.bench.run", "BenchConfig", "run_bench",
-        "Benchmark SAE architectures (--synthetic: recovery of known features).",
+        "Benchmark trained SAEs (RUN ... --out OUT) or architectures (--synthetic).",
     ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",

@@ -161,8 +161,11 @@ def test_bad_options_fail_clearly_and_write_nothing(tmp_path, capsys, args, mess
     assert not out.exists()
 
 
-def test_the_real_activation_form_is_not_built_yet(tmp_path, capsys):
-    assert cli.main(["bench", str(tmp_path / "run")]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_bench_needs_runs_or_synthetic(tmp_path, capsys):
+    # `bench RUN ...` is tests/integration/test_bench_real.py; here only the dispatch.
+    assert cli.main(["bench", str(tmp_path / "run"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(["bench"]) == 2
-    assert "give --synthetic OUT" in capsys.readouterr().err
+    assert "--synthetic OUT" in capsys.readouterr().err
+    assert cli.main(["bench", str(tmp_path), "--synthetic", str(tmp_path / "s")]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`BenchConfig`: the options of `monosemantic bench` (saved in OUT/bench_synthetic.json).
+"""`BenchConfig`: the options of `monosemantic bench` (saved in OUT/bench_synthetic.json, or
+in OUT/bench.json for the benchmark of trained runs, `bench RUN [RUN ...] --out OUT`).
 
 The training options are one value shared by every architecture; each architecture reads the
 SAE options that apply to it (`k` for topk/batchtopk, `l1_coefficient` for relu, ...) and keeps
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from monosemantic.bench.options import RealBenchOptions
 from monosemantic.bench.synthetic import SyntheticConfig
 from monosemantic.config import ConfigError
 from monosemantic.sae.factory import SAE_CLASSES, sae_class
@@ -28,10 +30,15 @@ def _all_architectures() -> list[str]:
 
 @dataclass
 class BenchConfig:
-    """Benchmark SAE architectures; `--synthetic OUT`: on synthetic data with known features."""
+    """Benchmark SAEs: trained runs on their held-out activations (`RUN [RUN ...] --out OUT`),
+    or every architecture on synthetic data with known features (`--synthetic OUT`)."""
 
-    run: Path | None = field(default=None, metadata={"positional": True})
-    """A trained run to benchmark on real activations (not built yet; use --synthetic)."""
+    run: list[Path] = field(default_factory=list, metadata={"positional": True})
+    """Trained runs to benchmark on their held-out store rows (with --out; not with
+    --synthetic)."""
+    real: RealBenchOptions = field(default_factory=RealBenchOptions,
+                                   metadata={"short_flags": True})
+    """Options of the benchmark of trained runs (also spelled without `real.`: --out, ...)."""
     synthetic: Path | None = None
     """Folder for the synthetic benchmark (new or empty): runs/<architecture>/ and
     bench_synthetic.json, .png go there."""
@@ -67,7 +74,8 @@ class BenchConfig:
     train_seed: int = 0
     """Seed of the SAEs' initialisation and the batch order."""
     device: str = "cpu"
-    """Torch device of the training (cpu, cuda, auto, ...)."""
+    """Torch device of the training (cpu, cuda, auto, ...); with RUN ...: where the SAEs
+    encode the held-out rows."""
     threads: int = 0
     """CPU threads of torch during the benchmark (0: torch's default). These SAEs are tiny:
     on a machine shared with other work, 1 avoids threads waiting on each other."""

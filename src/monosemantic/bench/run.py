@@ -6,6 +6,7 @@ ordinary training run in OUT/runs/<architecture>/ (the trainer's own code path, 
 data=...)`), loaded back from its saved SAE and scored on held-out tokens (`score_recovery`).
 OUT/bench_synthetic.json is written once, atomically, after every architecture is scored: a
 failed or interrupted benchmark leaves no result file (its finished runs stay in OUT/runs/).
+`bench RUN [RUN ...] --out OUT` (trained SAEs on real activations) is bench/real.py.
 """
 
 from __future__ import annotations
@@ -36,15 +37,18 @@ SCORE_CHUNK_ROWS = 4096
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Run the benchmark `cfg` asks for; returns what OUT/bench_synthetic.json holds."""
+    """Run the benchmark `cfg` asks for; returns what OUT/bench_synthetic.json (with
+    --synthetic) or OUT/bench.json (`bench RUN ... --out OUT`, bench/real.py) holds."""
     if cfg.synthetic is None:
-        if cfg.run is not None:
-            raise UserError("`monosemantic bench RUN` (benchmarking a trained SAE on real "
-                            "activations) is not built yet: use `monosemantic bench "
-                            "--synthetic OUT` for the synthetic ground-truth benchmark")
-        raise UserError("give --synthetic OUT (the synthetic ground-truth benchmark)")
-    if cfg.run is not None:
-        raise UserError("give either RUN or --synthetic OUT, not both")
+        if cfg.run:
+            from monosemantic.bench.real import run_real_bench
+
+            return run_real_bench(cfg)
+        raise UserError("give trained runs and --out OUT (`monosemantic bench RUN [RUN ...] "
+                        "--out OUT`), or --synthetic OUT (the synthetic ground-truth "
+                        "benchmark)")
+    if cfg.run:
+        raise UserError("give either RUN ... or --synthetic OUT, not both")
     out = Path(cfg.synthetic)
     train_cfgs = check_bench(cfg, out)
     threads = torch.get_num_threads()
