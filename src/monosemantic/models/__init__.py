@@ -2,7 +2,7 @@
 
 from monosemantic.models.hook_points import HookPoint
 from monosemantic.models.hooks import ActivationGrads, activation_gradients, capture, edit
-from monosemantic.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from monosemantic.models.loading import DEFAULT_MODEL, LoadedModel, load_model, load_model_layout
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -13,4 +13,5 @@ __all__ = [
     "capture",
     "edit",
     "load_model",
+    "load_model_layout",
 ]
