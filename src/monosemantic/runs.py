@@ -317,10 +317,9 @@ class RunDir:
             path = self.store_dir
         other = f", or {alternative}" if alternative else ""
         if path is None and self.pretrained is not None:
-            raise UserError(f"{self.path} is the pretrained SAE {self.pretrained['source']} "
-                            "(no activation store): analyse text run through its model with "
-                            "--text (e.g. --text local-python --n-tokens 1000000), or give a store "
-                            "of its model and hook with --store")
+            raise UserError(f"{self.path} is the pretrained SAE {self.pretrained['source']}, "
+                            "which comes with no activation store: give a store of its model and "
+                            f"hook with --store{other}")
         if path is None:
             raise UserError(f"{self.path} was trained on streamed activations (no store): give "
                             f"an activation store of its model and hook with --store{other}")

@@ -110,8 +110,8 @@ def test_a_run_given_another_hook_is_refused(tmp_path, tiny_model_dir):
 
 def test_a_view_has_no_store_and_says_to_analyse_text(gemma_scope, tiny_model_dir):
     run = RunDir.open(gemma_scope, str(tiny_model_dir), HOOK)
-    with pytest.raises(UserError, match="pretrained SAE .*no activation store.*--text"):
-        run.store()
+    with pytest.raises(UserError, match="pretrained SAE .*no activation store.*--store, or X"):
+        run.store(alternative="X")
 
 
 def test_a_hub_spec_is_downloaded_then_read_as_a_local_folder(tmp_path, monkeypatch,

@@ -130,7 +130,8 @@ def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
     """The rows to analyse, and the model when they needed it (reused for the logit effects);
     `lm`, when given, is used instead of loading one."""
     if cfg.text is None:
-        store = run.store(cfg.store, alternative="analyse fresh text with --text")
+        store = run.store(cfg.store, alternative="analyse fresh text run through the model "
+                          "with --text (e.g. --text local-python --n-tokens 1000000)")
         return store_rows(store, cfg.rows, run.holdout_rows, cfg.n_tokens, cfg.batch_size), None
     if cfg.rows != "all":
         raise UserError("--rows picks store rows; with --text the rows are the text's first "
