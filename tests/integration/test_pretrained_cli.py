@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.pretrained import gemma_scope_params, write_gemma_scope_npz, write_saelens_standard
 
+from helpers.pretrained import gemma_scope_params, write_gemma_scope_npz, write_saelens_standard
 from monosemantic.cli import main
 from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.pretrained.view import VIEWS_ENV
