@@ -107,3 +107,20 @@ def test_import_a_saelens_folder_written_by_hand_and_analyze_it(setup, tiny_mode
     # The folder itself works too: it names its model and hook, so no --model/--hook.
     assert main(["steer", str(folder), "--feature", "0=2", "--prompt", "the fox",
                  "--max-new-tokens", "2", "--device", "cpu"]) == 0
+
+
+def test_eval_a_gemma_scope_folder_on_a_store_it_never_saw(setup, tiny_model_dir, capsys):
+    from helpers.word_store import harvest_word_store
+
+    root, source, _, model = setup
+    store = harvest_word_store(root / "words", tiny_model_dir, HOOK, ["golden", "gate", "fox"],
+                               tokens=300)
+    common = ["eval", str(source), *model, "--n-contexts", "0", "--device", "cpu",
+              "--plot", "false"]
+    assert main(common) == 2
+    assert "no activation store: give a store of its model and hook with --store" in \
+        capsys.readouterr().err
+    assert main([*common, "--store", str(store.path)]) == 0
+    result = json.loads(RunDir.open(source, hook=HOOK).eval_path.read_text())
+    # Every row: the SAE trained on none of them.
+    assert result["sizes"]["reconstruction_rows"] == [0, store.n_rows]

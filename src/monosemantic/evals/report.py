@@ -28,7 +28,9 @@ class EvalConfig:
     """Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (or its sae/ folder); eval.json is written in the run."""
+    """Training run directory (or its sae/ folder); eval.json is written in the run. A
+    pretrained SAE folder (or hf:OWNER/REPO/FOLDER) is evaluated in its run view with --store,
+    all of whose rows it never trained on (docs/pretrained.md)."""
     n_tokens: int = 0
     """Held-out store rows (tokens) used for the reconstruction metrics; 0 = all held-out rows."""
     n_contexts: int = 32
@@ -44,7 +46,11 @@ class EvalConfig:
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved)."""
+    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved); for
+    a pretrained SAE folder that names none: the model it reads."""
+    hook: str | None = None
+    """With a pretrained SAE folder instead of a run: the hook point it reads, when the folder
+    does not name it."""
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
     plot: bool = True
@@ -77,8 +83,8 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
-    run = RunDir.open(cfg.run)
-    if cfg.store is None and run.store_path is None:
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    if cfg.store is None and run.store_path is None and run.pretrained is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.
         raise UserError(f"{run.path} was trained on streamed activations (no store): give an "
