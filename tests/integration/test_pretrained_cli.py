@@ -124,3 +124,8 @@ def test_eval_a_gemma_scope_folder_on_a_store_it_never_saw(setup, tiny_model_dir
     result = json.loads(RunDir.open(source, hook=HOOK).eval_path.read_text())
     # Every row: the SAE trained on none of them.
     assert result["sizes"]["reconstruction_rows"] == [0, store.n_rows]
+    assert main([*common, "--store", str(store.path), "--rows", "100:250"]) == 0
+    result = json.loads(RunDir.open(source, hook=HOOK).eval_path.read_text())
+    assert result["sizes"]["reconstruction_rows"] == [100, 250]
+    assert main([*common, "--store", str(store.path), "--rows", "100:9999"]) == 2
+    assert "not a non-empty span of the store's 300 rows" in capsys.readouterr().err

@@ -53,6 +53,10 @@ class EvalConfig:
     does not name it."""
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
+    rows: str | None = None
+    """Store rows START:STOP scored for the reconstruction metrics instead of the run's held-out
+    rows (e.g. another run's held-out rows, to compare two SAEs on the same tokens); default:
+    the held-out rows, or every row for an SAE that trained on none of the store's."""
     plot: bool = True
     """Write RUN/density_histogram.png (needs matplotlib; skipped quietly without it)."""
 
@@ -76,6 +80,21 @@ def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
             "dead_window_tokens": int(window)}
 
 
+def _row_span(text: str, n_rows: int) -> range:
+    """`"START:STOP"` as a range within the store's `n_rows` rows."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        span = range(int(start), int(stop))
+    except ValueError:
+        raise UserError(f"--rows must look like START:STOP (e.g. 294000:300000), got "
+                        f"{text!r}") from None
+    if not 0 <= span.start < span.stop <= n_rows:
+        raise UserError(f"--rows {text} is not a non-empty span of the store's {n_rows:,} rows")
+    return span
+
+
 def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json.
 
@@ -95,6 +114,8 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     sae = run.load_sae(device)
     # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
     rows = run.holdout_rows if run.holdout_rows is not None else range(store.n_rows)
+    if cfg.rows is not None:
+        rows = _row_span(cfg.rows, store.n_rows)
     if cfg.n_contexts == 0:
         lm = None
     elif lm is None:
