@@ -76,7 +76,12 @@ def foreign_view(path: str | Path, model: str | None, hook: str | None) -> Path 
     if (view / SAE_DIR).is_dir():
         _check_unchanged(view, info.weights)
         return view
-    import_run(source, view, model, hook, quiet_if_exists=True)
+    try:
+        import_run(source, view, model, hook, quiet_if_exists=True)
+    except UserError:
+        if not (view / SAE_DIR).is_dir():
+            raise
+        return view  # made meanwhile by another process (a rank of the same command)
     say(f"{source.spec}: pretrained SAE viewed as the run folder {view} (its features.sqlite "
         "goes there; the source folder is not written to)")
     return view
@@ -153,7 +158,9 @@ def _chosen(given: str | None, named: str | None, what: str, source: Source) -> 
         return named
     example = ("--hook blocks.6.hook_resid_post" if what == "hook" else "--model gemma-3-270m")
     raise UserError(f"{source.spec} does not say which {what} the SAE reads: give it with "
-                    f"--{what} (e.g. {example})")
+                    f"--{what} (e.g. {example}; analyze, serve, steer, attribute and eval take "
+                    f"it), or make a run folder of it with `monosemantic import-sae "
+                    f"{source.spec} OUT --{what} ...` for the other commands")
 
 
 def _view_name(folder: Path, hook: str) -> str:
