@@ -52,6 +52,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.bench.run", "BenchConfig", "run_bench",
         "Benchmark trained SAEs (RUN ... --out OUT) or architectures (--synthetic).",
     ),
+    "import-sae": Command(
+        "monosemantic.pretrained.commands", "ImportSAEConfig", "run_import_sae",
+        "Write a pretrained SAE (SAELens, Gemma Scope, hf:...) as a run folder.",
+    ),
     "analyze": Command(
         "monosemantic.analysis.run", "AnalyzeConfig", "analyze",
         "Analyse every feature of a trained SAE into RUN/features.sqlite.",

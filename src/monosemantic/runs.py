@@ -12,8 +12,10 @@ RUN/acts/                  the run's own activation store, when harvested into i
 RUN/demo_cfg.json          the demo's options (the demo's folder is one run and its store)
 RUN/sweep_record.json      `sweep`: the run's line of the sweep table (OUT/sweep.jsonl)
 ```
-Commands take the run folder or its sae/ folder. The heavy parts (torch, the model, the
-store) are imported only by the methods that need them.
+Commands take the run folder or its sae/ folder, or a pretrained SAE (a SAELens or Gemma Scope
+folder, or hf:OWNER/REPO/FOLDER) with the model and hook it reads: `find` / `open` resolve it
+to a run view (`monosemantic.pretrained`), a run folder with no store. The heavy parts (torch,
+the model, the store) are imported only by the methods that need them.
 """
 
 from __future__ import annotations
@@ -76,9 +78,17 @@ class RunDir:
 
     # ----- opening --------------------------------------------------------------------------
     @classmethod
-    def find(cls, path: str | Path) -> RunDir:
-        """The run at `path`, or the run whose sae/ folder `path` is. The run need not be
-        finished (the browser serves a folder that holds only a feature database)."""
+    def find(cls, path: str | Path, model: str | None = None,
+             hook: str | None = None) -> RunDir:
+        """The run at `path`, or the run whose sae/ folder `path` is, or the run view of the
+        pretrained SAE `path` names (`model` / `hook`: what it reads when it does not say). The
+        run need not be finished (the browser serves a folder that holds only a feature
+        database)."""
+        from monosemantic.pretrained import foreign_view
+
+        view = foreign_view(path, model, hook)
+        if view is not None:
+            return cls(view)
         path = Path(path)
         if not path.is_dir():
             raise UserError(f"run directory {path} does not exist: give the folder "
@@ -93,10 +103,15 @@ class RunDir:
         return cls(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> RunDir:
-        """A finished run (or its sae/ folder), with the metadata its SAE was saved with."""
-        run = cls.find(path)
+    def open(cls, path: str | Path, model: str | None = None,
+             hook: str | None = None) -> RunDir:
+        """A finished run (or its sae/ folder, or a pretrained SAE's run view, as `find`), with
+        the metadata its SAE was saved with. `hook`, given for a run, must be the run's."""
+        run = cls.find(path, model, hook)
         _ = run.metadata  # the UserError of an unfinished run or of another tool's SAE
+        if hook is not None and hook != run.hook:
+            raise UserError(f"{run.path} reads {run.hook!r}, not --hook {hook!r}: --hook is for "
+                            "a pretrained SAE folder (leave it out for a run)")
         return run
 
     # ----- layout ---------------------------------------------------------------------------
@@ -199,8 +214,10 @@ class RunDir:
         extra = meta.get("extra_metadata") or {}
         if not extra.get("model") or not extra.get("hook"):
             raise UserError(f"{self.sae_dir} has no {METADATA_FILENAME} with the model and hook "
-                            "it was trained on (an SAE saved by another tool?): load it with "
-                            "monosemantic.sae.load_sae and use the Python API")
+                            "it was trained on (an SAE saved by another tool?): give that SAE "
+                            "folder itself to the command (with --model and --hook when it does "
+                            "not name them), or make a run of it with `monosemantic import-sae "
+                            "SAE_FOLDER OUT`")
         return meta
 
     @property
@@ -230,6 +247,13 @@ class RunDir:
         return None if rows is None else range(int(rows[0]), int(rows[1]))
 
     @property
+    def pretrained(self) -> dict[str, Any] | None:
+        """Where a pretrained SAE's run view came from (source, layout, ...); None for a run
+        trained here."""
+        made = self.extra.get("pretrained")
+        return dict(made) if made else None
+
+    @property
     def training(self) -> dict[str, Any]:
         """The trainer's closing figures (final train metrics, dead fraction, ...)."""
         return dict(self.extra.get("training") or {})
@@ -257,8 +281,14 @@ class RunDir:
 
         from monosemantic.models import load_model
 
-        return load_model(spec or self.model, device=str(device),
-                          dtype=torch.float32 if dtype is None else dtype)
+        lm = load_model(spec or self.model, device=str(device),
+                        dtype=torch.float32 if dtype is None else dtype)
+        width = lm.hook_point(self.hook).width  # an unknown hook: UserError listing valid ones
+        if width != self.d_in:
+            raise UserError(f"{lm.spec} has width {width} at {self.hook}; the SAE of {self.path} "
+                            f"reads width {self.d_in}: give the model it was trained on"
+                            f"{' with --model' if spec is None else ' as --model'}")
+        return lm
 
     def load(self, device: str = "auto", model: str | None = None,
              lm: LoadedModel | None = None) -> RunModel:
@@ -286,6 +316,10 @@ class RunDir:
             # directory of `train`; it moves with the run, so it is found from any directory.
             path = self.store_dir
         other = f", or {alternative}" if alternative else ""
+        if path is None and self.pretrained is not None:
+            raise UserError(f"{self.path} is the pretrained SAE {self.pretrained['source']}, "
+                            "which comes with no activation store: give a store of its model and "
+                            f"hook with --store{other}")
         if path is None:
             raise UserError(f"{self.path} was trained on streamed activations (no store): give "
                             f"an activation store of its model and hook with --store{other}")

@@ -144,3 +144,36 @@ def test_saelens_loads_our_saes_and_agrees(tmp_path, saelens_python):
         assert torch.equal(theirs[f"{arch}.f"] != 0, f != 0), arch
         assert torch.allclose(theirs[f"{arch}.f"], f, atol=1e-4, rtol=1e-4), arch
         assert torch.allclose(theirs[f"{arch}.x_hat"], x_hat, atol=1e-3, rtol=1e-4), arch
+
+
+def test_saelens_reads_a_gemma_scope_run_view_as_gemma_scope_defines_it(tmp_path,
+                                                                        saelens_python):
+    """The run view of a Gemma Scope params.npz (decoder norms not folded) loads in SAELens
+    and both compute Gemma Scope's forward (the numpy reference)."""
+    import numpy as np
+
+    from helpers.pretrained import gemma_scope_params, gemma_scope_reference, write_gemma_scope_npz
+    from monosemantic.pretrained.view import import_run, locate
+
+    params = gemma_scope_params(16, 48, seed=2)
+    source = write_gemma_scope_npz(tmp_path / "gs", params)
+    run = import_run(locate(source), tmp_path / "run", "tiny", "blocks.1.hook_resid_post",
+                     check_model=False)
+    x = torch.randn(64, 16)
+    save_file({"x": x}, str(tmp_path / "x.safetensors"))
+    out_path = tmp_path / "saelens_out.safetensors"
+    done = subprocess.run(
+        [str(saelens_python), "-c", _SAELENS_SCRIPT, json.dumps({"gs": str(run / "sae")}),
+         str(tmp_path / "x.safetensors"), str(out_path)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["classes"] == {"gs": "JumpReLUSAE"}
+    theirs = load_file(str(out_path))
+    f_ref, x_hat_ref = gemma_scope_reference(params, x.numpy())
+    ours = load_sae(run / "sae")
+    with torch.no_grad():
+        f_ours = ours.encode(x)
+    for f in (theirs["gs.f"], f_ours):
+        assert torch.equal(f != 0, torch.from_numpy(f_ref != 0))
+        np.testing.assert_allclose(f.double().numpy(), f_ref, atol=1e-5)
+    np.testing.assert_allclose(theirs["gs.x_hat"].double().numpy(), x_hat_ref, atol=1e-4)

@@ -44,7 +44,9 @@ class AnalyzeConfig(PassOptions):
     """Analyse every feature of a trained SAE and write the feature database RUN/features.sqlite."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (or its sae/ folder); features.sqlite is written in the run."""
+    """Training run directory (or its sae/ folder); features.sqlite is written in the run. A
+    pretrained SAE folder (or hf:OWNER/REPO/FOLDER) is analysed in its run view
+    (docs/pretrained.md; it has no store: give --text)."""
     rows: Literal["all", "holdout", "train"] = "all"
     """Store rows to analyse: all of them, the run's held-out rows, or its training rows."""
     n_tokens: int = 0
@@ -97,7 +99,12 @@ class AnalyzeConfig(PassOptions):
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved); with
     --text only its harvest settings are read."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (tokenizer, unembedding)."""
+    """Model spec to load instead of the one recorded with the SAE (tokenizer, unembedding);
+    for a pretrained SAE folder that names no model, the model it reads."""
+    hook: str | None = None
+    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
+    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
+    name it; docs/pretrained.md."""
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
@@ -123,7 +130,8 @@ def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
     """The rows to analyse, and the model when they needed it (reused for the logit effects);
     `lm`, when given, is used instead of loading one."""
     if cfg.text is None:
-        store = run.store(cfg.store, alternative="analyse fresh text with --text")
+        store = run.store(cfg.store, alternative="analyse fresh text run through the model "
+                          "with --text (e.g. --text local-python --n-tokens 1000000)")
         return store_rows(store, cfg.rows, run.holdout_rows, cfg.n_tokens, cfg.batch_size), None
     if cfg.rows != "all":
         raise UserError("--rows picks store rows; with --text the rows are the text's first "
@@ -162,7 +170,7 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
 def open_inputs(cfg: AnalyzeConfig, device: torch.device, lm: LoadedModel | None = None
                 ) -> tuple[RunDir, SAE, RowSource, LoadedModel | None]:
     """The run, its SAE on `device`, the rows to analyse, and the model if those needed it."""
-    run = RunDir.open(cfg.run)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
     cfg.validate(cfg.batch_size)
     sae = run.load_sae(device)
     source, lm = _row_source(cfg, run, device, lm)

@@ -28,7 +28,9 @@ class EvalConfig:
     """Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (or its sae/ folder); eval.json is written in the run."""
+    """Training run directory (or its sae/ folder); eval.json is written in the run. A
+    pretrained SAE folder (or hf:OWNER/REPO/FOLDER) is evaluated in its run view with --store,
+    all of whose rows it never trained on (docs/pretrained.md)."""
     n_tokens: int = 0
     """Held-out store rows (tokens) used for the reconstruction metrics; 0 = all held-out rows."""
     n_contexts: int = 32
@@ -44,9 +46,17 @@ class EvalConfig:
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved)."""
+    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved); for
+    a pretrained SAE folder that names none: the model it reads."""
+    hook: str | None = None
+    """With a pretrained SAE folder instead of a run: the hook point it reads, when the folder
+    does not name it."""
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
+    rows: str | None = None
+    """Store rows START:STOP scored for the reconstruction metrics instead of the run's held-out
+    rows (e.g. another run's held-out rows, to compare two SAEs on the same tokens); default:
+    the held-out rows, or every row for an SAE that trained on none of the store's."""
     plot: bool = True
     """Write RUN/density_histogram.png (needs matplotlib; skipped quietly without it)."""
 
@@ -70,6 +80,21 @@ def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
             "dead_window_tokens": int(window)}
 
 
+def _row_span(text: str, n_rows: int) -> range:
+    """`"START:STOP"` as a range within the store's `n_rows` rows."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        span = range(int(start), int(stop))
+    except ValueError:
+        raise UserError(f"--rows must look like START:STOP (e.g. 294000:300000), got "
+                        f"{text!r}") from None
+    if not 0 <= span.start < span.stop <= n_rows:
+        raise UserError(f"--rows {text} is not a non-empty span of the store's {n_rows:,} rows")
+    return span
+
+
 def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Evaluate RUN/sae on its held-out rows and fresh contexts; write RUN/eval.json.
 
@@ -77,8 +102,8 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
-    run = RunDir.open(cfg.run)
-    if cfg.store is None and run.store_path is None:
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    if cfg.store is None and run.store_path is None and run.pretrained is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.
         raise UserError(f"{run.path} was trained on streamed activations (no store): give an "
@@ -89,6 +114,8 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     sae = run.load_sae(device)
     # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
     rows = run.holdout_rows if run.holdout_rows is not None else range(store.n_rows)
+    if cfg.rows is not None:
+        rows = _row_span(cfg.rows, store.n_rows)
     if cfg.n_contexts == 0:
         lm = None
     elif lm is None:

@@ -2,7 +2,8 @@
 
 from monosemantic.models.hook_points import HookPoint
 from monosemantic.models.hooks import ActivationGrads, activation_gradients, capture, edit
-from monosemantic.models.loading import DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer
+from monosemantic.models.loading import (DEFAULT_MODEL, LoadedModel, load_model,
+                                         load_model_layout, load_tokenizer)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -13,5 +14,6 @@ __all__ = [
     "capture",
     "edit",
     "load_model",
+    "load_model_layout",
     "load_tokenizer",
 ]

@@ -149,6 +149,30 @@ def load_tokenizer(spec: str = DEFAULT_MODEL) -> Any:
     return AutoTokenizer.from_pretrained(directory)
 
 
+def load_model_layout(spec: str) -> LoadedModel:
+    """The model's module layout without its weights (on the meta device, no tokenizer): its
+    family, widths and canonical hook points, from the config alone. Raw module paths can be
+    looked up (`model.get_submodule`) but not measured (`hook_point` runs a forward)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = _resolve_spec(spec)
+    try:
+        config = AutoConfig.from_pretrained(directory or spec,
+                                            local_files_only=directory is None)
+    except (OSError, ValueError):
+        if directory is not None or not _hub_reachable():
+            raise UserError(f"cannot read the config of model {spec!r} (not in the local "
+                            "Hugging Face cache and the hub is not reachable)") from None
+        try:
+            config = AutoConfig.from_pretrained(spec)
+        except (OSError, ValueError) as err:
+            raise UserError(f"could not fetch the config of {spec!r} from the Hugging Face hub "
+                            f"({err}): check the id (and HF_TOKEN for gated models)") from err
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return LoadedModel.from_hf(model, None, spec=spec)
+
+
 def _resolve_spec(spec: str) -> str | None:
     """The local directory `from_pretrained` reads (no gguf_file); None for a hub id."""
     if spec == DEFAULT_MODEL:

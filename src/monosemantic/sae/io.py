@@ -56,8 +56,10 @@ _SAELENS_METADATA_SOURCES = {
 
 
 @torch.no_grad()
-def fold_for_inference(sae: SAE, norm_scale: float = 1.0) -> SAE:
-    """A copy of `sae` that reads raw activations and has unit-norm decoder rows.
+def fold_for_inference(sae: SAE, norm_scale: float = 1.0,
+                       decoder_norms: bool = True) -> SAE:
+    """A copy of `sae` that reads raw activations and (with `decoder_norms`) has unit-norm
+    decoder rows.
 
     `norm_scale` is the s the trainer multiplied inputs by (E‖s·x‖² = d).
     """
@@ -70,6 +72,10 @@ def fold_for_inference(sae: SAE, norm_scale: float = 1.0) -> SAE:
     state["W_enc"] *= norm_scale
     state["W_dec"] /= norm_scale
     state["b_dec"] /= norm_scale
+    if not decoder_norms:
+        folded = create_sae(copy.deepcopy(sae.cfg))
+        folded.load_inference_state(state)
+        return folded.eval()
     # (b) decoder norms n: f_i·W_dec[i] = (n_i·f_i)·(W_dec[i]/n_i); scaling z_i by n_i > 0
     #     scales ReLU / TopK (equal n) / JumpReLU (with θ_i·n_i) codes by n_i.
     norms_F = state["W_dec"].norm(dim=1)
@@ -85,19 +91,22 @@ def fold_for_inference(sae: SAE, norm_scale: float = 1.0) -> SAE:
 
 
 def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | None = None,
-             norm_scale: float = 1.0) -> Path:
-    """Fold `norm_scale` and decoder norms in, write the SAELens-layout folder atomically."""
+             norm_scale: float = 1.0, fold_decoder_norms: bool = True) -> Path:
+    """Fold `norm_scale` and decoder norms in, write the SAELens-layout folder atomically.
+
+    `fold_decoder_norms=False` keeps the codes as they are (a pretrained SAE imported as a run
+    keeps its published activation values)."""
     out_dir = Path(out_dir)
     threshold_count = getattr(sae, "threshold_count", None)  # batchtopk's buffer
     if threshold_count is not None and int(threshold_count) == 0:
         warnings.warn("saving a batchtopk SAE whose inference threshold was never estimated "
                       "(no training step): its saved threshold is 0", stacklevel=2)
-    folded = fold_for_inference(sae, norm_scale)
+    folded = fold_for_inference(sae, norm_scale, decoder_norms=fold_decoder_norms)
     extra = dict(extra_metadata or {})
     tensors = {k: v.contiguous() for k, v in folded.inference_state().items()}
     ours = {"format_version": FORMAT_VERSION, "architecture": sae.cfg.architecture,
             "sae_config": to_dict(sae.cfg), "norm_scale_folded": float(norm_scale),
-            "decoder_norms_folded": True, "extra_metadata": extra}
+            "decoder_norms_folded": fold_decoder_norms, "extra_metadata": extra}
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -28,7 +28,8 @@ class SteerConfig:
     """Continue a prompt with and without feature steering, side by side, with side effects."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory or its sae/ folder (features.sqlite for `x` multipliers)."""
+    """Training run directory or its sae/ folder (features.sqlite for `x` multipliers), or a
+    pretrained SAE folder / hf:OWNER/REPO/FOLDER (docs/pretrained.md)."""
     feature: list[str]
     """Edits FEATURE=VALUEx (multiples of the feature's max activation, e.g. 123=10x 7=-3x) or
     FEATURE=VALUE (raw code units); several after one --feature."""
@@ -58,7 +59,12 @@ class SteerConfig:
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE."""
+    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
+    that names none: the model it reads)."""
+    hook: str | None = None
+    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
+    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
+    name it; docs/pretrained.md."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -72,7 +78,8 @@ class AttributeConfig:
     """Attribute a next-token metric to SAE features and check every active one by ablation."""
 
     run: Path = field(metadata={"positional": True})
-    """Training run directory (or its sae/ folder)."""
+    """Training run directory (or its sae/ folder), or a pretrained SAE folder /
+    hf:OWNER/REPO/FOLDER (docs/pretrained.md)."""
     prompt: str
     """The prompt whose next token is scored."""
     target: str
@@ -97,7 +104,12 @@ class AttributeConfig:
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE."""
+    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
+    that names none: the model it reads)."""
+    hook: str | None = None
+    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
+    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
+    name it; docs/pretrained.md."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -188,7 +200,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     """CLI entry of `monosemantic steer`."""
     edits = [parse_edit(text) for text in cfg.feature]
     span = parse_span(cfg.positions)
-    run = RunDir.open(cfg.run)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
     lm, sae, hook = run.load(cfg.device, cfg.model)
     max_act_F = run.max_act_F()
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
@@ -203,7 +215,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
 
 def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
-    lm, sae, hook = RunDir.open(cfg.run).load(cfg.device, cfg.model)
+    lm, sae, hook = RunDir.open(cfg.run, cfg.model, cfg.hook).load(cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size,
                        max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed)

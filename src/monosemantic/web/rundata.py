@@ -159,11 +159,15 @@ def _cluster_labels(meta_value: Any) -> dict[int, str]:
 class RunData:
     """What the pages and the JSON API read, from RUN/features.sqlite and the run's files."""
 
-    def __init__(self, run: str | Path):
-        self.run = RunDir.find(run)
+    def __init__(self, run: str | Path, model: str | None = None, hook: str | None = None):
+        """`model` / `hook`: what a pretrained SAE folder given as `run` reads (RunDir.find)."""
+        self.run = RunDir.find(run, model, hook)
         if not self.run.db_path.is_file():
+            text = (" --text CORPUS (a pretrained SAE has no store)"
+                    if (self.run.sae_dir / "monosemantic.json").is_file()
+                    and self.run.pretrained is not None else "")
             raise UserError(f"{self.run.path} has no {DB_FILENAME}: run `monosemantic analyze "
-                            f"{self.run.path}` first")
+                            f"{self.run.path}{text}` first")
         try:
             self.db = FeatureDB(self.run.db_path)
         except FeatureDBError as err:

@@ -17,7 +17,9 @@ class ServeConfig:
 
     run: Path = field(metadata={"positional": True})
     """Training run directory holding features.sqlite (`monosemantic analyze RUN` writes it),
-    or its sae/ folder; the demo's output folder is a run."""
+    or its sae/ folder; the demo's output folder is a run. A pretrained SAE folder (or
+    hf:OWNER/REPO/FOLDER) serves its run view, analysed with the same --hook
+    (docs/pretrained.md)."""
     host: str = "127.0.0.1"
     """Address to bind; the default answers this machine only. 0.0.0.0 opens it to the network."""
     port: int = 8000
@@ -25,7 +27,12 @@ class ServeConfig:
     device: str = "auto"
     """Torch device of the model-backed pages (inspect, steer): auto, cpu, cuda, cuda:1, mps."""
     model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE."""
+    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
+    that names none: the model it reads)."""
+    hook: str | None = None
+    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
+    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
+    name it; docs/pretrained.md."""
     queue: int = 4
     """Model jobs (inspect, steer) running or waiting at once; more are answered 503."""
     max_prompt_chars: int = 2000

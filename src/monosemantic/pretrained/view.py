@@ -1,0 +1,182 @@
+"""A pretrained SAE as a run folder: `RUN/sae/` in our format, its model and hook recorded, no
+store, so that every command that takes a run works on it unchanged.
+
+`import_run(source, out, model, hook)` writes one where the user says (`import-sae`);
+`foreign_view(path, model, hook)` is what `RunDir.find` calls for a path that is not a run:
+for another tool's folder (or `hf:...`) it returns a view folder under `views_root()`, made on
+first use and reused after, so `analyze SRC --hook H` and then `serve SRC --hook H` share one
+features.sqlite and the source folder is never written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monosemantic.console import say
+from monosemantic.errors import UserError
+from monosemantic.pretrained.hub import download_folder, is_hub_spec
+from monosemantic.pretrained.layout import foreign_layout
+
+VIEWS_ENV = "MONOSEMANTIC_PRETRAINED_DIR"
+"""Environment variable: where the run views of pretrained SAEs go (default: the user cache
+folder's `monosemantic/pretrained`)."""
+SAE_DIR = "sae"  # RunDir.SAE (runs imports this package lazily; no import cycle)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A pretrained SAE as the user named it, and its local folder."""
+
+    spec: str
+    """What the user gave (a folder, or hf:OWNER/REPO/FOLDER)."""
+    folder: Path
+    """The local folder (the download of a hub spec)."""
+
+
+def is_foreign(path: str | Path) -> bool:
+    """Whether `path` names a pretrained SAE (hub spec or another tool's folder), not a run."""
+    return is_hub_spec(path) or foreign_layout(Path(path)) is not None
+
+
+def locate(spec: str | Path) -> Source:
+    """The local folder of `spec`, downloaded first for a hub spec."""
+    text = str(spec)
+    if is_hub_spec(text):
+        return Source(text, download_folder(text).resolve())
+    return Source(text, Path(text).expanduser().resolve())
+
+
+def views_root() -> Path:
+    configured = os.environ.get(VIEWS_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("monosemantic")) / "pretrained"
+
+
+def foreign_view(path: str | Path, model: str | None, hook: str | None) -> Path | None:
+    """The run view of the pretrained SAE `path` names (made now if new); None when `path` is
+    not one (a run folder: the caller opens it as such)."""
+    if not is_foreign(path):
+        return None
+    from monosemantic.pretrained.formats import describe
+
+    source = locate(path)
+    info = describe(source.folder)
+    hook = _chosen(hook, info.hook, "hook", source)
+    view = views_root() / _view_name(source.folder, hook)
+    if (view / SAE_DIR).is_dir():
+        _check_unchanged(view, info.weights)
+        return view
+    try:
+        import_run(source, view, model, hook, quiet_if_exists=True)
+    except UserError:
+        if not (view / SAE_DIR).is_dir():
+            raise
+        return view  # made meanwhile by another process (a rank of the same command)
+    say(f"{source.spec}: pretrained SAE viewed as the run folder {view} (its features.sqlite "
+        "goes there; the source folder is not written to)")
+    return view
+
+
+def import_run(source: Source, out: Path, model: str | None, hook: str | None,
+               check_model: bool = True, quiet_if_exists: bool = False) -> Path:
+    """Write the run folder `out` for the pretrained SAE at `source` (all or nothing)."""
+    from monosemantic.pretrained.formats import describe, read_sae
+    from monosemantic.sae.io import save_sae
+
+    info = describe(source.folder)
+    model = _chosen(model, info.model, "model", source)
+    hook = _chosen(hook, info.hook, "hook", source)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not empty: choose a new output folder")
+    sae = read_sae(info)
+    if check_model:
+        check_hook(model, hook, int(sae.W_dec_FD.shape[1]))
+    stat = info.weights.stat()
+    extra: dict[str, Any] = {
+        "model": model, "hook": hook, "store": None, "holdout_rows": None,
+        "pretrained": {"source": source.spec, "folder": str(source.folder),
+                       "layout": info.layout, "weights": str(info.weights),
+                       "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        save_sae(sae, tmp / SAE_DIR, extra, fold_decoder_norms=False)
+        try:
+            if out.is_dir():
+                out.rmdir()  # the empty folder the user named
+            os.rename(tmp, out)
+        except OSError:
+            # Another process (a rank of the same command) made the same view first.
+            if not (quiet_if_exists and (out / SAE_DIR).is_dir()):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def check_hook(model: str, hook: str, d_in: int) -> None:
+    """UserError when `model`'s family has no hook `hook` or its width there is not `d_in`.
+    Reads the model's config only; a model whose config cannot be read is checked when the
+    model is loaded."""
+    from monosemantic.models import load_model_layout
+
+    try:
+        layout = load_model_layout(model)
+    except UserError as err:
+        say(f"note: hook {hook!r} not checked now ({err}); it is checked when the model loads")
+        return
+    if not hook.startswith("blocks."):
+        try:
+            layout.model.get_submodule(hook)
+        except AttributeError:
+            layout.hook_point(hook)  # raises the UserError that lists the valid names
+        return  # a raw module's width is measured by a forward, when the model loads
+    width = layout.hook_point(hook).width
+    if width != d_in:
+        raise UserError(f"{model} has width {width} at {hook}, the SAE reads width {d_in}: "
+                        "is --hook (or --model) the one the SAE was trained on?")
+
+
+def _chosen(given: str | None, named: str | None, what: str, source: Source) -> str:
+    """The --model / --hook given, else the one the folder names, else a UserError."""
+    if given:
+        if named and named != given:
+            say(f"{source.spec}: using --{what} {given} (the folder names {named})")
+        return given
+    if named:
+        return named
+    example = ("--hook blocks.6.hook_resid_post" if what == "hook" else "--model gemma-3-270m")
+    raise UserError(f"{source.spec} does not say which {what} the SAE reads: give it with "
+                    f"--{what} (e.g. {example}; analyze, serve, steer, attribute and eval take "
+                    f"it), or make a run folder of it with `monosemantic import-sae "
+                    f"{source.spec} OUT --{what} ...` for the other commands")
+
+
+def _view_name(folder: Path, hook: str) -> str:
+    """A readable, unique folder name per (source folder, hook)."""
+    digest = hashlib.sha256(f"{folder}\n{hook}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", folder.name)[:60] or "sae"
+    return f"{slug}-{digest}"
+
+
+def _check_unchanged(view: Path, weights: Path) -> None:
+    """UserError when the source's weights changed since the view was made."""
+    from monosemantic.sae.io import read_metadata
+
+    made = (read_metadata(view / SAE_DIR).get("extra_metadata") or {}).get("pretrained") or {}
+    stat = weights.stat()
+    if (made.get("weights_size"), made.get("weights_mtime_ns")) != (stat.st_size,
+                                                                    stat.st_mtime_ns):
+        raise UserError(f"{weights} changed since its run view {view} was made: delete {view} "
+                        "(and with it the analysis there) to view the new weights")

@@ -1,0 +1,68 @@
+"""Pretrained SAE folders written by hand, as other tools lay them out (not by `save_sae`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+
+def gemma_scope_params(d: int, f: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random JumpReLU parameters with Gemma Scope's names and shapes; decoder rows of varied
+    norm and a few negative thresholds (so a reference that folds nothing can tell)."""
+    rng = np.random.default_rng(seed)
+    threshold = rng.uniform(0.0, 0.5, f).astype(np.float32)
+    threshold[:2] = -0.1
+    return {"W_enc": rng.normal(0, 1 / np.sqrt(d), (d, f)).astype(np.float32),
+            "W_dec": (rng.normal(0, 1, (f, d)) * rng.uniform(0.2, 3, (f, 1))).astype(np.float32),
+            "b_enc": rng.normal(0, 0.1, f).astype(np.float32),
+            "b_dec": rng.normal(0, 0.1, d).astype(np.float32),
+            "threshold": threshold}
+
+
+def gemma_scope_reference(params: dict[str, np.ndarray], x_ND: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, reconstruction) as Gemma Scope defines them, in float64: z = x W_enc + b_enc,
+    f = 1[z > θ]·ReLU(z), x̂ = f W_dec + b_dec."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    z_NF = x_ND.astype(np.float64) @ p["W_enc"] + p["b_enc"]
+    f_NF = (z_NF > p["threshold"]) * np.maximum(z_NF, 0)
+    return f_NF, f_NF @ p["W_dec"] + p["b_dec"]
+
+
+def write_gemma_scope_npz(folder: Path, params: dict[str, np.ndarray]) -> Path:
+    """Gemma Scope 1's layout: params.npz only (names neither model nor hook)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "params.npz", **params)
+    return folder
+
+
+def write_gemma_scope_safetensors(folder: Path, params: dict[str, np.ndarray],
+                                  config: dict | None = None) -> Path:
+    """Gemma Scope 2's layout: params.safetensors with lower-case names, maybe config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k.lower(): v for k, v in params.items()}, str(folder / "params.safetensors"))
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def write_saelens_standard(folder: Path, d: int, f: int, model: str, hook: str,
+                           seed: int = 0) -> tuple[Path, dict[str, np.ndarray]]:
+    """A SAELens (>= 6) `standard` SAE folder: cfg.json with metadata + sae_weights."""
+    rng = np.random.default_rng(seed)
+    params = {"W_enc": rng.normal(0, 1 / np.sqrt(d), (d, f)).astype(np.float32),
+              "W_dec": rng.normal(0, 1, (f, d)).astype(np.float32),
+              "b_enc": rng.normal(0, 0.1, f).astype(np.float32),
+              "b_dec": rng.normal(0, 0.1, d).astype(np.float32)}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(params, str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": "standard", "d_in": d, "d_sae": f, "dtype": "float32",
+           "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
+           "reshape_activations": "none",
+           "metadata": {"model_name": model, "hook_name": hook, "sae_lens_version": "6.5.0",
+                        "context_size": 128, "prepend_bos": True}}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder, params
