@@ -2,8 +2,13 @@
 
 from monosemantic.models.hook_points import HookPoint
 from monosemantic.models.hooks import ActivationGrads, activation_gradients, capture, edit
-from monosemantic.models.loading import (DEFAULT_MODEL, LoadedModel, load_model,
-                                         load_model_layout, load_tokenizer)
+from monosemantic.models.loading import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    load_model,
+    load_model_layout,
+    load_tokenizer,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
