@@ -116,6 +116,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.findings.splitting", "SplittingConfig", "run_splitting",
         "Feature splitting across a sweep's sizes: matches, shares, family trees.",
     ),
+    "findings neurons": Command(
+        "monosemantic.findings.neurons", "NeuronFindingsConfig", "run_neurons",
+        "Features against MLP neurons: each feature's max correlation with a neuron.",
+    ),
     "findings all": Command(
         "monosemantic.findings.report", "FindingsConfig", "run_findings",
         "Every finding of a sweep, collected into one generated markdown file.",

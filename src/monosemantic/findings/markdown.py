@@ -15,8 +15,10 @@ CHILDREN_SHOWN = 4
 
 
 def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, str | None],
-           images: dict[str, str], note: str, generated: str, html_page: str) -> str:
-    """The whole file: provenance, scale, commands, dead features, splitting, what is missing."""
+           images: dict[str, str], note: str, generated: str, html_page: str,
+           neurons: dict[str, Any] | str | None = None) -> str:
+    """The whole file: provenance, scale, commands, dead features, splitting, features against
+    neurons (`neurons`: its report, or why it was not measured), what is missing."""
     lines = ["# Findings across dictionary sizes", "",
              f"> **Generated** by `{commands['all']}` on {generated}. Do not edit by hand: run "
              "the commands below again to regenerate it.", ""]
@@ -24,15 +26,19 @@ def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, 
     lines += ["## Commands", "", "```bash"]
     if commands.get("sweep"):
         lines.append(f"{commands['sweep']}  # from the sweep's sweep_cfg.json")
-    lines += [str(commands["dead"]), str(commands["splitting"]), "```", "",
-              f"`{commands['all']}` runs both and writes this file.", ""]
+    lines += [str(commands["dead"]), str(commands["splitting"])]
+    lines += [str(commands["neurons"])] if commands.get("neurons") else []
+    lines += ["```", "", f"`{commands['all']}` runs them and writes this file.", ""]
     lines += _dead(dead, images.get("dead"))
     lines += _splitting(splitting, images.get("splitting"), html_page)
+    if neurons is not None:
+        lines += _neurons(neurons, images.get("neurons"))
     lines += ["## Not built yet", "",
               "- concept frequency against coverage (how often a concept must occur in the "
               "training data for a dictionary of a given size to hold a feature for it);",
-              "- features against neurons (how much more interpretable features are than the "
-              "model's neurons, across sizes).", ""]
+              "- how much more interpretable features are than neurons by automated "
+              "interpretability scores, across sizes (`monosemantic neurons` builds the "
+              "neurons' database; the comparison is not part of this report).", ""]
     return "\n".join(lines)
 
 
@@ -150,3 +156,39 @@ def _tree_lines(node: dict[str, Any], depth: int) -> list[str]:
     if len(children) > CHILDREN_SHOWN:
         lines.append("  " * (depth + 1) + f"- … {len(children) - CHILDREN_SHOWN} more")
     return lines
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
+    out = ["## Features against neurons", ""]
+    if isinstance(report, str):
+        return out + [f"Not measured: {report}", ""]
+    d = report["definitions"]
+    out += [f"- **feature max |r|**: {d['feature_max_abs_r']};",
+            f"- **neuron max |r|**: {d['neuron_max_abs_r']};",
+            f"- **weak**: {d['share_weak']};",
+            f"- **silent**: {d['silent']}; **constant**: {d['constant']}.", ""]
+    for s in report["series"]:
+        nrn, h = s["neurons"], s["holdout"]
+        out += [f"**{s['series']}**: `{s['hook']}` against the {nrn['n_neurons']:,} neurons of "
+                f"`{s['mlp_hook']}`, on {s['n_tokens']:,} tokens (store rows {h['rows'][0]:,} "
+                f"to {h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}.", "",
+                "| run | features | measured | silent | constant | weak (of measured) "
+                "| median max \\|r\\| | 90th pct |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for p in s["points"]:
+            out.append(f"| {p['run']} | {p['n_features']:,} | {p['features_measured']:,} | "
+                       f"{p['features_silent']:,} | {p['features_constant']:,} | "
+                       f"{_pct(p['feature_share_weak'])} | "
+                       f"{_num(p['feature_median_max_abs_r'])} | "
+                       f"{_num(p['feature_p90_max_abs_r'])} |")
+        out += [f"| *neurons vs other neurons* | {nrn['n_neurons']:,} | "
+                f"{nrn['neurons_measured']:,} | | {nrn['neurons_constant']:,} | "
+                f"{_pct(nrn['neuron_share_weak'])} | {_num(nrn['neuron_median_max_abs_r'])} | "
+                f"{_num(nrn['neuron_p90_max_abs_r'])} |", ""]
+    out += [report["note"], ""]
+    if image:
+        out += [f"![features' and neurons' max |r| with a neuron]({image})", ""]
+    return out

@@ -21,3 +21,11 @@ SPLITTING_NOTE = (
     "into several more specific features in larger ones, and larger dictionaries also hold "
     "concepts the smaller ones miss. The shares here are this sweep's, with the thresholds "
     "stated; the paper gives no such shares to compare with.")
+
+NEURONS_NOTE = (
+    f"Paper ({PAPER}): most features correlate weakly with every neuron (max Pearson r below "
+    "0.3), so they are not neurons in disguise. Here each feature is compared with the MLP "
+    "neurons of one layer (the one its hook has seen last); more neurons (other layers) could "
+    "only raise a feature's max |r|. The neurons' max |r| with another neuron of the layer is "
+    "the baseline for what a high value is. Small model, small dictionaries, few tokens: "
+    "compare the shape, not the values.")

@@ -2,8 +2,9 @@
 generated markdown file (OUT/findings/findings.md, and a copy at --docs with its figures in a
 folder beside it) with the figures, tables, image links and the commands that produced them.
 
-Concept frequency against coverage and features against neurons are not built yet; the file
-says so.
+Features against neurons are measured when the sweep's store can be computed again by its
+model (`findings neurons`); otherwise the file says why not. Concept frequency against coverage
+is not built yet; the file says so.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.console import say
+from monosemantic.errors import UserError
 from monosemantic.findings.dead import DEAD_PNG, DeadConfig, DeadOptions, run_dead
 from monosemantic.findings.holdout import HoldoutOptions
 from monosemantic.findings.markdown import render
+from monosemantic.findings.neurons import (
+    NEURONS_PNG,
+    NeuronFindingsConfig,
+    NeuronOptions,
+    run_neurons,
+)
 from monosemantic.findings.output import command_line, findings_dir
 from monosemantic.findings.pairs import MatchOptions
 from monosemantic.findings.splitting import (
@@ -54,46 +62,64 @@ class FindingsConfig:
     """Feature splitting's matching (also without the `match.` prefix)."""
     trees: TreeOptions = field(default_factory=TreeOptions, metadata={"short_flags": True})
     """Family trees (also without the `trees.` prefix)."""
+    neurons: NeuronOptions = field(default_factory=NeuronOptions, metadata={"short_flags": True})
+    """Features against neurons (also without the `neurons.` prefix)."""
 
 
 def run_findings(cfg: FindingsConfig) -> Path:
-    """Run `findings dead` and `findings splitting`, then write the markdown; its path."""
+    """Run `findings dead`, `findings splitting` and `findings neurons` (on the same runs as
+    dead), then write the markdown; its path. A sweep whose neurons cannot be measured (e.g.
+    a store without a recorded corpus) gets the reason in the markdown instead."""
     dead_cfg = DeadConfig(cfg.out, cfg.holdout, cfg.dead)
     split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
+    neurons_cfg = NeuronFindingsConfig(cfg.out, cfg.holdout, cfg.neurons, cfg.dead.select)
     dead = run_dead(dead_cfg)
     splitting = run_splitting(split_cfg)
+    neurons: dict[str, Any] | str
+    try:
+        neurons = run_neurons(neurons_cfg)
+    except UserError as err:
+        neurons = str(err)
+        say(f"features against neurons not measured: {err}")
     commands: dict[str, str | None] = {"sweep": sweep_command(cfg.out),
                 "dead": command_line("findings dead", dead_cfg),
                 "splitting": command_line("findings splitting", split_cfg),
+                "neurons": command_line("findings neurons", neurons_cfg),
                 "all": command_line("findings all", cfg)}
     folder = findings_dir(cfg.out)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG}
+    if isinstance(neurons, dict):
+        images["neurons"] = NEURONS_PNG
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML))
+                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML), neurons=neurons)
     path = folder / FINDINGS_MD
     atomic_write_text(path, text)
     say(f"wrote {path}")
     if cfg.docs is not None:
-        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated)
+        docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated,
+                          neurons)
         say(f"wrote {docs}")
     return path
 
 
 def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
-               commands: dict[str, str | None], cfg: FindingsConfig, generated: str) -> Path:
+               commands: dict[str, str | None], cfg: FindingsConfig, generated: str,
+               neurons: dict[str, Any] | str | None = None) -> Path:
     """The markdown at `docs`, its figures and family page copied to docs' stem folder and
     linked there."""
     figures = docs.parent / docs.stem
     figures.mkdir(parents=True, exist_ok=True)
     images = {}
-    for key, name in (("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)):
+    pngs = [("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)]
+    pngs += [("neurons", NEURONS_PNG)] if isinstance(neurons, dict) else []
+    for key, name in pngs:
         if (folder / name).is_file():
             shutil.copyfile(folder / name, figures / name)
             images[key] = f"{docs.stem}/{name}"
     shutil.copyfile(folder / SPLITTING_HTML, figures / SPLITTING_HTML)
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=f"{docs.stem}/{SPLITTING_HTML}")
+                  html_page=f"{docs.stem}/{SPLITTING_HTML}", neurons=neurons)
     atomic_write_text(docs, text)
     return docs
 
