@@ -150,7 +150,7 @@ def test_all_writes_the_generated_markdown_with_its_figures(sweep, tmp_path):
     assert f"monosemantic sweep {sweep} --store" in text and "made in a test" in text
     assert "16 → 32" in text and "Not built yet" in text
     # The synthetic store has no corpus to run a model over: said, not hidden.
-    assert "## Features against neurons" in text and "records no corpus" in text
+    assert "## Features against neurons" in text and "records no context length" in text
     if have_matplotlib():
         assert "(findings/dead.png)" in text and (docs.parent / "findings" / "dead.png").is_file()
     assert (docs.parent / "findings" / "splitting.html").is_file()

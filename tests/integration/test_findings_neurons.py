@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.word_store import harvest_word_store, word_corpus
+from helpers.word_store import word_corpus
 from monosemantic.activations import ActivationStore
 from monosemantic.activations.harvest import HarvestConfig, harvest
 from monosemantic.activations.model_rows import context_batches, special_token_ids
 from monosemantic.cli import main
 from monosemantic.data import CorpusConfig
-from monosemantic.errors import UserError
 from monosemantic.evals.plots import have_matplotlib
 from monosemantic.findings.neuron_corr import feature_neuron_correlations, neuron_summary
 from monosemantic.models import capture, load_model
@@ -75,6 +74,9 @@ def test_a_run_matches_a_direct_computation(setup):
     (series,) = report["series"]
     assert (series["hook"], series["mlp_hook"], series["n_tokens"]) == (HOOK, MLP, 700)
     assert series["holdout"]["rows"] == [0, 700]
+    replay = series["replay"]  # float32 store, same batches: the rows come back
+    assert replay["rows"] == 700 and replay["placeholders"] == 0
+    assert replay["max_row_error"] < 1e-5
     want, want_nn, fires = _direct(sae, root, range(0, 700))
     (point,) = series["points"]
     got = np.array([np.nan if v is None else v for v in point["per_feature"]["max_abs_r"]])
@@ -151,12 +153,22 @@ def test_bench_summary_agrees_with_numpy(setup, tiny_model_dir):
     assert summary["mlp_hook"] == MLP
 
 
-def test_a_changed_corpus_is_refused(tmp_path, tiny_model_dir):
-    store = harvest_word_store(tmp_path, tiny_model_dir, HOOK, WORDS, tokens=400)
+def test_special_tokens_inside_texts_are_replaced_and_counted(tmp_path, tiny_model_dir):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(8)) for i in range(60)]
+    lines[3] = "golden gate <eos> bridge sparse feature token model"  # a special token
+    (corpus / "text.txt").write_text("\n".join(lines) + "\n")
+    harvest(HarvestConfig(out=tmp_path / "store", model=str(tiny_model_dir), hooks=(HOOK,),
+                          tokens=400, corpus=CorpusConfig(source=str(corpus), txt_unit="line",
+                                                          shuffle=False),
+                          ctx_len=32, batch_size=8, dtype="float32", device="cpu"))
+    store = ActivationStore(tmp_path / "store")
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(architecture="topk", d_in=store.d, n_features=16, k=2))
-    run = _save_run(tmp_path / "run", sae, tiny_model_dir, store.path, (300, store.n_rows))
-    text = tmp_path / "corpus" / "text.txt"
-    text.write_text("the quick brown fox\n" + text.read_text())
-    with pytest.raises(UserError, match="no longer gives its tokens"):
-        feature_neuron_correlations(RunDir.open(run), n_tokens=100, device="cpu")
+    run = _save_run(tmp_path / "run", sae, tiny_model_dir, store.path, (0, store.n_rows))
+    res = feature_neuron_correlations(RunDir.open(run), n_tokens=400, device="cpu")
+    assert res.replay is not None and res.replay["placeholders"] == 1
+    assert res.replay["rows"] == res.n_tokens == store.n_rows
+    # Only the rows after the replaced token in its context differ from the store.
+    assert 1e-4 < res.replay["rel_error"] < 0.5

@@ -6,6 +6,7 @@ from typing import Any
 
 from monosemantic.findings.families import descendants
 from monosemantic.findings.matching import SMALL_CLASSES
+from monosemantic.findings.neurons import replay_line
 from monosemantic.findings.pairs import MEASURES
 
 FAMILIES_SHOWN = 5
@@ -175,7 +176,8 @@ def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
         nrn, h = s["neurons"], s["holdout"]
         out += [f"**{s['series']}**: `{s['hook']}` against the {nrn['n_neurons']:,} neurons of "
                 f"`{s['mlp_hook']}`, on {s['n_tokens']:,} tokens (store rows {h['rows'][0]:,} "
-                f"to {h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}.", "",
+                f"to {h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}; "
+                f"{replay_line(s['replay'])}.", "",
                 "| run | features | measured | silent | constant | weak (of measured) "
                 "| median max \\|r\\| | 90th pct |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for p in s["points"]:

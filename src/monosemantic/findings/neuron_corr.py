@@ -36,10 +36,10 @@ from monosemantic.findings.neuron_moments import (
     best_matches,
 )
 from monosemantic.findings.replay import (
+    ReplayCheck,
     mlp_hook_for,
     replay_rows,
     replay_settings,
-    store_corpus,
 )
 from monosemantic.models import LoadedModel, capture
 from monosemantic.progress import progress
@@ -65,6 +65,9 @@ class NeuronCorrelations:
     """Tokens each feature fired on (code > 0), int64 [F]."""
     neurons: BestMatch
     """Per neuron: max |r| with any other neuron of the layer (-1: excluded)."""
+    replay: dict[str, float | int] | None = None
+    """How well the store's rows were reproduced (`replay.ReplayCheck.describe`); None when
+    the tokens came from the caller."""
 
     @property
     def n_features(self) -> int:
@@ -89,7 +92,9 @@ class NeuronCorrelations:
     def summary(self) -> dict[str, Any]:
         """Everything but the per-feature arrays, one flat dict."""
         return {"hook": self.hook, "mlp_hook": self.mlp_hook, "n_tokens": self.n_tokens,
-                "weak_r": self.weak_r, **self.feature_summary(), **self.neuron_summary()}
+                "weak_r": self.weak_r, **self.feature_summary(), **self.neuron_summary(),
+                **({} if self.replay is None else {f"replay_{k}": v
+                                                   for k, v in self.replay.items()})}
 
     def per_feature(self) -> dict[str, list]:
         """max |r|, signed r and neuron of every feature (None where excluded), for JSON."""
@@ -148,11 +153,15 @@ def measure_store(lm: LoadedModel, saes: Sequence[SAE], hook: str, store: Activa
     mlp_hook = mlp_hook_for(lm, hook, mlp_layer)
     acc = Accumulator(saes, lm.hook_point(mlp_hook).width)
     hooks = list(dict.fromkeys([hook, mlp_hook]))
+    check = ReplayCheck()
     with progress(total=len(rows), desc=desc, unit="tok") as bar:
-        for batch in replay_rows(lm, store, rows, hooks):
+        for batch in replay_rows(lm, store, rows, hooks, check):
             acc.add(batch.acts[hook], batch.acts[mlp_hook])
             bar.update(len(batch.tokens_N))
-    return acc.results(hook, mlp_hook, weak_r)
+    results = acc.results(hook, mlp_hook, weak_r)
+    for res in results:
+        res.replay = check.describe()
+    return results
 
 
 def run_rows(run: RunDir, store: ActivationStore, which: Rows, n_tokens: int) -> range:
@@ -174,7 +183,7 @@ def feature_neuron_correlations(run: RunDir, n_tokens: int, device: str = "auto"
     dev = str(resolve_device(device))
     st = run.store(store)
     measured = run_rows(run, st, rows, n_tokens)
-    store_corpus(st)  # refused before the model loads
+    replay_settings(st)  # a store that cannot be replayed is refused before the model loads
     lm = run.load_model(dev, dtype=replay_settings(st).torch_dtype)
     sae = run.load_sae(dev)
     (result,) = measure_store(lm, [sae], run.hook, st, measured, mlp_layer, weak_r, run.name)

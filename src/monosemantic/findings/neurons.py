@@ -29,13 +29,16 @@ from monosemantic.findings.neuron_corr import (
 from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
 from monosemantic.findings.paper import NEURONS_NOTE
 from monosemantic.findings.plots import plot_neurons
-from monosemantic.findings.replay import replay_settings, store_corpus
+from monosemantic.findings.replay import replay_settings
 from monosemantic.findings.selection import Select, select_series
 from monosemantic.runs import RunDir
 from monosemantic.sweep.record import SWEEP_TABLE
 
 NEURONS_JSON = "neurons.json"
 NEURONS_PNG = "neurons.png"
+REPLAY_WARN = 0.02
+"""Relative error of the replayed rows above which the output warns (float16 storage alone
+gives ~1e-3)."""
 
 
 @dataclass
@@ -124,7 +127,7 @@ def _measure(runs: list[RunDir], store: ActivationStore, rows: range, cfg: Neuro
              label: str) -> list[NeuronCorrelations]:
     from monosemantic.devices import resolve_device
 
-    store_corpus(store)  # a store without its corpus is refused before the model loads
+    replay_settings(store)  # a store that cannot be replayed is refused before the model loads
     device = str(resolve_device(cfg.holdout.device))
     lm = runs[0].load_model(device, dtype=replay_settings(store).torch_dtype)
     saes = [run.load_sae(device) for run in runs]
@@ -139,7 +142,7 @@ def _point(result: NeuronCorrelations) -> dict[str, Any]:
 def _series(label: str, tokens: dict[str, Any], first: NeuronCorrelations,
             points: list[dict[str, Any]]) -> dict[str, Any]:
     return {"series": label, "holdout": tokens, "hook": first.hook, "mlp_hook": first.mlp_hook,
-            "n_tokens": first.n_tokens, "weak_r": first.weak_r,
+            "n_tokens": first.n_tokens, "weak_r": first.weak_r, "replay": first.replay,
             "neurons": {**first.neuron_summary(),
                         "max_abs_r": [None if v != v else round(float(v), 4)
                                       for v in first.neurons.max_abs_r]},
@@ -158,6 +161,7 @@ def table_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{s['series']}: {s['hook']} against {s['mlp_hook']} "
                      f"({nrn['n_neurons']:,} neurons), {s['n_tokens']:,} tokens (store rows "
                      f"{h['rows'][0]:,}-{h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}")
+        lines.append(f"  {replay_line(s['replay'])}")
         lines.append(f"  {'run':<22} {'F':>8} {'measured':>9} {'silent':>7} {'const':>6} "
                      f"{'weak':>7} {'median':>7} {'p90':>6}")
         for p in s["points"]:
@@ -173,6 +177,20 @@ def table_lines(report: dict[str, Any]) -> list[str]:
                      f"{_num(nrn['neuron_p90_max_abs_r']):>6}")
     lines.append(report["note"])
     return lines
+
+
+def replay_line(replay: dict[str, Any] | None) -> str:
+    """What the replay of the store's rows reproduced, in words."""
+    if replay is None:
+        return "tokens given by the caller"
+    text = (f"the model run again over the store's contexts reproduces its rows within "
+            f"{replay['rel_error']:.1e} relative error (largest row {replay['max_row_error']:.1e})")
+    if replay["placeholders"]:
+        text += (f"; {replay['placeholders']:,} special tokens inside texts (not stored) were "
+                 "replaced by a BOS")
+    if replay["rel_error"] > REPLAY_WARN:
+        text += f". WARNING: above {REPLAY_WARN:g}, the contexts differ from the harvest's"
+    return text
 
 
 def _pct(value: float | None) -> str:
