@@ -90,6 +90,9 @@ def test_a_run_matches_a_direct_computation(setup):
     measured = want[~np.isnan(want)]
     assert point["feature_share_weak"] == pytest.approx((measured < 0.3).mean())
     assert point["feature_median_max_abs_r"] == pytest.approx(np.median(measured), abs=1e-6)
+    common = ~np.isnan(want) & (fires >= 10)
+    assert point["features_rare"] == int((~np.isnan(want) & (fires < 10)).sum())
+    assert point["feature_share_weak_common"] == pytest.approx((want[common] < 0.3).mean())
 
 
 def test_the_library_call_on_held_out_rows(setup):

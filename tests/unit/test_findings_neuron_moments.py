@@ -83,6 +83,7 @@ def test_feature_equal_to_a_neuron_and_an_independent_one():
     assert (s["n_features"], s["features_measured"], s["features_silent"],
             s["features_constant"]) == (6, 4, 1, 1)
     assert s["feature_share_weak"] == pytest.approx(3 / 4)
+    assert s["features_rare"] == 0 and s["feature_share_weak_common"] == pytest.approx(3 / 4)
     assert s["n_tokens"] == N
     nb = res.neurons
     assert (nb.best[1], nb.best[2]) == (2, 1)

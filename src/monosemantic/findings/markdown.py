@@ -171,7 +171,8 @@ def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
     out += [f"- **feature max |r|**: {d['feature_max_abs_r']};",
             f"- **neuron max |r|**: {d['neuron_max_abs_r']};",
             f"- **weak**: {d['share_weak']};",
-            f"- **silent**: {d['silent']}; **constant**: {d['constant']}.", ""]
+            f"- **silent**: {d['silent']}; **constant**: {d['constant']};",
+            f"- **rare**: {d['rare']}.", ""]
     for s in report["series"]:
         nrn, h = s["neurons"], s["holdout"]
         out += [f"**{s['series']}**: `{s['hook']}` against the {nrn['n_neurons']:,} neurons of "
@@ -179,17 +180,20 @@ def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
                 f"to {h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}; "
                 f"{replay_line(s['replay'])}.", "",
                 "| run | features | measured | silent | constant | weak (of measured) "
-                "| median max \\|r\\| | 90th pct |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| median max \\|r\\| | 90th pct | rare | weak, rare left out "
+                "| median, rare left out |", "|---|" + "---:|" * 10]
         for p in s["points"]:
             out.append(f"| {p['run']} | {p['n_features']:,} | {p['features_measured']:,} | "
                        f"{p['features_silent']:,} | {p['features_constant']:,} | "
                        f"{_pct(p['feature_share_weak'])} | "
                        f"{_num(p['feature_median_max_abs_r'])} | "
-                       f"{_num(p['feature_p90_max_abs_r'])} |")
+                       f"{_num(p['feature_p90_max_abs_r'])} | {p['features_rare']:,} | "
+                       f"{_pct(p['feature_share_weak_common'])} | "
+                       f"{_num(p['feature_median_max_abs_r_common'])} |")
         out += [f"| *neurons vs other neurons* | {nrn['n_neurons']:,} | "
                 f"{nrn['neurons_measured']:,} | | {nrn['neurons_constant']:,} | "
                 f"{_pct(nrn['neuron_share_weak'])} | {_num(nrn['neuron_median_max_abs_r'])} | "
-                f"{_num(nrn['neuron_p90_max_abs_r'])} |", ""]
+                f"{_num(nrn['neuron_p90_max_abs_r'])} | | | |", ""]
     out += [report["note"], ""]
     if image:
         out += [f"![features' and neurons' max |r| with a neuron]({image})", ""]

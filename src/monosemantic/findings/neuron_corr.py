@@ -48,6 +48,9 @@ from monosemantic.sae import SAE
 
 WEAK_R = 0.3
 """The paper's line: a feature whose max |r| with every neuron is below it is 'not a neuron'."""
+MIN_FIRES = 10
+"""A feature that fired on fewer tokens is 'rare': its r rests on a handful of tokens and is
+inflated by chance, so the shares are also given without the rare ones."""
 Rows = Literal["holdout", "train", "all"]
 
 
@@ -77,10 +80,17 @@ class NeuronCorrelations:
         """Counts and statistics of the features' max |r| (flat, JSON-ready)."""
         measured = ~np.isnan(self.features.max_abs_r)
         silent = self.fires_F == 0
+        common = measured & (self.fires_F >= MIN_FIRES)
         out = {"n_features": self.n_features, "features_measured": int(measured.sum()),
                "features_silent": int(silent.sum()),
-               "features_constant": int((~measured & ~silent).sum())}
-        return {**out, **_stats("feature", self.features.max_abs_r[measured], self.weak_r)}
+               "features_constant": int((~measured & ~silent).sum()),
+               "features_rare": int((measured & ~common).sum()), "min_fires": MIN_FIRES}
+        common_r = self.features.max_abs_r[common]
+        return {**out, **_stats("feature", self.features.max_abs_r[measured], self.weak_r),
+                "feature_share_weak_common": (float((common_r < self.weak_r).mean())
+                                              if common_r.size else None),
+                "feature_median_max_abs_r_common": (float(np.median(common_r))
+                                                    if common_r.size else None)}
 
     def neuron_summary(self) -> dict[str, Any]:
         """Counts and statistics of the neurons' max |r| with another neuron (flat)."""

@@ -80,6 +80,8 @@ DEFINITIONS = {
     "neuron_max_abs_r": "per neuron, its largest |Pearson r| with another neuron of the layer",
     "share_weak": "share of the measured features (neurons) whose max |r| is below weak_r",
     "silent": "features that never fired on the measured tokens (no correlation; excluded)",
+    "rare": "measured features that fired on fewer than min_fires tokens (their r rests on a "
+            "few tokens; the *_common figures leave them out)",
     "constant": "features that fired with one constant value, neurons that never varied "
                 "(no correlation; excluded)",
 }
@@ -163,18 +165,23 @@ def table_lines(report: dict[str, Any]) -> list[str]:
                      f"{h['rows'][0]:,}-{h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}")
         lines.append(f"  {replay_line(s['replay'])}")
         lines.append(f"  {'run':<22} {'F':>8} {'measured':>9} {'silent':>7} {'const':>6} "
-                     f"{'weak':>7} {'median':>7} {'p90':>6}")
+                     f"{'weak':>7} {'median':>7} {'p90':>6} {'rare':>6} {'weak*':>7} "
+                     f"{'median*':>7}")
         for p in s["points"]:
             lines.append(f"  {p['run']:<22} {p['n_features']:>8,} {p['features_measured']:>9,} "
                          f"{p['features_silent']:>7,} {p['features_constant']:>6,} "
                          f"{_pct(p['feature_share_weak']):>7} "
                          f"{_num(p['feature_median_max_abs_r']):>7} "
-                         f"{_num(p['feature_p90_max_abs_r']):>6}")
+                         f"{_num(p['feature_p90_max_abs_r']):>6} {p['features_rare']:>6,} "
+                         f"{_pct(p['feature_share_weak_common']):>7} "
+                         f"{_num(p['feature_median_max_abs_r_common']):>7}")
         lines.append(f"  {'neurons vs neurons':<22} {nrn['n_neurons']:>8,} "
                      f"{nrn['neurons_measured']:>9,} {'':>7} {nrn['neurons_constant']:>6,} "
                      f"{_pct(nrn['neuron_share_weak']):>7} "
                      f"{_num(nrn['neuron_median_max_abs_r']):>7} "
                      f"{_num(nrn['neuron_p90_max_abs_r']):>6}")
+    lines.append("* without the rare features (fired on fewer than "
+                 f"{report['series'][0]['points'][0]['min_fires']} tokens)")
     lines.append(report["note"])
     return lines
 
