@@ -20,6 +20,7 @@ from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.findings.holdout import Holdout, HoldoutOptions, common_holdout
 from monosemantic.findings.neuron_corr import (
+    MIN_FIRES,
     WEAK_R,
     NeuronCorrelations,
     Rows,
@@ -80,8 +81,8 @@ DEFINITIONS = {
     "neuron_max_abs_r": "per neuron, its largest |Pearson r| with another neuron of the layer",
     "share_weak": "share of the measured features (neurons) whose max |r| is below weak_r",
     "silent": "features that never fired on the measured tokens (no correlation; excluded)",
-    "rare": "measured features that fired on fewer than min_fires tokens (their r rests on a "
-            "few tokens; the *_common figures leave them out)",
+    "rare": f"measured features that fired on fewer than {MIN_FIRES} tokens (min_fires; their "
+            "r rests on a few tokens; the *_common figures leave them out)",
     "constant": "features that fired with one constant value, neurons that never varied "
                 "(no correlation; excluded)",
 }

@@ -204,12 +204,12 @@ def replay_rows(lm: LoadedModel, store: ActivationStore, rows: range, hooks: Seq
                             tokens_BS[keep_BS])
         if check is not None:
             row_N = rows_BS[keep_BS].numpy()
-            check.placeholders += _placeholders_before(rows_BS, keep_BS)
+            check.placeholders += _placeholders_in(rows_BS, keep_BS)
             check.add(batch.acts[store.hook].cpu(), store.take(row_N).acts_ND)
         yield batch
 
 
-def _placeholders_before(rows_BS: Tensor, keep_BS: Tensor) -> int:
+def _placeholders_in(rows_BS: Tensor, keep_BS: Tensor) -> int:
     """Placeholders in the contexts that hold measured rows."""
     holds = keep_BS.any(dim=1)
     return int((rows_BS[holds] == PLACEHOLDER_ROW).sum())

@@ -69,7 +69,7 @@ class FindingsConfig:
 def run_findings(cfg: FindingsConfig) -> Path:
     """Run `findings dead`, `findings splitting` and `findings neurons` (on the same runs as
     dead), then write the markdown; its path. A sweep whose neurons cannot be measured (e.g.
-    a store without a recorded corpus) gets the reason in the markdown instead."""
+    a store that does not record its context length) gets the reason in the markdown instead."""
     dead_cfg = DeadConfig(cfg.out, cfg.holdout, cfg.dead)
     split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
     neurons_cfg = NeuronFindingsConfig(cfg.out, cfg.holdout, cfg.neurons, cfg.dead.select)
