@@ -124,6 +124,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.findings.coverage", "ConceptsConfig", "run_concepts",
         "Which concepts each size has a feature for, against their frequency.",
     ),
+    "findings neurons": Command(
+        "monosemantic.findings.neurons", "NeuronFindingsConfig", "run_neurons",
+        "Features against MLP neurons: each feature's max correlation with a neuron.",
+    ),
     "findings all": Command(
         "monosemantic.findings.report", "FindingsConfig", "run_findings",
         "Every finding of a sweep, collected into one generated markdown file.",

@@ -8,6 +8,7 @@ RUN/sae/                   the final SAE: SAELens layout + monosemantic.json (ou
 RUN/eval.json              `eval` (and RUN/density_histogram.png)
 RUN/features.sqlite        `analyze`; `explain` / `score` add to it (RUN/llm_cache.sqlite)
 RUN/neurons/               `neurons` (its default output)
+RUN/findings/              `findings neurons RUN` (neurons.json, neurons.png)
 RUN/acts/                  the run's own activation store, when harvested into it (the demo)
 RUN/demo_cfg.json          the demo's options (the demo's folder is one run and its store)
 RUN/sweep_record.json      `sweep`: the run's line of the sweep table (OUT/sweep.jsonl)

@@ -152,6 +152,8 @@ def test_all_writes_the_generated_markdown_with_its_figures(sweep, tmp_path):
     # the synthetic store's model has no tokenizer: the concepts are reported as not measured
     assert "## Concept frequency against coverage\n\nNot measured: " in text
     assert "tokenizer of 'synthetic'" in text
+    # The synthetic store has no corpus to run a model over: said, not hidden.
+    assert "## Features against neurons" in text and "records no context length" in text
     if have_matplotlib():
         assert "(findings/dead.png)" in text and (docs.parent / "findings" / "dead.png").is_file()
     assert (docs.parent / "findings" / "splitting.html").is_file()

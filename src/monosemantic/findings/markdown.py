@@ -7,6 +7,7 @@ from typing import Any
 from monosemantic.findings.coverage import fit_lines
 from monosemantic.findings.families import descendants
 from monosemantic.findings.matching import SMALL_CLASSES
+from monosemantic.findings.neurons import replay_line
 from monosemantic.findings.pairs import MEASURES
 
 FAMILIES_SHOWN = 5
@@ -17,9 +18,11 @@ CHILDREN_SHOWN = 4
 
 def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, str | None],
            images: dict[str, str], note: str, generated: str, html_page: str,
-           concepts: dict[str, Any] | str | None = None) -> str:
+           concepts: dict[str, Any] | str | None = None,
+           neurons: dict[str, Any] | str | None = None) -> str:
     """The whole file: provenance, scale, commands, dead features, splitting, concept coverage
-    (`concepts`: the report, or why it was not measured), what is missing."""
+    and features against neurons (each: its report, or why it was not measured), what is
+    missing."""
     lines = ["# Findings across dictionary sizes", "",
              f"> **Generated** by `{commands['all']}` on {generated}. Do not edit by hand: run "
              "the commands below again to regenerate it.", ""]
@@ -30,14 +33,18 @@ def render(dead: dict[str, Any], splitting: dict[str, Any], commands: dict[str, 
     lines += [str(commands["dead"]), str(commands["splitting"])]
     if commands.get("concepts"):
         lines.append(str(commands["concepts"]))
+    lines += [str(commands["neurons"])] if commands.get("neurons") else []
     lines += ["```", "", f"`{commands['all']}` runs them and writes this file.", ""]
     lines += _dead(dead, images.get("dead"))
     lines += _splitting(splitting, images.get("splitting"), html_page)
     if concepts is not None:
         lines += concept_lines(concepts, images.get("concepts"))
+    if neurons is not None:
+        lines += _neurons(neurons, images.get("neurons"))
     lines += ["## Not built yet", "",
-              "- features against neurons (how much more interpretable features are than the "
-              "model's neurons, across sizes).", ""]
+              "- how much more interpretable features are than neurons by automated "
+              "interpretability scores, across sizes (`monosemantic neurons` builds the "
+              "neurons' database; the comparison is not part of this report).", ""]
     return "\n".join(lines)
 
 
@@ -207,4 +214,45 @@ def _concept_series(s: dict[str, Any]) -> list[str]:
         out.append(f"| {kind} | {k['n_concepts']:,} | "
                    + " | ".join(_pct(v) for v in k["covered_share"]) + " |")
     out += [""] + [f"- {line}" for line in fit_lines(s["fits"])] + [""]
+    return out
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
+    out = ["## Features against neurons", ""]
+    if isinstance(report, str):
+        return out + [f"Not measured: {report}", ""]
+    d = report["definitions"]
+    out += [f"- **feature max |r|**: {d['feature_max_abs_r']};",
+            f"- **neuron max |r|**: {d['neuron_max_abs_r']};",
+            f"- **weak**: {d['share_weak']};",
+            f"- **silent**: {d['silent']}; **constant**: {d['constant']};",
+            f"- **rare**: {d['rare']}.", ""]
+    for s in report["series"]:
+        nrn, h = s["neurons"], s["holdout"]
+        out += [f"**{s['series']}**: `{s['hook']}` against the {nrn['n_neurons']:,} neurons of "
+                f"`{s['mlp_hook']}`, on {s['n_tokens']:,} tokens (store rows {h['rows'][0]:,} "
+                f"to {h['rows'][1]:,}); weak: max |r| < {s['weak_r']:g}; "
+                f"{replay_line(s['replay'])}.", "",
+                "| run | features | measured | silent | constant | weak (of measured) "
+                "| median max \\|r\\| | 90th pct | rare | weak, rare left out "
+                "| median, rare left out |", "|---|" + "---:|" * 10]
+        for p in s["points"]:
+            out.append(f"| {p['run']} | {p['n_features']:,} | {p['features_measured']:,} | "
+                       f"{p['features_silent']:,} | {p['features_constant']:,} | "
+                       f"{_pct(p['feature_share_weak'])} | "
+                       f"{_num(p['feature_median_max_abs_r'])} | "
+                       f"{_num(p['feature_p90_max_abs_r'])} | {p['features_rare']:,} | "
+                       f"{_pct(p['feature_share_weak_common'])} | "
+                       f"{_num(p['feature_median_max_abs_r_common'])} |")
+        out += [f"| *neurons vs other neurons* | {nrn['n_neurons']:,} | "
+                f"{nrn['neurons_measured']:,} | | {nrn['neurons_constant']:,} | "
+                f"{_pct(nrn['neuron_share_weak'])} | {_num(nrn['neuron_median_max_abs_r'])} | "
+                f"{_num(nrn['neuron_p90_max_abs_r'])} | | | |", ""]
+    out += [report["note"], ""]
+    if image:
+        out += [f"![features' and neurons' max |r| with a neuron]({image})", ""]
     return out

@@ -31,3 +31,11 @@ CONCEPTS_NOTE = (
     "token-level occurrences with F1 at or above the stated threshold, on concepts defined "
     "from the held-out text itself, measured on far smaller dictionaries, so compare the "
     "shape and its shift with size, not the frequencies.")
+
+NEURONS_NOTE = (
+    f"Paper ({PAPER}): most features correlate weakly with every neuron (max Pearson r below "
+    "0.3), so they are not neurons in disguise. Here each feature is compared with the MLP "
+    "neurons of one layer (the one its hook has seen last); more neurons (other layers) could "
+    "only raise a feature's max |r|. The neurons' max |r| with another neuron of the layer is "
+    "the baseline for what a high value is. Small model, small dictionaries, few tokens: "
+    "compare the shape, not the values.")

@@ -131,3 +131,37 @@ def plot_concepts(report: dict[str, Any], path: Path) -> Path | None:
             ax.legend(fontsize=7, title="dots: binned; dashed: logistic fit",
                       title_fontsize=7)
     return path
+
+
+def plot_neurons(report: dict[str, Any], path: Path) -> Path | None:
+    """Per series, histograms of the features' max |r| with any neuron (one line per run) and
+    of the neurons' max |r| with another neuron (grey), with the weak-correlation line; None
+    without matplotlib."""
+    if not have_matplotlib():
+        return None
+    import numpy as np
+
+    path = Path(path)
+    series_list = report["series"]
+    bins = np.linspace(0.0, 1.0, 41)
+    with _figure(path, max(1, len(series_list))) as axes:
+        for ax, series in zip(axes, series_list):
+            neurons = [v for v in series["neurons"]["max_abs_r"] if v is not None]
+            if neurons:
+                ax.hist(neurons, bins=bins, density=True, color="#bbbbbb",
+                        label=f"neuron vs other neurons ({len(neurons):,})")
+            for n, p in enumerate(sorted(series["points"], key=lambda p: p["n_features"])):
+                values = [v for v in p["per_feature"]["max_abs_r"] if v is not None]
+                if not values:
+                    continue
+                share = p["feature_share_weak"]
+                ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.6,
+                        color=COLOURS[n % len(COLOURS)],
+                        label=f"{p['run']}: features vs neurons ({share:.0%} < "
+                              f"{series['weak_r']:g})")
+            ax.axvline(series["weak_r"], color="#333333", linestyle="--", linewidth=1)
+            ax.set(xlim=(0, 1), xlabel="max |Pearson r|", ylabel="density",
+                   title=f"{series['series']}: {series['mlp_hook']}, "
+                         f"{series['n_tokens']:,} tokens")
+            ax.legend(fontsize=7)
+    return path

@@ -2,15 +2,17 @@
 generated markdown file (OUT/findings/findings.md, and a copy at --docs with its figures in a
 folder beside it) with the figures, tables, image links and the commands that produced them.
 
-Features against neurons are not built yet; the file says so. A series whose concept
-coverage cannot be measured (e.g. no tokenizer for its store) is reported as such in the file
-instead of stopping the other findings.
+Features against neurons are measured when the sweep's store can be computed again by its
+model (`findings neurons`). A series whose concept coverage or neurons cannot be measured
+(e.g. no tokenizer, or no context length recorded in its store) is reported as such in
+the file instead of stopping the other findings.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,12 @@ from monosemantic.findings.coverage import (
 from monosemantic.findings.dead import DEAD_PNG, DeadConfig, DeadOptions, run_dead
 from monosemantic.findings.holdout import HoldoutOptions
 from monosemantic.findings.markdown import render
+from monosemantic.findings.neurons import (
+    NEURONS_PNG,
+    NeuronFindingsConfig,
+    NeuronOptions,
+    run_neurons,
+)
 from monosemantic.findings.output import command_line, findings_dir
 from monosemantic.findings.pairs import MatchOptions
 from monosemantic.findings.splitting import (
@@ -69,59 +77,67 @@ class FindingsConfig:
     coverage: CoverageOptions = field(default_factory=CoverageOptions,
                                       metadata={"short_flags": True})
     """Concept coverage and its fits (also without the `coverage.` prefix)."""
+    neurons: NeuronOptions = field(default_factory=NeuronOptions, metadata={"short_flags": True})
+    """Features against neurons (also without the `neurons.` prefix)."""
 
 
 def run_findings(cfg: FindingsConfig) -> Path:
-    """Run `findings dead`, `findings splitting` and `findings concepts`, then write the
-    markdown; its path."""
+    """Run `findings dead`, `splitting`, `concepts` and `neurons` (on the same runs as dead),
+    then write the markdown; its path. A finding that cannot be measured on this sweep (a
+    `UserError`) gets its reason in the markdown instead."""
     dead_cfg = DeadConfig(cfg.out, cfg.holdout, cfg.dead)
     split_cfg = SplittingConfig(cfg.out, cfg.holdout, cfg.match, cfg.trees)
     concepts_cfg = ConceptsConfig(cfg.out, cfg.holdout, cfg.concepts, cfg.coverage)
+    neurons_cfg = NeuronFindingsConfig(cfg.out, cfg.holdout, cfg.neurons, cfg.dead.select)
     dead = run_dead(dead_cfg)
     splitting = run_splitting(split_cfg)
-    try:
-        concepts: dict[str, Any] | str = run_concepts(concepts_cfg)
-    except UserError as err:
-        concepts = str(err)
-        say(f"concept coverage not measured: {err}")
+    concepts = _optional("concept coverage", lambda: run_concepts(concepts_cfg))
+    neurons = _optional("features against neurons", lambda: run_neurons(neurons_cfg))
     commands: dict[str, str | None] = {"sweep": sweep_command(cfg.out),
                 "dead": command_line("findings dead", dead_cfg),
                 "splitting": command_line("findings splitting", split_cfg),
                 "concepts": command_line("findings concepts", concepts_cfg),
+                "neurons": command_line("findings neurons", neurons_cfg),
                 "all": command_line("findings all", cfg)}
     folder = findings_dir(cfg.out)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     images = {"dead": DEAD_PNG, "splitting": SPLITTING_PNG, "concepts": CONCEPTS_PNG}
+    if isinstance(neurons, dict):
+        images["neurons"] = NEURONS_PNG
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML), concepts=concepts)
+                  html_page=str(Path(cfg.out) / "findings" / SPLITTING_HTML), concepts=concepts,
+                  neurons=neurons)
     path = folder / FINDINGS_MD
     atomic_write_text(path, text)
     say(f"wrote {path}")
     if cfg.docs is not None:
         docs = write_docs(Path(cfg.docs), folder, dead, splitting, commands, cfg, generated,
-                          concepts)
+                          concepts, neurons)
         say(f"wrote {docs}")
     return path
 
 
 def write_docs(docs: Path, folder: Path, dead: dict[str, Any], splitting: dict[str, Any],
                commands: dict[str, str | None], cfg: FindingsConfig, generated: str,
-               concepts: dict[str, Any] | str) -> Path:
+               concepts: dict[str, Any] | str,
+               neurons: dict[str, Any] | str | None = None) -> Path:
     """The markdown at `docs`, its figures and family page copied to docs' stem folder and
     linked there."""
     figures = docs.parent / docs.stem
     figures.mkdir(parents=True, exist_ok=True)
     images = {}
     shown = [("dead", DEAD_PNG), ("splitting", SPLITTING_PNG)]
-    if isinstance(concepts, dict):  # a failed measurement leaves no figure of this run
-        shown.append(("concepts", CONCEPTS_PNG))
+    # a failed measurement leaves no figure of this run
+    shown += [("concepts", CONCEPTS_PNG)] if isinstance(concepts, dict) else []
+    shown += [("neurons", NEURONS_PNG)] if isinstance(neurons, dict) else []
     for key, name in shown:
         if (folder / name).is_file():
             shutil.copyfile(folder / name, figures / name)
             images[key] = f"{docs.stem}/{name}"
     shutil.copyfile(folder / SPLITTING_HTML, figures / SPLITTING_HTML)
     text = render(dead, splitting, commands, images, cfg.note, generated,
-                  html_page=f"{docs.stem}/{SPLITTING_HTML}", concepts=concepts)
+                  html_page=f"{docs.stem}/{SPLITTING_HTML}", concepts=concepts,
+                  neurons=neurons)
     atomic_write_text(docs, text)
     return docs
 
@@ -155,3 +171,12 @@ def sweep_command(out: Path) -> str | None:
 
 def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _optional(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+    """A finding's report, or why this sweep cannot give it (printed and kept for the file)."""
+    try:
+        return measure()
+    except UserError as err:
+        say(f"{name} not measured: {err}")
+        return str(err)
