@@ -111,6 +111,7 @@ def test_planted_absorption_is_found_word_by_word():
     assert result["letters_included"] == ["s", "t"]
     assert result["mean_full_absorption_rate"] == pytest.approx(len(expected) / n_test_s / 2)
     assert json.loads(json.dumps(result)) == result  # plain JSON types only
+    assert result["shared_absorbers"] == {}
 
 
 def test_no_absorbing_feature_means_rate_zero():

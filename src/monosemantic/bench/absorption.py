@@ -200,10 +200,13 @@ def absorption_from_activations(words: list[str], acts_WD: torch.Tensor, sae: SA
     Returns `config`, `n_words`, `n_train`, `n_test`, the means over the included letters
     (`mean_absorption_fraction`, `mean_full_absorption_rate`, `mean_absorption_rate`,
     `mean_probe_f1`, `mean_main_features_f1`, `mean_num_main_features`; None when no letter is
-    included), `letters_included`, and `letters`: per letter its word counts, its probe's test
-    scores, its main features (their decoder cosines with the probe, the k-sparse F1s and the
-    chosen one), the rates over its probe true positives, the absorbing features with example
-    words, and why it is left out of the means (`excluded_because`).
+    included), `letters_included`, `shared_absorbers` (listed absorbers of more than one letter:
+    feature id -> letters; a letter's absorber should be about that letter's words, so these
+    are suspects, e.g. generic features with a slight cosine), and `letters`: per letter its
+    word counts, its probe's test scores, its main features (their decoder cosines with the
+    probe, the k-sparse F1s and the chosen one), the rates over its probe true positives, the
+    absorbing features with example words, and why it is left out of the means
+    (`excluded_because`).
     """
     if len(words) != len(acts_WD):
         raise ValueError(f"{len(words)} words but {len(acts_WD)} activation rows")
@@ -223,6 +226,10 @@ def absorption_from_activations(words: list[str], acts_WD: torch.Tensor, sae: SA
         letters[letter] = _letter(words, X_WD, centred_WD, codes_WF, W_dec_FD,
                                   first_W == letter, is_test_W, cfg)
     included = [L for L, r in letters.items() if r["excluded_because"] is None]
+    letters_of: dict[int, list[str]] = {}
+    for letter, r in letters.items():
+        for absorber in r.get("absorbers", []):
+            letters_of.setdefault(absorber["feature"], []).append(letter)
 
     def mean(key: str, sub: str | None = None) -> float | None:
         vals = [letters[L][key] if sub is None else letters[L][key][sub] for L in included]
@@ -234,7 +241,9 @@ def absorption_from_activations(words: list[str], acts_WD: torch.Tensor, sae: SA
             "mean_absorption_rate": mean("absorption_rate"),
             "mean_probe_f1": mean("probe", "f1"), "mean_main_features_f1":
             mean("main_features_f1"), "mean_num_main_features": mean("num_main_features"),
-            "letters_included": included, "letters": letters}
+            "letters_included": included,
+            "shared_absorbers": {str(f): ls for f, ls in letters_of.items() if len(ls) > 1},
+            "letters": letters}
 
 
 def held_out_mask(n_words: int, test_fraction: float, seed: int) -> np.ndarray:
