@@ -3,6 +3,7 @@ the whole metric finding (or not finding) planted absorption."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -18,7 +19,7 @@ from monosemantic.bench.absorption import (
 from monosemantic.bench.absorption_probes import grow_main_features
 from monosemantic.bench.absorption_scores import Thresholds, score_word
 from monosemantic.bench.words import Word, single_token_words, word_prompts
-from monosemantic.config import ConfigError
+from monosemantic.config import ConfigError, field_docs
 from monosemantic.errors import UserError
 
 SAEBENCH = Thresholds(absorber_cos=0.1, full_cos=0.025, projection_share=0.4, max_absorbers=3)
@@ -66,6 +67,11 @@ def test_score_word_partial_full_and_none():
     weak = score_word("w", codes_F, np.array([1.0, 0.5, 0.15, 0.0]), 2.0, cos_F, [0], SAEBENCH)
     assert (weak.fraction, weak.full, weak.absorbers) == (0.0, False, [])
     assert score_word("w", silent, proj_F, -1.0, cos_F, [0], SAEBENCH).fraction == 0.0
+
+
+def test_every_config_field_has_a_docstring():
+    docs = field_docs(AbsorptionConfig)
+    assert [f.name for f in dataclasses.fields(AbsorptionConfig) if not docs.get(f.name)] == []
 
 
 def test_config_rejects_letters_outside_a_to_z():

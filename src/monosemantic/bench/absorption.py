@@ -10,7 +10,7 @@ point along the probe carry the probe's projection (`absorption_scores` has the 
 
 Activations: one prompt per word, the fixed `prefix` followed by the word's token (`" word"`),
 read at the word's token at the SAE's hook. The model is causal, so the word's activation
-depends on the prefix and the word only.
+depends on the prefix and the word only: the prefix's key/value cache is computed once.
 """
 
 from __future__ import annotations
