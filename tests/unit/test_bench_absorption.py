@@ -140,6 +140,10 @@ def test_letters_without_enough_evidence_are_reported_but_left_out_of_the_means(
     result = absorption_from_activations(words, word_vectors(world, words, []),
                                          planted_sae(world, None), cfg)
     assert "no words" in result["letters"]["z"]["excluded_because"]
+    only_s = [w for w in words if w[0] == "s"]
+    alone = absorption_from_activations(only_s, word_vectors(world, only_s, []),
+                                        planted_sae(world, None), cfg)
+    assert alone["letters"]["s"]["excluded_because"] == "no train words of other letters"
     assert "true positives" in result["letters"]["s"]["excluded_because"]
     assert result["letters"]["s"]["probe"]["f1"] == 1.0
     assert result["letters_included"] == [] and result["mean_absorption_fraction"] is None

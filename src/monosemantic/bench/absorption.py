@@ -264,10 +264,12 @@ def _letter(words: list[str], X_WD: np.ndarray, centred_WD: np.ndarray, codes_WF
     if out["n_train_words"] == 0 or out["n_test_words"] == 0:
         return {**out, "excluded_because": "no words with this letter in the train or test "
                 "split (use more words)"}
+    if y_W[train].all():
+        return {**out, "excluded_because": "no train words of other letters"}
     probe = fit_letter_probe(X_WD[train], y_W[train], X_WD[test], y_W[test], cfg.seed)
     sparse = k_sparse_probing(codes_WF[train], y_W[train], codes_WF[test], y_W[test],
                               cfg.max_k, cfg.f1_jump, cfg.seed)
-    dir_D = probe.w_D / np.linalg.norm(probe.w_D)
+    dir_D = probe.w_D / max(float(np.linalg.norm(probe.w_D)), 1e-12)
     contrib_F = W_dec_FD @ dir_D  # projection of each feature's decoder row (per unit code)
     cos_F = contrib_F / np.maximum(np.linalg.norm(W_dec_FD, axis=1), 1e-12)
     main = sparse.main_features
