@@ -67,8 +67,9 @@ def bench_markdown(report: dict[str, Any], columns: list[str], rows: list[list[A
         parts += ["Sources of l0 / variance_explained / loss_recovered: "
                   + "; ".join(f"{n}: {', '.join(f'{k} from {v}' for k, v in s.items())}"
                               for n, s in sources.items() if s), ""]
-    parts += ["Every other figure is measured on each run's held-out store rows (the bench "
-              "sample, see each OUT/<run>/bench.json). Column meanings: docs/bench.md.", ""]
+    parts += ["Every other figure is measured on each run's sample of store rows (its held-out "
+              "rows, or --rows; see each OUT/<run>/bench.json), except the absorption columns "
+              "(the model's own first-letter prompts). Column meanings: docs/bench.md.", ""]
     table = consistency_table(report["consistency"])
     if table:
         parts += ["## Decoder consistency (seed pairs and --pair)", "", table, ""]

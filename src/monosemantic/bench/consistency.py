@@ -65,29 +65,34 @@ def match_decoders(W_a_FD: Tensor, W_b_FD: Tensor, max_features: int = 16384
             "n_matched": int(cos_N.shape[0]), "method": method}
 
 
-def _identity(run: RunDir) -> tuple[str, str, str]:
+def _identity(run: RunDir, model: str | None) -> tuple[str, str, str]:
     sae_cfg = {k: v for k, v in run.metadata["sae_config"].items()}
-    return run.model, run.hook, repr(sorted(sae_cfg.items()))
+    return model or run.model, run.hook, repr(sorted(sae_cfg.items()))
 
 
 def _seed(run: RunDir) -> Any:
     return (run.extra.get("train_config") or {}).get("seed")
 
 
-def consistency_pairs(runs: list[RunDir], extra: list[int]) -> list[tuple[int, int]]:
-    """Index pairs to match: every two runs with the same model, hook and SAE config and
-    different training seeds, then the `extra` positions (from 1, two at a time), checked."""
+def consistency_pairs(runs: list[RunDir], extra: list[int], model: str | None = None
+                      ) -> list[tuple[int, int]]:
+    """Index pairs to match: every two runs trained here with the same model, hook and SAE
+    config and different training seeds, then the `extra` positions (from 1, two at a time),
+    checked. `model`: the spec every run reads instead of its recorded one (--model)."""
+    trained = [run.pretrained is None for run in runs]  # a pretrained SAE records no seed
     pairs = [(i, j) for i in range(len(runs)) for j in range(i + 1, len(runs))
-             if _identity(runs[i]) == _identity(runs[j]) and _seed(runs[i]) != _seed(runs[j])]
+             if trained[i] and trained[j] and _seed(runs[i]) != _seed(runs[j])
+             and _identity(runs[i], model) == _identity(runs[j], model)]
     for a, b in zip(extra[::2], extra[1::2]):
         if not (1 <= a <= len(runs) and 1 <= b <= len(runs)) or a == b:
             raise UserError(f"--pair {a} {b}: give two different run positions between 1 and "
                             f"{len(runs)} (the order of RUN)")
         i, j = sorted((a - 1, b - 1))
         ra, rb = runs[i], runs[j]
-        if (ra.model, ra.hook, ra.d_in) != (rb.model, rb.hook, rb.d_in):
-            raise UserError(f"--pair {a} {b}: {ra.name} reads {ra.model} {ra.hook} (width "
-                            f"{ra.d_in}) but {rb.name} reads {rb.model} {rb.hook} (width "
+        ma, mb = model or ra.model, model or rb.model
+        if (ma, ra.hook, ra.d_in) != (mb, rb.hook, rb.d_in):
+            raise UserError(f"--pair {a} {b}: {ra.name} reads {ma} {ra.hook} (width "
+                            f"{ra.d_in}) but {rb.name} reads {mb} {rb.hook} (width "
                             f"{rb.d_in}): only SAEs of the same activations can be matched")
         if (i, j) not in pairs:
             pairs.append((i, j))

@@ -1,7 +1,8 @@
 """`BenchContext`: everything a per-run metric reads (the contract of bench/metrics.py).
 
 The held-out rows are read once per run (`HeldOutSample`); the SAE's codes and
-reconstructions of them are computed on first use and shared by every metric.
+reconstructions of them are computed on first use and shared by every metric, and so is the
+language model (`ctx.lm`, loaded once per model spec for the whole benchmark).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from monosemantic.activations.reader import ActivationStore
     from monosemantic.bench.options import RealBenchOptions
     from monosemantic.bench.tasks import TokenLabels
+    from monosemantic.models import LoadedModel
     from monosemantic.sae import SAE
 
 
@@ -67,6 +69,11 @@ class BenchContext:
     """The benchmark's options."""
     decode_token: Callable[[int], str]
     """One token id to its text (the run's tokenizer)."""
+    store: ActivationStore
+    """The activation store the sample was read from."""
+    load_lm: Callable[[], LoadedModel]
+    """The run's language model, on the SAE's device in the store's harvest dtype; loaded on
+    the first call, once per model spec for the whole benchmark (use `ctx.lm`)."""
     batch_rows: int = 2048
     """Rows per SAE forward."""
     cache: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +96,11 @@ class BenchContext:
                 f_parts.append(f_NF.float().cpu())
                 bar.update(x_ND.shape[0])
         return torch.cat(f_parts), torch.cat(x_hat_parts)
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The run's language model (loaded on first use, shared by the runs of one model)."""
+        return self.load_lm()
 
     @property
     def f_NF(self) -> Tensor:

@@ -3,10 +3,11 @@
 Contract (docs/bench.md, "Adding a metric"): a metric is a function `fn(ctx: BenchContext) ->
 dict` registered under its name in `METRICS`. It reads what it needs from the context (the run,
 its SAE, the held-out sample, its codes `ctx.f_NF` and reconstructions `ctx.x_hat_ND`, token
-texts and probing labels, eval.json, the options) and returns a JSON-ready dict, stored as
-`bench.json["metrics"][name]`. Its optional key `"summary"` maps column names to numbers (or
-None): those go into the comparison table, page and plots, so they must be unique across
-metrics. A user mistake raises `UserError`; any error aborts the benchmark with nothing written.
+texts and probing labels, eval.json, the store, the language model `ctx.lm`, the options) and
+returns a JSON-ready dict, stored as `bench.json["metrics"][name]`. Its optional key
+`"summary"` maps column names to numbers (or None): those go into the comparison table, page
+and plots, so they must be unique across metrics. A user mistake raises `UserError`; any
+error aborts the benchmark with nothing written.
 """
 
 from __future__ import annotations
@@ -84,6 +85,40 @@ def sparse_probing(ctx: BenchContext) -> dict[str, Any]:
     return {"tasks": tasks, "labelled_tokens": labels.n_labelled, "summary": summary}
 
 
+def absorption(ctx: BenchContext) -> dict[str, Any]:
+    """Feature absorption on first-letter tasks (bench/absorption.py), with the run's language
+    model on `--absorption-words` words; its caveat says when the model is too small to
+    trust."""
+    from monosemantic.bench.absorption import AbsorptionConfig, measure_absorption
+    from monosemantic.runs import RunModel
+
+    cfg = AbsorptionConfig(n_words=ctx.opts.absorption_words)
+    result = measure_absorption(RunModel(ctx.lm, ctx.sae, ctx.run.hook), cfg)
+    return {**result, "summary": {
+        "absorption_fraction": result["mean_absorption_fraction"],
+        "full_absorption": result["mean_full_absorption_rate"],
+        "letter_probe_f1": result["mean_probe_f1"],
+        "letter_main_f1": result["mean_main_features_f1"]}}
+
+
+def neurons(ctx: BenchContext) -> dict[str, Any]:
+    """Features against the MLP neurons beside the hook (findings/neuron_corr.py) on the first
+    `--neuron-tokens` rows of the sample, which the language model computes again over the
+    store's own contexts (the replay's error against the stored rows is reported)."""
+    from monosemantic.findings.neuron_corr import measure_store
+
+    rows = ctx.sample.rows
+    rows = range(rows.start, min(rows.stop, rows.start + ctx.opts.neuron_tokens))
+    (result,) = measure_store(ctx.lm, [ctx.sae], ctx.run.hook, ctx.store, rows,
+                              ctx.opts.mlp_layer, ctx.opts.neuron_weak_r,
+                              desc=f"neurons {ctx.run.name}")
+    summary = result.summary()
+    return {**summary, "rows": [rows.start, rows.stop], "summary": {
+        "feat_share_weak_r": summary["feature_share_weak"],
+        "feat_median_max_r": summary["feature_median_max_abs_r"],
+        "neuron_share_weak_r": summary["neuron_share_weak"]}}
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -92,5 +127,7 @@ METRICS: dict[str, MetricFn] = {
     "reconstruction": reconstruction,
     "core": core_extras,
     "sparse_probing": sparse_probing,
+    "absorption": absorption,
+    "neurons": neurons,
 }
 """Every per-run metric, by name (the order of bench.json and the table)."""

@@ -1,6 +1,10 @@
 """`monosemantic bench RUN [RUN ...] --out OUT`: judge-free benchmark of trained SAEs on their
 held-out activations.
 
+A RUN may also be a pretrained SAE folder (SAELens, Gemma Scope, hf:REPO/FOLDER; with --model
+and --hook where it does not name them): it comes with no store, so it needs --store, and it is
+sampled from --rows or from the store's first row (it trained on none of them).
+
 Every input is checked before anything heavy runs (runs finished, stores present, held-out
 rows, options, pairs, OUT new or empty). Each run's held-out sample is read, every metric of
 `METRICS` computed on it (bench/metrics.py), then the seed-consistency pairs are matched. The
@@ -22,7 +26,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +36,18 @@ from monosemantic.bench.compare import bench_markdown, format_table, summary_row
 from monosemantic.bench.config import BenchConfig
 from monosemantic.bench.consistency import consistency_pairs, match_decoders
 from monosemantic.bench.context import BenchContext, read_sample
+from monosemantic.bench.lm import LanguageModels
 from monosemantic.bench.metrics import METRICS
 from monosemantic.config import ConfigError, to_dict
 from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
+from monosemantic.evals.report import row_span
 from monosemantic.fsutil import fsync_tree
 from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
+    from monosemantic.activations.reader import ActivationStore
     from monosemantic.models import LoadedModel
 
 BENCH_JSON = "bench.json"
@@ -50,33 +57,59 @@ FORMAT_VERSION = 1
 
 
 def run_real_bench(cfg: BenchConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
-    """Benchmark `cfg.run`; returns what OUT/bench.json holds. `lm`: a loaded model whose
-    tokenizer decodes every run's tokens (else each run's model is loaded for it)."""
-    out, runs, names, metric_names, pairs = check_real(cfg)
+    """Benchmark `cfg.run`; returns what OUT/bench.json holds. `lm`: a loaded model used for
+    every run (its tokenizer decodes the tokens; absorption and neurons run it), else each
+    run's model is loaded once per spec when a metric first needs it."""
+    checked = check_real(cfg)
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        decoders = TokenDecoders(cfg.real.model, lm)
-        results = {name: bench_run(run, name, cfg, metric_names, decoders)
-                   for name, run in zip(names, runs)}
-        consistency = [match_pair(runs[i], runs[j], names[i], names[j], cfg)
-                       for i, j in pairs]
+        models = LanguageModels(cfg.real.model, str(resolve_device(cfg.device)), lm)
+        results = {name: bench_run(run, name, source, cfg, checked.metrics, models)
+                   for name, run, source in zip(checked.names, checked.runs, checked.sources)}
+        consistency = [match_pair(checked.runs[i], checked.runs[j], checked.names[i],
+                                  checked.names[j], cfg) for i, j in checked.pairs]
     finally:
         torch.set_num_threads(threads)
     columns, rows = summary_rows(results)
-    report = {"format_version": FORMAT_VERSION, "bench": to_dict(cfg), "runs": names,
+    report = {"format_version": FORMAT_VERSION, "bench": to_dict(cfg), "runs": checked.names,
               "results": results, "consistency": consistency,
               "table": {"columns": columns, "rows": rows}}
-    write_outputs(out, report, columns, rows)
+    write_outputs(checked.out, report, columns, rows)
     say(format_table(columns, rows))
-    say(f"wrote {out}/ ({BENCH_JSON}, {BENCH_MD}, {COMPARE_HTML}, one folder per run)")
+    say(f"wrote {checked.out}/ ({BENCH_JSON}, {BENCH_MD}, {COMPARE_HTML}, one folder per run)")
     return report
 
 
-def check_real(cfg: BenchConfig) -> tuple[Path, list[RunDir], list[str], list[str],
-                                          list[tuple[int, int]]]:
-    """(OUT, runs, their names, metric names, consistency pairs), every mistake found first."""
+@dataclass
+class SampleSource:
+    """Where one run's sample is read: its store and the rows to read from."""
+
+    store: ActivationStore
+    rows: range
+    """The rows the sample is the first --holdout-tokens of."""
+    rows_from: str
+    """Why these rows: "held-out rows", "--rows", or "every store row" (an SAE that trained on
+    none of the store's rows: a pretrained SAE, a streamed run given --store)."""
+    includes_training_rows: bool
+    """Whether --rows reaches outside the run's held-out rows (rows it trained on)."""
+
+
+@dataclass
+class Checked:
+    """The checked inputs of a benchmark."""
+
+    out: Path
+    runs: list[RunDir]
+    names: list[str]
+    sources: list[SampleSource]
+    metrics: list[str]
+    pairs: list[tuple[int, int]]
+
+
+def check_real(cfg: BenchConfig) -> Checked:
+    """The benchmark's inputs, every mistake found before anything heavy runs."""
     opts = cfg.real
     if opts.out is None:
         raise UserError("give --out OUT, the folder for the results of `bench RUN ...`")
@@ -87,76 +120,76 @@ def check_real(cfg: BenchConfig) -> tuple[Path, list[RunDir], list[str], list[st
     unknown = [m for m in metric_names if m not in METRICS]
     if unknown:
         raise ConfigError(f"unknown --metrics {unknown}: choose from {', '.join(METRICS)}")
-    runs = [RunDir.open(path) for path in cfg.run]
-    for run in runs:
-        run.store(opts.store, alternative="benchmark a run trained on a store")
-        if run.holdout_rows is None:
-            raise UserError(f"{run.path} has no held-out rows (trained on streamed "
-                            "activations): the benchmark reads rows no run trained on")
-    pairs = consistency_pairs(runs, list(opts.pair))
+    runs = [RunDir.open(path, opts.model, opts.hook) for path in cfg.run]
+    sources = [sample_source(run, opts.store, opts.rows) for run in runs]
+    pairs = consistency_pairs(runs, list(opts.pair), opts.model)
     out = Path(opts.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty folder: give a new folder to --out "
                         "(or delete the old benchmark)")
-    return out, runs, unique_names(runs), metric_names, pairs
+    return Checked(out, runs, unique_names(runs), sources, metric_names, pairs)
+
+
+def sample_source(run: RunDir, store_path: Path | None, rows: str | None) -> SampleSource:
+    """The store and rows `run` is sampled from: --rows, else its held-out rows, else (an SAE
+    that trained on none of the store: a pretrained SAE, a streamed run) every store row."""
+    if run.pretrained is not None and store_path is None:
+        raise UserError(f"{run.pretrained['source']} is a pretrained SAE, which comes with no "
+                        f"activation store: give --store STORE, a store of {run.model} at "
+                        f"{run.hook} (`monosemantic harvest`), and --rows START:STOP for the "
+                        "rows to sample (default: from the store's first row)")
+    store = run.store(store_path, alternative="benchmark a run trained on a store")
+    holdout = run.holdout_rows
+    if rows is not None:
+        span = row_span(rows, store.n_rows)
+        outside = holdout is not None and not (holdout.start <= span.start
+                                               and span.stop <= holdout.stop)
+        if outside:
+            say(f"note: --rows {rows} is not within the held-out rows [{holdout.start}, "
+                f"{holdout.stop}) of {run.path}: it is measured on rows it trained on")
+        return SampleSource(store, span, "--rows", outside)
+    if holdout is not None:
+        return SampleSource(store, holdout, "held-out rows", False)
+    return SampleSource(store, range(store.n_rows), "every store row", False)
 
 
 def unique_names(runs: list[RunDir]) -> list[str]:
-    """Each run's folder name; a repeated name gets -2, -3, ... (first come, plain name)."""
+    """Each run's folder name (a pretrained SAE's: its source folder's); a repeated name gets
+    -2, -3, ... (first come, plain name)."""
     names: list[str] = []
     for run in runs:
-        name, n = run.name, 1
+        base = run.name if run.pretrained is None else Path(run.pretrained["folder"]).name
+        name, n = base, 1
         while name in names:
             n += 1
-            name = f"{run.name}-{n}"
+            name = f"{base}-{n}"
         names.append(name)
     return names
 
 
-class TokenDecoders:
-    """Token id -> text per model spec, loading each model once and only when first asked."""
-
-    def __init__(self, override: str | None, lm: LoadedModel | None):
-        self.override = override
-        self.lm = lm
-        self._by_spec: dict[str, Callable[[int], str]] = {}
-
-    def for_run(self, run: RunDir) -> Callable[[int], str]:
-        spec = self.override or run.model
-
-        def decode(token: int) -> str:
-            if spec not in self._by_spec:
-                self._by_spec[spec] = self._load(run, spec)
-            return self._by_spec[spec](token)
-
-        return decode
-
-    def _load(self, run: RunDir, spec: str) -> Callable[[int], str]:
-        lm = self.lm if self.lm is not None else run.load_model("cpu", spec=spec)
-        tokenizer = lm.tokenizer
-        return lambda token: tokenizer.decode([token])
-
-
-def bench_run(run: RunDir, name: str, cfg: BenchConfig, metric_names: list[str],
-              decoders: TokenDecoders) -> dict[str, Any]:
-    """Every metric of one run on its held-out sample; what OUT/<name>/bench.json holds."""
+def bench_run(run: RunDir, name: str, source: SampleSource, cfg: BenchConfig,
+              metric_names: list[str], models: LanguageModels) -> dict[str, Any]:
+    """Every metric of one run on its sample; what OUT/<name>/bench.json holds."""
     opts = cfg.real
-    holdout = run.holdout_rows
-    assert holdout is not None  # check_real refused runs without held-out rows
-    store = run.store(opts.store)
-    sample = read_sample(store, holdout, opts.holdout_tokens, opts.batch_rows)
+    store = source.store
+    sample = read_sample(store, source.rows, opts.holdout_tokens, opts.batch_rows)
     sae = run.load_sae(resolve_device(cfg.device))
     sae.requires_grad_(False)
-    say(f"bench {name}: {run.model} {run.hook}, F = {run.n_features:,}, "
-        f"{len(sample.rows):,} held-out rows")
-    ctx = BenchContext(run, sae, sample, opts, decoders.for_run(run), opts.batch_rows)
+    spec = models.spec(run)
+    say(f"bench {name}: {spec} {run.hook}, F = {run.n_features:,}, {len(sample.rows):,} "
+        f"rows ({source.rows_from})")
+    ctx = BenchContext(run, sae, sample, opts, models.decoder(run), store,
+                       models.loader(run, store.model_dtype), opts.batch_rows)
     metrics = {metric: METRICS[metric](ctx) for metric in metric_names}
-    return {"run": str(run.path), "name": name, "model": run.model, "hook": run.hook,
+    return {"run": str(run.path), "name": name, "model": spec, "hook": run.hook,
+            "pretrained": run.pretrained,
             "architecture": run.metadata["sae_config"].get("architecture"),
             "n_features": run.n_features, "d_in": run.d_in,
             "seed": (run.extra.get("train_config") or {}).get("seed"),
             "sample": {"store": str(store.path), "rows": [sample.rows.start, sample.rows.stop],
-                       "n_tokens": len(sample.rows), "requested": opts.holdout_tokens},
+                       "n_tokens": len(sample.rows), "requested": opts.holdout_tokens,
+                       "rows_from": source.rows_from,
+                       "includes_training_rows": source.includes_training_rows},
             "metrics": metrics}
 
 

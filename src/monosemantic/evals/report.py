@@ -80,7 +80,7 @@ def trainer_dead(extra: dict[str, Any], n_features: int) -> dict[str, Any]:
             "dead_window_tokens": int(window)}
 
 
-def _row_span(text: str, n_rows: int) -> range:
+def row_span(text: str, n_rows: int) -> range:
     """`"START:STOP"` as a range within the store's `n_rows` rows."""
     start, sep, stop = text.partition(":")
     try:
@@ -115,7 +115,7 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     # A store the SAE never trained on (a streamed run evaluated with --store) is all fresh.
     rows = run.holdout_rows if run.holdout_rows is not None else range(store.n_rows)
     if cfg.rows is not None:
-        rows = _row_span(cfg.rows, store.n_rows)
+        rows = row_span(cfg.rows, store.n_rows)
     if cfg.n_contexts == 0:
         lm = None
     elif lm is None:
