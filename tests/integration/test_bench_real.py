@@ -2,10 +2,12 @@
 harvest -> two seeds of one SAE (and one of another hook) -> bench through the CLI."""
 
 import json
+import string
 
 import pytest
 import torch
 
+from helpers.pretrained import gemma_scope_params, write_gemma_scope_safetensors
 from monosemantic.activations.harvest import HarvestConfig, harvest
 from monosemantic.bench.config import BenchConfig
 from monosemantic.bench.metrics import METRICS
@@ -15,10 +17,13 @@ from monosemantic.cli import main
 from monosemantic.data import CorpusConfig
 from monosemantic.errors import UserError
 from monosemantic.evals import EvalConfig, run_eval
+from monosemantic.pretrained.view import VIEWS_ENV
+from monosemantic.runs import RunDir
 from monosemantic.sae import SAEConfig
 from monosemantic.train.trainer import TrainConfig, train
 
 HOOKS = ("blocks.1.hook_resid_post", "blocks.0.hook_resid_post")
+LETTERS = string.ascii_lowercase
 NAMES = ("alpha", "beta", "gamma", "delta")
 
 
@@ -99,6 +104,21 @@ def test_cli_bench_two_seeds(runs, capsys):
     page = (out / "compare.html").read_text()
     assert "<table" in page and "http" not in page.split("<body>")[1].split("bench.json")[0]
     assert "| seed0 | seed1 |" in (out / "bench.md").read_text()
+    # The metrics that run the language model: absorption on the tiny tokenizer's few whole
+    # words, neurons replayed over the store's contexts (float32: the stored rows come back).
+    columns = report["table"]["columns"]
+    assert {"absorption_fraction", "full_absorption", "letter_probe_f1", "letter_main_f1",
+            "feat_share_weak_r", "feat_median_max_r", "neuron_share_weak_r"} <= set(columns)
+    assert "feat_share_weak_r" in printed and "absorption_fraction" in page
+    absorbed = per_run["metrics"]["absorption"]
+    assert absorbed["n_words"] > 0 and absorbed["hook"] == HOOKS[0]
+    assert absorbed["caveat"] is not None and set(absorbed["letters"]) == set(LETTERS)
+    neurons = per_run["metrics"]["neurons"]
+    assert neurons["mlp_hook"] == "blocks.1.mlp.hook_post" and neurons["n_features"] == 64
+    assert neurons["n_tokens"] == neurons["replay_rows"] == per_run["sample"]["n_tokens"]
+    assert neurons["replay_rel_error"] < 1e-4
+    row = dict(zip(columns, report["table"]["rows"][0]))
+    assert row["feat_share_weak_r"] == neurons["feature_share_weak"]
 
 
 def test_a_permuted_copy_of_a_run_is_fully_consistent(runs, tmp_path):
@@ -145,3 +165,72 @@ def test_a_failure_midway_leaves_no_output(runs, tmp_path):
         run_real_bench(BenchConfig(run=[a], real=RealBenchOptions(
             out=out, min_per_class=1000, max_per_class=1000)))
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture()
+def gemma_scope(runs, monkeypatch, tmp_path):
+    """A Gemma Scope-style folder (params.safetensors only: names neither model nor hook) of
+    the tiny model's width, its run views under tmp_path."""
+    monkeypatch.setenv(VIEWS_ENV, str(tmp_path / "views"))
+    d = RunDir.open(runs[1]).d_in
+    return write_gemma_scope_safetensors(tmp_path / "width_64" / "l0_9", gemma_scope_params(d, 64))
+
+
+def test_a_pretrained_sae_beside_a_run_on_the_runs_held_out_rows(runs, gemma_scope,
+                                                                tiny_model_dir, tmp_path):
+    root, a, _, _ = runs
+    held = RunDir.open(a).holdout_rows
+    out = tmp_path / "mixed"
+    assert main(["bench", str(a), str(gemma_scope), "--model", str(tiny_model_dir),
+                 "--hook", HOOKS[0], "--store", str(root / "store" / HOOKS[0]),
+                 "--rows", f"{held.start}:{held.stop}", "--pair", "1", "2", "--out", str(out),
+                 "--metrics", "reconstruction", "core", "neurons", "--threads", "1"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["runs"] == ["seed0", "l0_9"]
+    run, view = (report["results"][n] for n in report["runs"])
+    assert run["sample"]["rows"] == view["sample"]["rows"] == [held.start, held.stop]
+    assert run["sample"]["rows_from"] == view["sample"]["rows_from"] == "--rows"
+    assert not run["sample"]["includes_training_rows"]
+    assert run["pretrained"] is None and view["pretrained"]["layout"]
+    assert view["seed"] is None and view["model"] == str(tiny_model_dir)
+    assert view["metrics"]["neurons"]["replay_rel_error"] < 1e-4
+    # A random JumpReLU SAE shares nothing with a trained topk SAE, but the pair is matched.
+    (pair,) = report["consistency"]
+    assert (pair["a"], pair["b"]) == ("seed0", "l0_9") and pair["mean_cosine"] < 0.9
+    assert len(report["table"]["rows"]) == 2 and (out / "l0_9" / "bench.json").is_file()
+
+
+def test_a_pretrained_sae_alone_samples_the_store_from_its_first_row(runs, gemma_scope,
+                                                                    tiny_model_dir, tmp_path):
+    root, a, _, _ = runs
+    report = run_real_bench(BenchConfig(run=[gemma_scope], real=RealBenchOptions(
+        out=tmp_path / "o", model=str(tiny_model_dir), hook=HOOKS[0],
+        store=root / "store" / HOOKS[0], holdout_tokens=500, metrics=["core"])))
+    sample = report["results"]["l0_9"]["sample"]
+    assert sample["rows"] == [0, 500] and sample["rows_from"] == "every store row"
+    assert report["consistency"] == []
+
+
+def test_rows_reaching_into_training_rows_are_flagged(runs, tmp_path):
+    _, a, _, _ = runs
+    report = run_real_bench(BenchConfig(run=[a], real=RealBenchOptions(
+        out=tmp_path / "o", rows="0:300", metrics=["core"])))
+    sample = report["results"]["seed0"]["sample"]
+    assert sample["rows"] == [0, 300] and sample["includes_training_rows"]
+
+
+def test_a_pretrained_sae_without_a_store_is_refused(runs, gemma_scope, tiny_model_dir,
+                                                    tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["bench", str(gemma_scope), "--model", str(tiny_model_dir), "--hook", HOOKS[0],
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pretrained SAE" in err and "--store STORE" in err and "--rows START:STOP" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("rows, message", [("5", "START:STOP"), ("0:999999", "non-empty span")])
+def test_bad_rows_are_refused(runs, tmp_path, capsys, rows, message):
+    _, a, _, _ = runs
+    assert main(["bench", str(a), "--rows", rows, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
