@@ -142,9 +142,10 @@ def sample_source(run: RunDir, store_path: Path | None, rows: str | None) -> Sam
     holdout = run.holdout_rows
     if rows is not None:
         span = row_span(rows, store.n_rows)
-        outside = holdout is not None and not (holdout.start <= span.start
-                                               and span.stop <= holdout.stop)
-        if outside:
+        outside = False
+        if holdout is not None and not (holdout.start <= span.start
+                                        and span.stop <= holdout.stop):
+            outside = True
             say(f"note: --rows {rows} is not within the held-out rows [{holdout.start}, "
                 f"{holdout.stop}) of {run.path}: it is measured on rows it trained on")
         return SampleSource(store, span, "--rows", outside)
