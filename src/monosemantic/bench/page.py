@@ -21,10 +21,14 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
 padding:.2em .5em;font-size:.9em;text-align:right}th{background:#f3f3f3;cursor:pointer}
 td:first-child{text-align:left}img{max-width:48%;margin-right:1%}.dim{color:#777}"""
 
+# Numbers sort as numbers, text as text; a missing figure ("-") sorts last either way.
 SCRIPT = """function sortBy(t,c){const b=t.tBodies[0],r=[...b.rows],
 d=t.dataset.col==c&&t.dataset.dir!='desc'?'desc':'asc';t.dataset.col=c;t.dataset.dir=d;
-const v=x=>{const s=x.cells[c].textContent,n=parseFloat(s);return isNaN(n)?s:n};
-r.sort((x,y)=>{const a=v(x),e=v(y);return (a>e?1:a<e?-1:0)*(d=='asc'?1:-1)});
+const v=x=>{const s=x.cells[c].textContent.trim(),n=Number(s);
+return s=='-'||s==''?null:isNaN(n)?s:n};
+r.sort((x,y)=>{const a=v(x),e=v(y);if(a===null||e===null)return (a===null)-(e===null);
+if(typeof a!=typeof e)return typeof a=='number'?-1:1;
+return (a>e?1:a<e?-1:0)*(d=='asc'?1:-1)});
 r.forEach(x=>b.appendChild(x))}"""
 
 
