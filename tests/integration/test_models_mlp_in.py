@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monosemantic.models import LoadedModel, capture, edit
-from tests.helpers.tiny import FAMILIES, tiny_model, tiny_tokenizer
+from helpers.tiny import FAMILIES, tiny_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
