@@ -125,3 +125,16 @@ def test_saelens_transcoder_folder_loads(tmp_path):
     expected_BD = torch.relu(x_BD @ w["W_enc"] + w["b_enc"]) @ w["W_dec"] + w["b_dec"] \
         + x_BD @ w["W_skip"].T
     torch.testing.assert_close(tc.reconstruct(x_BD), expected_BD, rtol=1e-4, atol=1e-4)
+
+
+def test_steering_and_attribution_refuse_a_transcoder():
+    from monosemantic.errors import UserError
+    from monosemantic.steer.attribution import attribute
+    from monosemantic.steer.steering import steering
+
+    tc = _transcoder("topk")
+    with pytest.raises(UserError, match="transcoder"):
+        with steering(None, tc, "blocks.0.hook_mlp_in", []):
+            pass
+    with pytest.raises(UserError, match="transcoder"):
+        attribute(None, tc, "blocks.0.hook_mlp_in", "a prompt", "x")
