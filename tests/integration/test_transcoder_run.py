@@ -13,7 +13,7 @@ import torch
 
 from monosemantic.cli import main
 from monosemantic.errors import UserError
-from monosemantic.sae import load_sae
+from monosemantic.sae import SAEConfig, load_sae
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.trainer import train
 
@@ -117,27 +117,45 @@ def test_paired_stores_keep_rows_aligned(store):
 
     a, b = ActivationStore(store / HOOK_IN), ActivationStore(store / HOOK_OUT)
     assert a.n_rows == b.n_rows
+    acts_a, acts_b = a.take(range(a.n_rows)).acts_ND, b.take(range(b.n_rows)).acts_ND
     # The same seed gives both stores the same shuffled rows: batch i pairs row for row.
-    rows_a = list(a.iter_batches(64, shuffle=True, seed=3))
-    rows_b = list(b.iter_batches(64, shuffle=True, seed=3))
-    first = a.take(range(a.n_rows))
-    import torch
-
-    acts_a = first.acts_ND
-    acts_b = b.take(range(b.n_rows)).acts_ND
-    for x_BD, y_BD in zip(rows_a[:3], rows_b[:3]):
-        idx_a = [int((acts_a == row).all(1).nonzero()[0]) for row in x_BD[:8]]
-        idx_b = [int((acts_b == row).all(1).nonzero()[0]) for row in y_BD[:8]]
-        assert idx_a == idx_b
-    assert not torch.equal(rows_a[0], rows_a[1])
+    batches = zip(a.iter_batches(64, shuffle=True, seed=3), b.iter_batches(64, shuffle=True,
+                                                                           seed=3))
+    for _, (x_BD, y_BD) in zip(range(3), batches):
+        rows_a = [int((acts_a == row).all(1).nonzero()[0]) for row in x_BD[:8]]
+        rows_b = [int((acts_b == row).all(1).nonzero()[0]) for row in y_BD[:8]]
+        assert rows_a == rows_b
+        assert max(rows_a) >= 64  # shuffled: not the first rows in corpus order
 
 
 def test_options_that_cannot_work(store, tmp_path):
     with pytest.raises(UserError, match="--hook-in and --hook-out"):
         train(TrainConfig(out=tmp_path / "a", store=store, hook_in=HOOK_IN))
     with pytest.raises(UserError, match="does not exist"):
-        main_args = _train_args(store, tmp_path / "b")
-        main_args[main_args.index(HOOK_OUT)] = "blocks.0.hook_mlp_out"
-        train_cfg = TrainConfig(out=tmp_path / "b", store=store, hook_in=HOOK_IN,
-                                hook_out="blocks.0.hook_mlp_out")
-        train(train_cfg)
+        train(TrainConfig(out=tmp_path / "b", store=store, hook_in=HOOK_IN,
+                          hook_out="blocks.0.hook_mlp_out"))
+    with pytest.raises(UserError, match="--skip is a transcoder"):
+        train(TrainConfig(out=tmp_path / "c", store=store / HOOK_IN,
+                          sae=SAEConfig(skip=True)))
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(store, tmp_path):
+    import shutil
+
+    from monosemantic.train.checkpoint import latest_checkpoint
+
+    args = ["--architecture", "topk", "--k", "8", "--skip", "true", "--checkpoint-every", "20",
+            "--keep-checkpoints", "3"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(_train_args(store, whole, *args)) == 0
+    assert main(_train_args(store, cut, *args)) == 0
+    # Back to the state of a run that crashed right after its step-40 checkpoint.
+    step, path = latest_checkpoint(cut)
+    assert step == 60
+    shutil.rmtree(path)
+    shutil.rmtree(cut / "sae")
+    assert latest_checkpoint(cut)[0] == 40
+    assert main(_train_args(store, cut, *args)) == 0
+    a, b = load_sae(whole / "sae"), load_sae(cut / "sae")
+    for name in ("W_enc", "W_dec", "b_dec", "W_skip"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name))

@@ -204,7 +204,10 @@ class Loop:
                     if y_BD is not None:
                         check_finite(y_BD, f"training batch {state.step} (target)")
                     checked += 1
-                self.step(x_BD, y_BD)
+                if y_BD is None:  # an SAE: the one-argument call it always was
+                    self.step(x_BD)
+                else:
+                    self.step(x_BD, y_BD)
                 bar.update(1)
                 done = state.step
                 if done % cfg.log_every == 0 or done == total:
