@@ -11,6 +11,7 @@ import random
 import pytest
 import torch
 
+from helpers.tiny import FAMILIES, tiny_model, tiny_tokenizer
 from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, load_sae
@@ -76,39 +77,42 @@ def test_train_and_eval_through_the_cli(store, tmp_path, arch, skip, capsys):
 
 
 class _ExactMLP(torch.nn.Module):
-    """A stand-in transcoder that computes the block's MLP itself (codes = the input)."""
+    """A stand-in transcoder that computes the MLP sublayer itself (codes = the input): the
+    block's MLP, and for gemma3 the post-MLP norm between it and hook_mlp_out."""
 
-    def __init__(self, mlp: torch.nn.Module):
+    def __init__(self, block: torch.nn.Module, family: str):
         super().__init__()
-        self.mlp = mlp
+        # Copies: the edits hook the model's own modules.
+        self.mlp = copy.deepcopy(block.mlp)
+        self.post = (copy.deepcopy(block.post_feedforward_layernorm) if family == "gemma3"
+                     else torch.nn.Identity())
 
     def encode(self, x_ND):
         return x_ND
 
     def decode(self, f_ND):
-        return self.mlp(f_ND)
+        return self.post(self.mlp(f_ND))
 
 
-def test_spliced_loss_reads_the_input_of_the_same_forward(tiny_model_dir, store):
-    """Splicing a transcoder equal to the MLP changes nothing; one fed a wrong input would."""
-    from monosemantic.data import batch_contexts
-    from monosemantic.evals.evaluate import fresh_contexts
+@pytest.mark.parametrize("family", FAMILIES)
+def test_spliced_loss_reads_the_input_of_the_same_forward(family):
+    """Splicing a transcoder equal to the MLP sublayer changes nothing; the same one fed
+    another site's activation does."""
     from monosemantic.evals.spliced import spliced_loss
-    from monosemantic.models import load_model
+    from monosemantic.models import LoadedModel
 
-    lm = load_model(str(tiny_model_dir))
-    from monosemantic.activations import ActivationStore
-
-    contexts = list(fresh_contexts(ActivationStore(store / HOOK_IN), lm.tokenizer, 4))
-    mlp = lm.model.get_submodule(lm.hook_point(HOOK_OUT).module_path)  # llama: hook_mlp_out
-    exact = _ExactMLP(copy.deepcopy(mlp))  # a copy: the edits hook the model's own MLP
-    m = spliced_loss(lm, exact, HOOK_OUT, batch_contexts(contexts, 2), hook_in=HOOK_IN)
+    tokenizer = tiny_tokenizer()
+    lm = LoadedModel.from_hf(tiny_model(family, len(tokenizer)), tokenizer)
+    ids_BS = tokenizer(["The quick brown fox jumps over the lazy dog. 0123456789",
+                        "def add(a, b): return a + b, the golden gate bridge"],
+                       return_tensors="pt", padding=True).input_ids
+    block = lm.model.get_submodule(lm.hook_point("blocks.1.hook_resid_post").module_path)
+    exact = _ExactMLP(block, family)
+    m = spliced_loss(lm, exact, HOOK_OUT, [ids_BS], hook_in=HOOK_IN)
     assert m["ce_spliced"] == pytest.approx(m["ce_clean"], abs=1e-5)
     assert m["kl"] == pytest.approx(0.0, abs=1e-6)
     assert m["ce_zero"] != pytest.approx(m["ce_clean"], abs=1e-5)
-    # The same transcoder read at the wrong site (the layer's residual input) moves the loss.
-    wrong = spliced_loss(lm, exact, HOOK_OUT, batch_contexts(contexts, 2),
-                         hook_in="blocks.1.hook_resid_pre")
+    wrong = spliced_loss(lm, exact, HOOK_OUT, [ids_BS], hook_in="blocks.1.hook_resid_pre")
     assert wrong["kl"] > 1e-6
 
 
