@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monosemantic.models import LoadedModel, capture, edit
 from helpers.tiny import FAMILIES, tiny_model, tiny_tokenizer
+from monosemantic.models import LoadedModel, capture, edit
 
 
 @pytest.fixture(scope="module")
