@@ -74,6 +74,10 @@ def test_train_and_eval_through_the_cli(store, tmp_path, arch, skip, capsys):
     assert m["variance_explained"] == pytest.approx(final_eval["variance_explained"], abs=1e-4)
     for key in ("ce_clean", "ce_spliced", "ce_zero", "loss_recovered"):
         assert m[key] == m[key] and abs(m[key]) < float("inf")
+    # The one-pass analysis encodes the input store's rows: it completes (what its pages
+    # show for a transcoder is not checked here; docs/transcoders.md).
+    assert main(["analyze", str(run), "--device", "cpu"]) == 0
+    assert (run / "features.sqlite").is_file()
 
 
 class _ExactMLP(torch.nn.Module):
