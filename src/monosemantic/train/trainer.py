@@ -100,6 +100,7 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     elif data is None:
         # A store one rank cannot open stops every rank (rank 0 names it), none waits.
         data = agree(all_ranks, lambda: open_data(cfg, device, part=part))
+    # Only a transcoder's data (train/paired.py) has a target width.
     resolve(cfg, data.n_train_rows, data.d, getattr(data, "d_out", None))
     check_same_options(all_ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
