@@ -236,6 +236,32 @@ class RunDir:
         return str(self.extra["hook"])
 
     @property
+    def hook_out(self) -> str | None:
+        """A transcoder's target hook (it reads `hook`); None for an SAE."""
+        hook_out = self.extra.get("hook_out")
+        return None if hook_out is None else str(hook_out)
+
+    def target_store(self, override: str | Path | None = None) -> ActivationStore:
+        """A transcoder's target store: the one it trained on, or with `override` (the input
+        store given with --store) the sibling folder named after `hook_out` (a multi-hook
+        harvest's layout); checked to hold `hook_out` with the same number of rows."""
+        from monosemantic.activations import ActivationStore
+
+        if self.hook_out is None:
+            raise UserError(f"{self.path} holds an SAE, not a transcoder: it has no target store")
+        path = (Path(override).parent / self.hook_out if override is not None
+                else Path(self.extra["store_out"]))
+        if not path.is_dir():
+            raise UserError(f"the target store {path} does not exist (moved?): give the input "
+                            "store with --store; its harvest folder must also hold "
+                            f"{self.hook_out}/")
+        store = ActivationStore(path)
+        if store.hook != self.hook_out:
+            raise UserError(f"store {path} holds {store.hook!r}, not the transcoder's target "
+                            f"{self.hook_out!r}")
+        return store
+
+    @property
     def store_path(self) -> Path | None:
         """The activation store the SAE was trained on; None for streamed training."""
         store = self.extra.get("store")

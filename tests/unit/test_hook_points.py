@@ -65,11 +65,12 @@ def test_gpt2_and_neox_paths():
     assert neox.module_path == "gpt_neox.layers.1.post_mlp_dropout"
 
 
-def test_reads_input_only_for_resid_pre_and_mlp_post():
+def test_reads_input_only_for_resid_pre_mlp_in_and_mlp_post():
     reads = {p.kind: p.reads_input for p in (_point("llama", n) for n in all_canonical_names(1))}
     assert reads == {
         "resid_pre": True,
         "attn_out": False,
+        "mlp_in": True,
         "mlp_post": True,
         "mlp_out": False,
         "resid_post": False,
@@ -91,10 +92,11 @@ def test_non_canonical_and_out_of_range():
 
 def test_all_names_in_forward_order():
     names = all_canonical_names(2)
-    assert len(names) == 10
-    assert names[:5] == [
+    assert len(names) == 12
+    assert names[:6] == [
         "blocks.0.hook_resid_pre",
         "blocks.0.hook_attn_out",
+        "blocks.0.hook_mlp_in",
         "blocks.0.mlp.hook_post",
         "blocks.0.hook_mlp_out",
         "blocks.0.hook_resid_post",

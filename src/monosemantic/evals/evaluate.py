@@ -36,20 +36,26 @@ def reconstruction_pass(
     row_batch_size: int = 4096,
     dense_threshold: float = 0.1,
     device: str | torch.device = "cpu",
+    target_store: ActivationStore | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics of `sae` on store rows `rows` (raw activations, corpus order) and the
-    log10-density histogram. The SAE must read raw activations (as saved SAEs do)."""
+    log10-density histogram. The SAE must read raw activations (as saved SAEs do). A
+    transcoder reads `store` and is scored on the same rows of `target_store`."""
     if len(rows) == 0:
         raise UserError("no held-out rows to evaluate on: train with --holdout-fraction > 0")
     recon = ReconstructionAccumulator()
     density = FeatureDensityAccumulator(int(sae.W_dec_FD.shape[0]), dense_threshold=dense_threshold)
     bar = progress(total=len(rows), desc="reconstruction", unit="tok")
+    inputs = store.iter_batches(row_batch_size, shuffle=False, rows=rows)
+    targets = (inputs if target_store is None
+               else target_store.iter_batches(row_batch_size, shuffle=False, rows=rows))
+    pairs = ((x, x) for x in inputs) if target_store is None else zip(inputs, targets)
     with torch.no_grad(), bar:
-        for x_ND in store.iter_batches(row_batch_size, shuffle=False, rows=rows):
-            x_ND = x_ND.to(device)
+        for x_ND, y_ND in pairs:
+            x_ND, y_ND = x_ND.to(device), y_ND.to(device)
             f_NF = sae.encode(x_ND)
-            x_hat_ND = sae.decode(f_NF)
-            recon.update(x_ND, x_hat_ND, f_NF)
+            x_hat_ND = sae.add_skip(sae.decode(f_NF), x_ND)
+            recon.update(y_ND, x_hat_ND, f_NF)
             density.update(f_NF)
             bar.update(x_ND.shape[0])
     return {**recon.result(), **density.result()}, density.log10_histogram()
@@ -110,6 +116,7 @@ def evaluate_sae(
     row_batch_size: int = 4096,
     dense_threshold: float = 0.1,
     contexts: Iterable[Context] | None = None,
+    transcoder: tuple[str, ActivationStore] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a (raw-activation) SAE: reconstruction and sparsity on store rows, then the
     model's loss with the SAE spliced in at `hook`.
@@ -118,6 +125,10 @@ def evaluate_sae(
     many of them. n_contexts: fresh corpus contexts for the spliced loss (0 skips it);
     `contexts` may supply them instead (an iterable of `Context`). Returns a JSON-ready dict
     with `metrics` (flat), `density_histogram`, `sizes` and `formulas`.
+
+    A transcoder reads `hook` (rows of `store`) and predicts another site: `transcoder` is
+    (that site's hook, its store of the same rows); its metrics are the target's, and the
+    spliced loss replaces the target hook by the prediction from `hook` of the same forward.
     """
     from monosemantic.data import batch_contexts
 
@@ -126,8 +137,9 @@ def evaluate_sae(
     if n_tokens > 0:
         rows = range(rows.start, min(rows.stop, rows.start + n_tokens))
     device = next(iter(sae.parameters())).device
+    hook_out, target_store = (None, None) if transcoder is None else transcoder
     metrics, histogram = reconstruction_pass(sae, store, rows, row_batch_size, dense_threshold,
-                                             device)
+                                             device, target_store)
     sizes: dict[str, Any] = {"reconstruction_rows": [rows.start, rows.stop],
                              "reconstruction_tokens": len(rows)}
     if n_contexts > 0:
@@ -143,13 +155,16 @@ def evaluate_sae(
         n_ctx_tokens = sum(int(c.tokens.numel()) for c in contexts)
         bar = progress(total=n_ctx_tokens, desc="spliced loss", unit="tok")
         with bar:
-            loss = spliced_loss(lm, sae, hook_name, batch_contexts(contexts, batch_size),
-                                keep_token_ids=_unspliced_ids(store, lm), on_batch=bar.update)
+            loss = spliced_loss(lm, sae, hook_name if hook_out is None else hook_out,
+                                batch_contexts(contexts, batch_size),
+                                keep_token_ids=_unspliced_ids(store, lm), on_batch=bar.update,
+                                hook_in=None if hook_out is None else hook_name)
         metrics.update(loss)
         sizes.update(spliced_contexts=len(contexts), spliced_tokens=n_ctx_tokens,
                      spliced_predictions=loss["n_predictions"])
     return {
         "hook": hook_name,
+        **({} if hook_out is None else {"hook_out": hook_out}),
         "metrics": metrics,
         "density_histogram": histogram,
         "sizes": sizes,

@@ -121,9 +121,12 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     elif lm is None:
         # The dtype the activations were harvested in, so the spliced run sees the same model.
         lm = run.load_model(device, dtype=store.model_dtype, spec=cfg.model)
+    hook_out = run.hook_out  # a transcoder: scored on its target site
+    transcoder = None if hook_out is None else (hook_out, run.target_store(cfg.store))
     result = evaluate_sae(lm, sae, run.hook, store, rows=rows, n_tokens=cfg.n_tokens,
                           n_contexts=cfg.n_contexts, batch_size=cfg.batch_size,
-                          row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold)
+                          row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold,
+                          transcoder=transcoder)
     result.update(model=cfg.model or run.model, store=str(store.path), sae=str(run.sae_dir),
                   architecture=sae.cfg.architecture, n_features=int(sae.cfg.n_features),
                   config=to_dict(cfg))
@@ -135,7 +138,9 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     say(format_table(result["metrics"]))
     say(f"wrote {run.eval_path}")
     if cfg.plot:
-        title = f"{sae.cfg.architecture} SAE, {sae.cfg.n_features:,} features, {run.hook}"
+        kind, sites = (("SAE", run.hook) if hook_out is None
+                       else ("transcoder", f"{run.hook} -> {hook_out}"))
+        title = f"{sae.cfg.architecture} {kind}, {sae.cfg.n_features:,} features, {sites}"
         png = plot_density_histogram(result["density_histogram"], run.density_plot_path, title)
         if png is not None:
             say(f"wrote {png}")

@@ -1,7 +1,8 @@
 """The model's own next-token loss with the SAE spliced in at its hook point.
 
 Three forwards per batch of contexts: clean; *spliced* (the hooked activation replaced by the
-SAE's reconstruction); *zero-ablated* (the hooked activation replaced by zeros). Both edits apply
+SAE's reconstruction, or a transcoder's prediction from its input site); *zero-ablated* (the
+hooked activation replaced by zeros). Both edits apply
 at every position except BOS / special tokens, which the activation store excludes from training
 (their norms dwarf the rest), so the SAE never saw them. Formulas: `monosemantic.evals.loss`.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from monosemantic.errors import UserError
 from monosemantic.evals.loss import SplicedLossAccumulator, ce_and_kl, next_token_targets
 
 if TYPE_CHECKING:
@@ -31,7 +33,8 @@ def special_token_ids(tokenizer: Any) -> list[int]:
 
 
 def sae_reconstruct(sae: SAE, act_BSD: torch.Tensor) -> torch.Tensor:
-    """`decode(encode(x))` on the last dim of any-shaped activations, in the SAE's dtype/device.
+    """`decode(encode(x))` on the last dim of any-shaped activations, in the SAE's dtype/device
+    (plus a skip transcoder's skip term; a transcoder's output has its target's width).
 
     Uses the inference path (`encode`/`decode`), not `forward`, so batch-level rules such as
     BatchTopK's batch top-k do not apply at evaluation.
@@ -40,7 +43,33 @@ def sae_reconstruct(sae: SAE, act_BSD: torch.Tensor) -> torch.Tensor:
     dtype = param.dtype if param is not None else act_BSD.dtype
     x_ND = act_BSD.reshape(-1, act_BSD.shape[-1]).to(dtype)
     x_hat_ND = sae.decode(sae.encode(x_ND))
-    return x_hat_ND.reshape(act_BSD.shape).to(act_BSD.dtype)
+    add_skip = getattr(sae, "add_skip", None)  # duck-typed SAEs (tests) have none
+    if add_skip is not None:
+        x_hat_ND = add_skip(x_hat_ND, x_ND)
+    return x_hat_ND.reshape(*act_BSD.shape[:-1], -1).to(act_BSD.dtype)
+
+
+def _splice_edits(lm: LoadedModel, sae: SAE, hook: str, hook_in: str | None,
+                  splice_BS: torch.Tensor
+                  ) -> dict[str | HookPoint, Callable[[torch.Tensor], torch.Tensor]]:
+    """The edits that splice `sae` in at `hook`. A transcoder's input is read at `hook_in`
+    earlier in the same forward (left unchanged there) and its output replaces `hook`."""
+    if hook_in is None:
+        return {hook: _replace_at(splice_BS, lambda a: sae_reconstruct(sae, a))}
+    if lm.hook_point(hook_in).layer > lm.hook_point(hook).layer:
+        raise UserError(f"{hook_in} runs after {hook}: a transcoder's input must come first")
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(act_BSD: torch.Tensor) -> torch.Tensor:
+        seen["in"] = act_BSD
+        return act_BSD
+
+    def predicted(_act_BSD: torch.Tensor) -> torch.Tensor:
+        if "in" not in seen:
+            raise RuntimeError(f"{hook} fired before {hook_in} in the forward")
+        return sae_reconstruct(sae, seen.pop("in"))
+
+    return {hook_in: keep, hook: _replace_at(splice_BS, predicted)}
 
 
 def _replace_at(mask_BS: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor]):
@@ -76,8 +105,12 @@ def spliced_loss(
     batches: Iterable[ContextBatch | torch.Tensor],
     keep_token_ids: Sequence[int] | None = None,
     on_batch: Callable[[int], object] | None = None,
+    hook_in: str | None = None,
 ) -> dict[str, float | int]:
     """CE clean / spliced / zero-ablated, loss recovered, KL and ΔCE over `batches`.
+
+    A transcoder (`hook_in` given: the hook it reads) replaces `hook` by its prediction from
+    the activation at `hook_in` of the same forward; zero-ablated then zeroes `hook`.
 
     Scored: predictions made at spliced positions whose target is not a kept (special) token.
 
@@ -109,7 +142,7 @@ def spliced_loss(
             del logits_zero_BSV  # at most two [B, S, V] logits alive: V is 262k for Gemma
 
             logits_clean_BSV = _logits(lm, tokens_BS, attention_BS)
-            with edit(lm, {name: _replace_at(splice_BS, lambda a: sae_reconstruct(sae, a))}):
+            with edit(lm, _splice_edits(lm, sae, name, hook_in, splice_BS)):
                 logits_spliced_BSV = _logits(lm, tokens_BS, attention_BS)
             ce_clean_BS, ce_spliced_BS, kl_BS = ce_and_kl(logits_clean_BSV, logits_spliced_BSV,
                                                           targets_BS)

@@ -14,6 +14,14 @@ block adds to the residual stream:
 - gpt_neox: `post_attention_dropout` / `post_mlp_dropout` outputs (identity in eval mode, and
   exactly the tensors summed into the residual in both parallel and sequential residual modes).
 
+`hook_mlp_in` is the input of the MLP module (`mlp` in all four layouts): the residual stream
+after the pre-MLP norm (gemma3 `pre_feedforward_layernorm`, llama `post_attention_layernorm`,
+gpt2 `ln_2`, gpt_neox `post_attention_layernorm`). Running the MLP module on it gives
+`hook_mlp_out` exactly for llama, gpt2 and gpt_neox (their dropouts are identities in eval
+mode); for gemma3 `hook_mlp_out` is `post_feedforward_layernorm(mlp(hook_mlp_in))`: the
+post-MLP norm sits between them, so a transcoder from `hook_mlp_in` to `hook_mlp_out`
+replaces the MLP *and* that norm (what the block adds to the residual).
+
 `mlp.hook_post` is the input of the MLP's down projection (the hidden neurons after the
 activation function, and after the gate product for gated MLPs).
 """
@@ -39,6 +47,8 @@ class Family:
     """Module whose output (first element if a tuple) is the attention contribution."""
     mlp_out: str
     """Module whose output is the MLP contribution."""
+    mlp: str
+    """The MLP module; its *input* is `hook_mlp_in`."""
     mlp_down: str
     """The MLP's down projection; its *input* is `mlp.hook_post`."""
 
@@ -47,13 +57,13 @@ FAMILIES: dict[str, Family] = {
     "gemma3": Family("gemma3",
                      ("model.layers", "model.language_model.layers", "language_model.layers"),
                      attn_out="post_attention_layernorm", mlp_out="post_feedforward_layernorm",
-                     mlp_down="mlp.down_proj"),
-    "llama": Family("llama", ("model.layers",), attn_out="self_attn", mlp_out="mlp",
+                     mlp="mlp", mlp_down="mlp.down_proj"),
+    "llama": Family("llama", ("model.layers",), attn_out="self_attn", mlp_out="mlp", mlp="mlp",
                     mlp_down="mlp.down_proj"),
-    "gpt2": Family("gpt2", ("transformer.h",), attn_out="attn", mlp_out="mlp",
+    "gpt2": Family("gpt2", ("transformer.h",), attn_out="attn", mlp_out="mlp", mlp="mlp",
                    mlp_down="mlp.c_proj"),
     "gpt_neox": Family("gpt_neox", ("gpt_neox.layers",), attn_out="post_attention_dropout",
-                       mlp_out="post_mlp_dropout", mlp_down="mlp.dense_4h_to_h"),
+                       mlp_out="post_mlp_dropout", mlp="mlp", mlp_down="mlp.dense_4h_to_h"),
 }
 
 # config.model_type -> layout family.

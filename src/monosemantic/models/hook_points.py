@@ -1,7 +1,8 @@
 """Hook point names (TransformerLens style) -> HF module paths, per layout family.
 
 Canonical names: `blocks.{L}.hook_resid_pre`, `blocks.{L}.hook_resid_post`,
-`blocks.{L}.hook_attn_out`, `blocks.{L}.hook_mlp_out`, `blocks.{L}.mlp.hook_post`.
+`blocks.{L}.hook_attn_out`, `blocks.{L}.hook_mlp_in`, `blocks.{L}.mlp.hook_post`,
+`blocks.{L}.hook_mlp_out`. `hook_mlp_in` is the MLP module's input (after the pre-MLP norm).
 A raw HF module path (e.g. `model.layers.3.mlp`) is accepted too: its output is hooked
 (the first element when the module returns a tuple).
 """
@@ -16,17 +17,19 @@ from torch import nn
 from monosemantic.errors import UserError
 from monosemantic.models.families import Family
 
-# kind -> suffix after `blocks.{L}.`; resid_pre and mlp_post read a module's *input*.
+# kind -> suffix after `blocks.{L}.`, in forward order; resid_pre, mlp_in and mlp_post read a
+# module's *input*.
 KIND_SUFFIXES: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
     "attn_out": "hook_attn_out",
+    "mlp_in": "hook_mlp_in",
     "mlp_post": "mlp.hook_post",
     "mlp_out": "hook_mlp_out",
     "resid_post": "hook_resid_post",
 }
-INPUT_KINDS = frozenset({"resid_pre", "mlp_post"})
+INPUT_KINDS = frozenset({"resid_pre", "mlp_in", "mlp_post"})
 _CANONICAL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|"
-                        r"hook_mlp_out|mlp\.hook_post)$")
+                        r"hook_mlp_in|hook_mlp_out|mlp\.hook_post)$")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class HookPoint:
     layer: int
     """Block index; -1 for a raw module outside the blocks (embeddings, final norm, lm_head)."""
     kind: str
-    """`resid_pre`, `resid_post`, `attn_out`, `mlp_out`, `mlp_post`, or `module` (raw path)."""
+    """`resid_pre`, `resid_post`, `attn_out`, `mlp_in`, `mlp_out`, `mlp_post`, or `module`
+    (raw path)."""
     width: int
     """Last dimension of the activation (d_model, or d_mlp for `mlp_post`)."""
 
@@ -63,7 +67,8 @@ def canonical_point(family: Family, blocks: str, n_layers: int, d_model: int, d_
     kind = next(k for k, suffix in KIND_SUFFIXES.items() if suffix == match.group(2))
     block = f"{blocks}.{layer}"
     module = {"resid_pre": block, "resid_post": block,
-              "attn_out": f"{block}.{family.attn_out}", "mlp_out": f"{block}.{family.mlp_out}",
+              "attn_out": f"{block}.{family.attn_out}", "mlp_in": f"{block}.{family.mlp}",
+              "mlp_out": f"{block}.{family.mlp_out}",
               "mlp_post": f"{block}.{family.mlp_down}"}[kind]
     width = d_mlp if kind == "mlp_post" else d_model
     return HookPoint(name=name, module_path=module, layer=layer, kind=kind, width=width)

@@ -5,6 +5,12 @@ uses). The encoder computes pre-activations `z = (x - b_dec·a) @ W_enc + b_enc`
 `apply_b_dec_to_input` (False for relu/jumprelu as in their papers, True for topk/batchtopk as
 in Gao et al.); the decoder computes `x̂ = f @ W_dec + b_dec`.
 
+A *transcoder* (`cfg.d_out` set) is the same dictionary between two sites: it encodes the
+input site's activations x (width d_in, never centred by b_dec, which lives at the output) and
+decodes a prediction ŷ = f @ W_dec + b_dec (+ x @ W_skipᵀ with `cfg.skip`) of a target y of
+width d_out; `forward` then takes `target_BD` and every loss compares ŷ to it. The sparsity
+(activation function, penalty, AuxK) stays the architecture's.
+
 An architecture is one subclass plus its entry in `factory.SAE_CLASSES`: the class attributes
 and classmethods under "what the architecture is" are everything `SAEConfig`, the trainer and
 save/load need to know about it.
@@ -154,10 +160,14 @@ class SAE(nn.Module):
             raise ConfigError("the SAE's d_in is not set: give the width of its activations")
         self.cfg = cfg
         d, n_feat = cfg.d_in, cfg.n_features
+        d_out = d if cfg.d_out is None else cfg.d_out
         self.W_enc = nn.Parameter(torch.empty(d, n_feat))
         self.b_enc = nn.Parameter(torch.zeros(n_feat))
-        self.W_dec = nn.Parameter(torch.empty(n_feat, d))
-        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.W_dec = nn.Parameter(torch.empty(n_feat, d_out))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.W_skip: nn.Parameter | None = (
+            nn.Parameter(torch.zeros(d_out, d)) if cfg.skip else None)
+        """Skip transcoders: [d_out, d_in] (SAELens' layout), ŷ += x @ W_skipᵀ; else None."""
         # Reused by `selection_pre_acts` (not a buffer: never saved, rebuilt on a new shape).
         self._workspace: torch.Tensor | None = None
         self.shard: FeatureGroup | None = None
@@ -177,6 +187,8 @@ class SAE(nn.Module):
         only: `encode`, `encode_slice` and `encode_sparse` need the whole dictionary)."""
         if self.shard is not None or self.W_enc.shape[1] != group.n_features:
             raise ValueError("keep_features_ needs a whole dictionary of the group's size")
+        if self.cfg.is_transcoder:
+            raise ValueError("transcoders do not train feature-sharded (not implemented)")
         width = group.hi - group.lo
         for name, dim in self.feature_dims.items():
             piece = getattr(self, name).narrow(dim, group.lo, width).clone()
@@ -216,9 +228,10 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ.
-        A feature shard draws the whole dictionary's random numbers and keeps its rows
-        (`sharded.randn_rows`): the unsharded init's rows, one chunk of memory."""
+        """Biases 0; decoder rows random directions of norm `decoder_init_norm`; W_enc = W_decᵀ
+        (a transcoder's encoder reads another site: its columns are drawn on their own, of the
+        same norm; W_skip 0). A feature shard draws the whole dictionary's random numbers and
+        keeps its rows (`sharded.randn_rows`): the unsharded init's rows, one chunk of memory."""
         init_norm = self.cfg.decoder_init_norm
         assert init_norm is not None  # SAEConfig.__post_init__ resolves None
         if self.shard is None:
@@ -228,7 +241,14 @@ class SAE(nn.Module):
                                   self.shard.hi)
         W_dec_FD *= init_norm / W_dec_FD.norm(dim=1, keepdim=True)
         self.W_dec.copy_(W_dec_FD)
-        self.W_enc.copy_(W_dec_FD.T)
+        if self.cfg.is_transcoder:
+            W_enc_DF = torch.randn(self.W_enc.shape)
+            W_enc_DF *= init_norm / W_enc_DF.norm(dim=0, keepdim=True)
+            self.W_enc.copy_(W_enc_DF)
+        else:
+            self.W_enc.copy_(W_dec_FD.T)
+        if self.W_skip is not None:
+            self.W_skip.zero_()
         self.b_enc.zero_()
         self.b_dec.zero_()
 
@@ -352,11 +372,37 @@ class SAE(nn.Module):
         return self._sum_shards(nn.functional.linear(f_BF, self.W_dec.T)) + self.b_dec
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None,
+                target_BD: torch.Tensor | None = None) -> SAEOutput:
         """Codes and losses of the batch `x_BD`. With `group`, `x_BD` is this process's slice of
         a global batch: the loss is the one whose gradient, averaged over the group, is the
-        global batch's gradient (losses that are means of per-row terms need nothing more)."""
+        global batch's gradient (losses that are means of per-row terms need nothing more).
+        A transcoder's losses compare its output to `target_BD` (`target_of`)."""
         raise NotImplementedError
+
+    # ---- the target and the skip connection (transcoders) ----
+    def target_of(self, x_BD: torch.Tensor, target_BD: torch.Tensor | None) -> torch.Tensor:
+        """What the losses compare the output to: `target_BD` for a transcoder (required), the
+        input itself for an SAE (which takes no target)."""
+        if target_BD is None:
+            if self.cfg.is_transcoder:
+                raise ValueError("a transcoder's forward needs target_BD (the output site's "
+                                 "activations of the same rows)")
+            return x_BD
+        if not self.cfg.is_transcoder:
+            raise ValueError("an SAE reconstructs its input: it takes no target_BD")
+        return target_BD
+
+    def add_skip(self, y_hat_BD: torch.Tensor, x_BD: torch.Tensor) -> torch.Tensor:
+        """`y_hat_BD` plus the skip connection x @ W_skipᵀ (unchanged without one)."""
+        if self.W_skip is None:
+            return y_hat_BD
+        return y_hat_BD + nn.functional.linear(x_BD, self.W_skip)
+
+    def reconstruct(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Inference output: `decode(encode(x))` (plus the skip connection): the input's
+        reconstruction for an SAE, the target site's prediction for a transcoder."""
+        return self.add_skip(self.decode(self.encode(x_BD)), x_BD)
 
     @staticmethod
     def mse(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
@@ -365,8 +411,9 @@ class SAE(nn.Module):
 
     # ---- trainer hooks ----
     @torch.no_grad()
-    def init_from_data(self, x_ND: torch.Tensor) -> None:
-        """Data-dependent initialisation (no-op unless an architecture overrides it)."""
+    def init_from_data(self, x_ND: torch.Tensor, target_ND: torch.Tensor | None = None) -> None:
+        """Data-dependent initialisation from input rows (and a transcoder's target rows);
+        no-op unless an architecture overrides it."""
 
     def sparsity_coefficient(self) -> float:
         """The full weight of the sparsity penalty (before the warm-up's `l1_scale`); 0 without
@@ -393,11 +440,16 @@ class SAE(nn.Module):
     # ---- save-time folding ----
     def inference_state(self) -> dict[str, torch.Tensor]:
         """Tensors as saved (SAELens names); architectures with a threshold add `threshold`."""
-        return {"W_enc": self.W_enc.detach(), "b_enc": self.b_enc.detach(),
-                "W_dec": self.W_dec.detach(), "b_dec": self.b_dec.detach()}
+        state = {"W_enc": self.W_enc.detach(), "b_enc": self.b_enc.detach(),
+                 "W_dec": self.W_dec.detach(), "b_dec": self.b_dec.detach()}
+        if self.W_skip is not None:
+            state["W_skip"] = self.W_skip.detach()
+        return state
 
     def load_inference_state(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of `inference_state` (used by `load_sae`)."""
         with torch.no_grad():
             for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
                 getattr(self, name).copy_(state[name])
+            if self.W_skip is not None:
+                self.W_skip.copy_(state["W_skip"])

@@ -23,6 +23,12 @@ class SAEConfig:
     (Matryoshka BatchTopK)."""
     d_in: int | None = field(default=None, metadata={"cli": False})
     """Width d of the activations the SAE reads (training fills it in from the data)."""
+    d_out: int | None = field(default=None, metadata={"cli": False})
+    """Transcoders only: width of the target site the dictionary predicts (training fills it in
+    from the --hook-out store). None: an SAE, which reconstructs its own input."""
+    skip: bool = False
+    """Transcoders only: add a linear skip connection W_skip·x from the input site to the
+    output (skip transcoders), initialised at zero."""
     n_features: int = 16384
     """Dictionary size F."""
     k: int = 32
@@ -71,9 +77,23 @@ class SAEConfig:
         if self.d_in is not None:
             check_positive_int(self, "d_in")
         check_positive_int(self, "n_features")
+        if self.d_out is not None:
+            check_positive_int(self, "d_out")
+            if self.apply_b_dec_to_input:
+                raise ConfigError("a transcoder's b_dec lives at its output site, so it cannot be "
+                                  "subtracted from its input: set apply_b_dec_to_input false")
+        elif self.skip and self.d_in is not None:
+            raise ConfigError("skip is a transcoder's option (a linear map from the input site "
+                              "to the output site): train with --hook-in and --hook-out, or "
+                              "leave skip off")
         if self.decoder_init_norm is None or not self.decoder_init_norm > 0:
             raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
         cls.check_config(self)
+
+    @property
+    def is_transcoder(self) -> bool:
+        """Whether the dictionary predicts another site (`d_out` set) rather than its input."""
+        return self.d_out is not None
 
     @property
     def resolved_matryoshka_prefixes(self) -> tuple[int, ...]:

@@ -7,9 +7,13 @@ A saved folder holds
   `reshape_activations`, `k` and `rescale_acts_by_decoder_norm` for topk, and `metadata`
   (`model_name`, `hook_name`, ...);
 - `sae_weights.safetensors`: `W_enc [d, F]`, `b_enc [F]`, `W_dec [F, d]`, `b_dec [d]`, plus
-  `threshold [F]` for jumprelu/batchtopk;
+  `threshold [F]` for jumprelu/batchtopk (and `W_skip [d_out, d_in]` for skip transcoders);
 - `monosemantic.json`: our `SAEConfig`, the folded normalisation scale and the caller's
   `extra_metadata` (model, hook, store, holdout rows, training summary).
+
+Transcoders (docs/transcoders.md) add `d_out`, `hook_name_out`, `hook_layer_out`,
+`hook_head_index_out` to cfg.json, as SAELens' transcoder classes read them (`saelens_architecture`
+names the class); `W_dec [F, d_out]`, `b_dec [d_out]`.
 
 At save the input-normalisation scale s and the decoder row norms are folded into the weights:
 the saved SAE reads *raw* activations, has unit-norm decoder rows, reports activations
@@ -45,7 +49,9 @@ FORMAT_VERSION = 1
 # SAELens reads `metadata.sae_lens_version` to pick its config parser; >= 6.0.0 selects the
 # current format, which is the one written here.
 SAELENS_CFG_FORMAT = "6.0.0"
-_FROM_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+_FROM_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu",
+                      "transcoder": "relu", "skip_transcoder": "relu",
+                      "jumprelu_transcoder": "jumprelu", "jumprelu_skip_transcoder": "jumprelu"}
 # extra_metadata keys (first present wins) copied into SAELens' metadata.
 _SAELENS_METADATA_SOURCES = {
     "model_name": ("model_name", "model", "model_spec"),
@@ -57,21 +63,27 @@ _SAELENS_METADATA_SOURCES = {
 
 @torch.no_grad()
 def fold_for_inference(sae: SAE, norm_scale: float = 1.0,
+                       target_norm_scale: float | None = None,
                        decoder_norms: bool = True) -> SAE:
     """A copy of `sae` that reads raw activations and (with `decoder_norms`) has unit-norm
     decoder rows.
 
-    `norm_scale` is the s the trainer multiplied inputs by (E‖s·x‖² = d).
+    `norm_scale` is the s the trainer multiplied inputs by (E‖s·x‖² = d); `target_norm_scale`
+    the t it multiplied a transcoder's targets by (None: t = s, an SAE's target is its input).
     """
-    if not (norm_scale > 0 and math.isfinite(norm_scale)):
-        raise UserError(f"norm_scale must be a finite number > 0, got {norm_scale}")
+    out_scale = norm_scale if target_norm_scale is None else target_norm_scale
+    for scale in (norm_scale, out_scale):
+        if not (scale > 0 and math.isfinite(scale)):
+            raise UserError(f"norm_scale must be a finite number > 0, got {scale}")
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in
              sae.inference_state().items()}
-    # (a) inputs: z = (s·x − a·b_dec)·W_enc + b_enc = (x − a·b_dec/s)·(s·W_enc) + b_enc;
-    #     outputs: (f·W_dec + b_dec)/s.
+    # (a) inputs: z = (s·x − a·b_dec)·W_enc + b_enc = (x − a·b_dec/s)·(s·W_enc) + b_enc
+    #     (a = 0 for transcoders); outputs: (f·W_dec + b_dec + s·x·W_skipᵀ)/t.
     state["W_enc"] *= norm_scale
-    state["W_dec"] /= norm_scale
-    state["b_dec"] /= norm_scale
+    state["W_dec"] /= out_scale
+    state["b_dec"] /= out_scale
+    if "W_skip" in state:
+        state["W_skip"] *= norm_scale / out_scale
     if not decoder_norms:
         folded = create_sae(copy.deepcopy(sae.cfg))
         folded.load_inference_state(state)
@@ -91,8 +103,10 @@ def fold_for_inference(sae: SAE, norm_scale: float = 1.0,
 
 
 def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | None = None,
-             norm_scale: float = 1.0, fold_decoder_norms: bool = True) -> Path:
-    """Fold `norm_scale` and decoder norms in, write the SAELens-layout folder atomically.
+             norm_scale: float = 1.0, target_norm_scale: float | None = None,
+             fold_decoder_norms: bool = True) -> Path:
+    """Fold `norm_scale` (and a transcoder's `target_norm_scale`) and decoder norms in,
+    write the SAELens-layout folder atomically.
 
     `fold_decoder_norms=False` keeps the codes as they are (a pretrained SAE imported as a run
     keeps its published activation values)."""
@@ -101,12 +115,16 @@ def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | Non
     if threshold_count is not None and int(threshold_count) == 0:
         warnings.warn("saving a batchtopk SAE whose inference threshold was never estimated "
                       "(no training step): its saved threshold is 0", stacklevel=2)
-    folded = fold_for_inference(sae, norm_scale, decoder_norms=fold_decoder_norms)
+    folded = fold_for_inference(sae, norm_scale, target_norm_scale,
+                                decoder_norms=fold_decoder_norms)
     extra = dict(extra_metadata or {})
     tensors = {k: v.contiguous() for k, v in folded.inference_state().items()}
     ours = {"format_version": FORMAT_VERSION, "architecture": sae.cfg.architecture,
             "sae_config": to_dict(sae.cfg), "norm_scale_folded": float(norm_scale),
             "decoder_norms_folded": fold_decoder_norms, "extra_metadata": extra}
+    if sae.cfg.is_transcoder:
+        ours["target_norm_scale_folded"] = float(
+            norm_scale if target_norm_scale is None else target_norm_scale)
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -135,7 +153,7 @@ def saelens_cfg(cfg: SAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
         metadata[key] = str(value) if isinstance(value, Path) else value
     cls = sae_class(cfg.architecture)
     out: dict[str, Any] = {
-        "architecture": cls.saelens_architecture, "d_in": cfg.d_in,
+        "architecture": saelens_architecture(cfg), "d_in": cfg.d_in,
         "d_sae": cfg.n_features, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input), "normalize_activations": "none",
         "reshape_activations": "none", "metadata": metadata,
@@ -143,7 +161,30 @@ def saelens_cfg(cfg: SAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
         "model_name": metadata["model_name"], "hook_name": metadata["hook_name"],
     }
     out.update(cls.saelens_fields(cfg))
+    if cfg.is_transcoder:
+        hook_out = extra.get("hook_out")
+        out.update({"d_out": cfg.d_out, "hook_name_out": hook_out,
+                    "hook_layer_out": _hook_layer(hook_out), "hook_head_index_out": None})
     return out
+
+
+def saelens_architecture(cfg: SAEConfig) -> str:
+    """SAELens' `architecture` for `cfg`. Transcoders: SAELens (>= 6) has `transcoder` (ReLU),
+    `skip_transcoder`, `jumprelu_transcoder` and `jumprelu_skip_transcoder`; a topk
+    transcoder has no SAELens class and is written as `topk_transcoder` / `topk_skip_transcoder`
+    (our loader reads them, SAELens refuses them)."""
+    base = sae_class(cfg.architecture).saelens_architecture
+    if not cfg.is_transcoder:
+        return base
+    stem = "" if base == "standard" else f"{base}_"
+    return f"{stem}{'skip_' if cfg.skip else ''}transcoder"
+
+
+def _hook_layer(hook: Any) -> int | None:
+    """The block index of a canonical hook name (`blocks.6.hook_mlp_out` -> 6), else None."""
+    parts = str(hook).split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() \
+        else None
 
 
 def read_metadata(sae_dir: str | Path) -> dict[str, Any]:
@@ -207,6 +248,10 @@ def _from_saelens(raw: dict[str, Any], weights: dict[str, torch.Tensor],
         weights["b_enc"] = weights["b_enc"] * norms_F
     apply_b_dec = raw.get("apply_b_dec_to_input")
     options: dict[str, Any] = {} if k is None else {"k": k}
+    if arch_raw.endswith("transcoder"):
+        # SAELens' transcoders never subtract b_dec (it has the output's width).
+        options.update(d_out=int(raw["d_out"]), skip="skip" in arch_raw)
+        apply_b_dec = False
     cfg = SAEConfig(architecture=arch, d_in=int(raw["d_in"]), n_features=int(raw["d_sae"]),
                     apply_b_dec_to_input=True if apply_b_dec is None else bool(apply_b_dec),
                     **options)

@@ -130,15 +130,17 @@ class JumpReLUSAE(SAE):
         return z_BS * (z_BS.float() > theta_S)  # z·1 or z·0, as JumpReLUFunction.forward
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None,
+                target_BD: torch.Tensor | None = None) -> SAEOutput:
         # `group` needs nothing: the MSE and the L0 are means of per-row terms. A feature shard
         # sums its partial decode (`decode`) and its L0 with the others'.
+        y_BD = self.target_of(x_BD, target_BD)
         z_BF = self.pre_acts(x_BD)
         theta_F = self.threshold
         eps = self.cfg.jumprelu_bandwidth
         f_BF = JumpReLUFunction.apply(z_BF, theta_F, eps)
-        x_hat_BD = self.decode(f_BF)
-        mse = self.mse(x_BD, x_hat_BD)
+        x_hat_BD = self.add_skip(self.decode(f_BF), x_BD)
+        mse = self.mse(y_BD, x_hat_BD)
         l0 = self._sum_shards(HeavisideFunction.apply(z_BF, theta_F, eps).sum(dim=-1).mean())
         sparsity = self.cfg.l0_coefficient * l1_scale * l0
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses={"mse": mse, "l0": sparsity},

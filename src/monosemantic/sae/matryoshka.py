@@ -71,18 +71,21 @@ class MatryoshkaSAE(BatchTopKSAE):
         return torch.stack(partials).cumsum(0) + self.b_dec
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None,
+                target_BD: torch.Tensor | None = None) -> SAEOutput:
         if self.shard is not None:
             raise ValueError("matryoshka does not train feature-sharded (see module docstring)")
+        y_BD = self.target_of(x_BD, target_BD)
         z_BF = self.selection_pre_acts(x_BD)
         codes = self._train_codes(x_BD, z_BF, group)
-        x_hat_GBD = self.prefix_reconstructions(codes)
+        # A transcoder's skip term is part of every prefix's output.
+        x_hat_GBD = self.add_skip(self.prefix_reconstructions(codes), x_BD)
         x_hat_BD = x_hat_GBD[-1]
-        prefix_mse = (x_BD.float() - x_hat_GBD.float()).pow(2).sum(dim=-1).mean()
+        prefix_mse = (y_BD.float() - x_hat_GBD.float()).pow(2).sum(dim=-1).mean()
         if dead_mask_F is None:
             aux = prefix_mse.new_zeros(())
         else:
-            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group)
-        losses = {"mse": self.mse(x_BD, x_hat_BD).detach(), "prefix_mse": prefix_mse, "aux": aux}
+            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group, y_BD)
+        losses = {"mse": self.mse(y_BD, x_hat_BD).detach(), "prefix_mse": prefix_mse, "aux": aux}
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=None, codes=codes, losses=losses,
                          loss=prefix_mse + aux)

@@ -64,7 +64,8 @@ class ReluSAE(SAE):
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
                 l1_scale: float = 1.0, sparse: bool | None = None,
-                group: BatchGroup | None = None) -> SAEOutput:
+                group: BatchGroup | None = None,
+                target_BD: torch.Tensor | None = None) -> SAEOutput:
         """Loss and codes; `sparse` forces a path (2-D x), None picks by density on CPU.
         `group` needs nothing here: both terms are means of per-row terms. A feature shard
         (`keep_features_`) sums its partial decode and L1 with the others'; the shards may
@@ -72,37 +73,39 @@ class ReluSAE(SAE):
 
         The automatic choice runs on CPU only: counting the active codes reads a number back
         from the device, which a GPU step must not wait for (and GPU matmuls are cheap)."""
+        y_BD = self.target_of(x_BD, target_BD)
         auto = sparse is None and x_BD.device.type == "cpu" and x_BD.dim() == 2
         if sparse or (auto and self._last_sparse):
             f_BF = self.selection_pre_acts(x_BD).relu_()
             if sparse or self.is_sparse(f_BF):
-                return self._sparse_forward(x_BD, f_BF, l1_scale)
+                return self._sparse_forward(x_BD, y_BD, f_BF, l1_scale)
             self._last_sparse = False
         # In place: addmm's backward does not need its output, so ReLU can overwrite it.
         f_BF = torch.relu_(self.pre_acts(x_BD))
         if auto and self.is_sparse(f_BF.detach()):
             self._last_sparse = True
-            return self._sparse_forward(x_BD, f_BF.detach(), l1_scale)
-        x_hat_BD = self.decode(f_BF)
+            return self._sparse_forward(x_BD, y_BD, f_BF.detach(), l1_scale)
+        x_hat_BD = self.add_skip(self.decode(f_BF), x_BD)
         # Σ_b Σ_i f_bi‖W_dec[i]‖ as one column sum and a dot: no B×F temporary.
         f_sum_F = f_BF.reshape(-1, f_BF.shape[-1]).sum(0, dtype=torch.float32)
         l1 = torch.dot(f_sum_F, self.W_dec.norm(dim=1).float())
-        return self._output(x_BD, x_hat_BD, l1, l1_scale, f_BF=f_BF)
+        return self._output(y_BD, x_hat_BD, l1, l1_scale, f_BF=f_BF)
 
-    def _sparse_forward(self, x_BD: torch.Tensor, f_BF: torch.Tensor,
+    def _sparse_forward(self, x_BD: torch.Tensor, y_BD: torch.Tensor, f_BF: torch.Tensor,
                         l1_scale: float) -> SAEOutput:
         """The same loss from the active codes of `f_BF` (no grad; it only picks them)."""
         codes = self.codes_where(x_BD, f_BF, f_BF)
-        x_hat_BD = self._sum_shards(codes.decode(self.W_dec)) + self.b_dec
+        x_hat_BD = self.add_skip(self._sum_shards(codes.decode(self.W_dec)) + self.b_dec, x_BD)
         dec_norm_F = self.W_dec.norm(dim=1).float()
         l1 = torch.dot(codes.vals_N.float(), dec_norm_F[codes.idx_N])
-        return self._output(x_BD, x_hat_BD, l1, l1_scale, codes=codes)
+        return self._output(y_BD, x_hat_BD, l1, l1_scale, codes=codes)
 
-    def _output(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, l1_sum: torch.Tensor,
+    def _output(self, y_BD: torch.Tensor, x_hat_BD: torch.Tensor, l1_sum: torch.Tensor,
                 l1_scale: float, f_BF: torch.Tensor | None = None,
                 codes: SparseCodes | None = None) -> SAEOutput:
-        mse = self.mse(x_BD, x_hat_BD)
-        n_rows = x_BD.numel() // x_BD.shape[-1]
+        """Loss terms against the target `y_BD` (the input itself for an SAE)."""
+        mse = self.mse(y_BD, x_hat_BD)
+        n_rows = y_BD.numel() // y_BD.shape[-1]
         # Sharded: both paths sum x̂ first, then this (the same collectives on every shard).
         l1_sum = self._sum_shards(l1_sum)
         sparsity = self.cfg.l1_coefficient * l1_scale * l1_sum / n_rows

@@ -13,7 +13,8 @@ i.e. the paper's normalised MSE of the residual reconstruction (normalised by th
 variance about its batch mean), multiplied by the batch's total variance E‖x − x̄‖² (a constant,
 no gradient). The paper's main loss is the MSE normalised by that same variance, so this keeps
 exactly the paper's ratio between the two terms while our main term stays ‖x − x̂‖².
-k_aux = min(aux_k, number of dead latents).
+k_aux = min(aux_k, number of dead latents). A transcoder uses its target y in place of x
+(e = y − ŷ, the variance E‖y − ȳ‖²).
 
 Data-parallel (a `BatchGroup` of processes, each with an equal slice of the batch): the two
 variances and ē are the global batch's (reduced over the group), and each process's term is
@@ -120,26 +121,30 @@ class TopKSAE(SAE):
         return self._pick_topk(x_BD, z_BF, self.cfg.k)
 
     def forward(self, x_BD: torch.Tensor, dead_mask_F: torch.Tensor | None = None,
-                l1_scale: float = 1.0, group: BatchGroup | None = None) -> SAEOutput:
+                l1_scale: float = 1.0, group: BatchGroup | None = None,
+                target_BD: torch.Tensor | None = None) -> SAEOutput:
+        y_BD = self.target_of(x_BD, target_BD)
         # z only selects; gradients reach the encoder through the picked entries alone.
         z_BF = self.selection_pre_acts(x_BD)
         codes = self._train_codes(x_BD, z_BF, group)
-        x_hat_BD = self._sum_shards(codes.decode(self.W_dec)) + self.b_dec
-        mse = self.mse(x_BD, x_hat_BD)
+        x_hat_BD = self.add_skip(self._sum_shards(codes.decode(self.W_dec)) + self.b_dec, x_BD)
+        mse = self.mse(y_BD, x_hat_BD)
         if dead_mask_F is None:
             aux = mse.new_zeros(())
         else:
-            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group)
+            aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group, y_BD)
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=None, codes=codes, losses={"mse": mse, "aux": aux},
                          loss=mse + aux)
 
     def auxk_loss(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, z_BF: torch.Tensor,
-                  dead_mask_F: torch.Tensor, group: BatchGroup | None = None) -> torch.Tensor:
+                  dead_mask_F: torch.Tensor, group: BatchGroup | None = None,
+                  target_BD: torch.Tensor | None = None) -> torch.Tensor:
         """AuxK loss (formula in the module docstring); 0 when no latent is dead.
 
         `z_BF` are the pre-activations without grad; the picked dead latents get their gradient
         through the sampled encoder. `dead_mask_F` must be the same on every process of
-        `group`."""
+        `group`. A transcoder's residual and variances are its target's (`target_BD`)."""
+        y_BD = x_BD if target_BD is None else target_BD
         # A host read: free on CPU; on a GPU one sync per step once the trainer passes the mask
         # (only while some feature may be dead).
         n_dead_ = dead_mask_F.sum()
@@ -151,25 +156,27 @@ class TopKSAE(SAE):
         z_dead_BF = z_BF.detach().masked_fill(~dead_mask_F.to(torch.bool), float("-inf"))
         e_hat_BD = self._sum_shards(
             self._pick_topk(x_BD, z_dead_BF, k_aux).decode(self.W_dec)).float()
-        e_BD = (x_BD.float() - x_hat_BD.float()).detach()
+        e_BD = (y_BD.float() - x_hat_BD.float()).detach()
         with torch.no_grad():
             if group is None:
                 e_var = (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)
-                x_f = x_BD.float()
-                x_var_per_row = (x_f - x_f.mean(0)).pow(2).sum() / x_BD.shape[0]
+                y_f = y_BD.float()
+                x_var_per_row = (y_f - y_f.mean(0)).pow(2).sum() / y_BD.shape[0]
             else:
                 e_var = _global_centered_sq(e_BD, group).clamp_min(1e-12)
-                x_var_per_row = (_global_centered_sq(x_BD.float(), group)
-                                 / (x_BD.shape[0] * group.world))
+                x_var_per_row = (_global_centered_sq(y_BD.float(), group)
+                                 / (y_BD.shape[0] * group.world))
         nmse = (e_hat_BD - e_BD).pow(2).sum() / e_var
         if group is not None:
             nmse = nmse * group.world
         return self.cfg.aux_coefficient * nmse * x_var_per_row
 
     @torch.no_grad()
-    def init_from_data(self, x_ND: torch.Tensor) -> None:
-        """Set b_dec to the geometric median of `x_ND` (Weiszfeld's algorithm)."""
-        self.b_dec.copy_(geometric_median(x_ND).to(self.b_dec))
+    def init_from_data(self, x_ND: torch.Tensor, target_ND: torch.Tensor | None = None) -> None:
+        """Set b_dec to the geometric median of what it decodes to (Weiszfeld's algorithm): the
+        input rows `x_ND`, or a transcoder's target rows `target_ND`."""
+        rows_ND = x_ND if target_ND is None else target_ND
+        self.b_dec.copy_(geometric_median(rows_ND).to(self.b_dec))
 
 
 def _global_centered_sq(t_BD: torch.Tensor, group: BatchGroup) -> torch.Tensor:

@@ -236,6 +236,9 @@ def attribute(lm: LoadedModel, sae: SAE, hook: str, prompt: str, target: str,
     uniform sample of `max_ablations` of them, seeded by `sample_seed`, when there are more;
     the listed rows are ablated too) and correlate attribution and activation with the ablation
     effect over those pairs (`AttributionResult.all_pairs`)."""
+    if getattr(sae.cfg, "is_transcoder", False):
+        raise UserError("attribution through a transcoder is not implemented (its features "
+                        "write another site than the hook they read; docs/transcoders.md)")
     if top < 1:
         raise UserError(f"top must be >= 1, got {top}")
     if max_ablations < 1:

@@ -157,6 +157,9 @@ def steering(lm: LoadedModel, sae: SAE, hook: str, edits: list[FeatureEdit], *,
                       max_act_F=max_act_F):
             out = lm.model.generate(ids, max_new_tokens=20)
     """
+    if getattr(sae.cfg, "is_transcoder", False):
+        raise UserError("steering with a transcoder is not implemented: its decoder writes its "
+                        "target site, not the hook it reads (docs/transcoders.md)")
     ids_E, values_E = resolve_edits(list(edits), sae.cfg.n_features, max_act_F, max_multiplier)
     span = check_span(positions)
     delta_fn = steering_delta_fn(sae, ids_E, values_E, mode)

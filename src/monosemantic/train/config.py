@@ -43,6 +43,11 @@ class TrainConfig:
     directory or a .gguf file). Only without --store."""
     hook: str | None = None
     """Hook point to stream from, e.g. blocks.6.hook_resid_post. Only without --store."""
+    hook_in: str | None = None
+    """Train a transcoder: the hook it reads, e.g. blocks.6.hook_mlp_in. With --hook-out and a
+    --store that is a harvest of both hooks (one sub-directory per hook)."""
+    hook_out: str | None = None
+    """Train a transcoder: the hook it predicts, e.g. blocks.6.hook_mlp_out (with --hook-in)."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Streaming only: the text to run the model over."""
     ctx_len: int = 256
@@ -150,6 +155,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.store is not None and cfg.model is not None:
         raise ConfigError("give either --store or --model/--hook, not both (a store already "
                           "records its model and hook)")
+    _validate_transcoder(cfg)
     cfg.sae.validate()
     _positive(cfg, "batch_size")
     if cfg.steps is not None and cfg.steps < 1:
@@ -189,6 +195,21 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"--{_flag(name)} must be >= 0 (0: only at the end)")
 
 
+def _validate_transcoder(cfg: TrainConfig) -> None:
+    if (cfg.hook_in is None) != (cfg.hook_out is None):
+        raise ConfigError("a transcoder needs both --hook-in and --hook-out")
+    if cfg.hook_in is None:
+        if cfg.sae.skip:
+            raise ConfigError("--skip is a transcoder's option: give --hook-in and --hook-out")
+        return
+    if cfg.store is None:
+        raise ConfigError("transcoders train from stored activations only: give --store, a "
+                          "harvest of both hooks (streaming is not implemented for them)")
+    if cfg.hook_in == cfg.hook_out:
+        raise ConfigError(f"--hook-in and --hook-out are both {cfg.hook_in}: a transcoder maps "
+                          "one site to another (for an SAE, leave both out)")
+
+
 def _positive(cfg: TrainConfig, *names: str) -> None:
     for name in names:
         if getattr(cfg, name) < 1:
@@ -199,9 +220,12 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None) -> TrainConfig:
-    """Fill the fields that depend on the data (steps, lr, dead window, the SAE's d_in) in
-    place; `d_in` is the data's width (None: not known yet)."""
+def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None,
+            d_out: int | None = None) -> TrainConfig:
+    """Fill the fields that depend on the data (steps, lr, dead window, the SAE's d_in and a
+    transcoder's d_out) in place; `d_in` is the data's width (None: not known yet), `d_out`
+    the target site's width of a transcoder's data. A transcoder never subtracts b_dec from
+    its input (b_dec lives at the output site): `apply_b_dec_to_input` is set false."""
     if cfg.total_tokens is not None:
         cfg.steps = math.ceil(cfg.total_tokens / cfg.batch_size)
         cfg.total_tokens = None
@@ -217,6 +241,9 @@ def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None)
             raise ConfigError(f"sae.d_in = {cfg.sae.d_in} but the data has width {d_in}: leave "
                               "sae.d_in unset (the trainer takes it from the data)")
         cfg.sae.d_in = d_in
+    if d_out is not None:
+        cfg.sae.d_out = d_out
+        cfg.sae.apply_b_dec_to_input = False
     if cfg.lr is None:
         cfg.lr = sae_class(cfg.sae.architecture).default_lr(cfg.sae)
     if cfg.dead_window_tokens is None:
@@ -233,7 +260,7 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     message that names the store to use."""
     old, new = dotted(current_layout(old)), dotted(new)
     keys = {k for k in set(old) | set(new) if k.split(".")[0] not in RESUME_SAFE_FIELDS}
-    keys -= {"out", "sae.d_in"}
+    keys -= {"out", "sae.d_in", "sae.d_out"}
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
 
 

@@ -1,6 +1,7 @@
 """Where training batches come from: an activation store, or activations streamed from a model.
 
 Both sources yield *normalized* float32 `[B, D]` batches (E||x||^2 = d), one per optimizer step,
+(a transcoder's paired stores, `train/paired.py`, yield (input, target) pairs of them),
 and can restart at any step (the checkpoint's reader position), so a resumed run sees the same
 batches as an uninterrupted one.
 """
@@ -23,6 +24,10 @@ FINITE_CHECK_BATCHES = 4
 """Training batches checked for NaN/Inf at (re)start; later batches are not (a host sync each)."""
 
 
+Batch = tuple[Tensor, Tensor]
+"""A transcoder's (input, target) training batch."""
+
+
 class TrainData(Protocol):
     # Read-only here (properties), so a source may declare a narrower type (StreamData's None).
     @property
@@ -34,11 +39,23 @@ class TrainData(Protocol):
     @property
     def n_train_rows(self) -> int | None: ...
 
-    def train_batches(self, start_step: int) -> Iterator[Tensor]: ...
+    # An SAE's source yields input tensors; a transcoder's, (input, target) pairs.
+    def train_batches(self, start_step: int) -> Iterator[Tensor] | Iterator[Batch]: ...
 
-    def eval_batches(self, max_rows: int) -> Iterator[Tensor]: ...
+    def eval_batches(self, max_rows: int) -> Iterator[Tensor] | Iterator[Batch]: ...
 
     def metadata(self) -> dict[str, Any]: ...
+
+
+def split_batch(batch: Tensor | tuple[Tensor, Tensor], device: torch.device | None = None
+                ) -> tuple[Tensor, Tensor | None]:
+    """(input, target or None) of a training batch: a tensor (an SAE's), or a transcoder's
+    (input, target) pair; moved to `device` when given."""
+    x_BD, y_BD = (batch, None) if isinstance(batch, Tensor) else batch
+    if device is not None:
+        x_BD = x_BD.to(device, non_blocking=True)
+        y_BD = None if y_BD is None else y_BD.to(device, non_blocking=True)
+    return x_BD, y_BD
 
 
 def check_finite(x_BD: Tensor, where: str) -> None:
@@ -63,14 +80,17 @@ class StoreData:
     `part` = (rank, world): training batches are this rank's slice of each global batch of
     `cfg.batch_size` rows (`ActivationStore.iter_batches`); evaluation batches are whole."""
 
-    def __init__(self, cfg: TrainConfig, part: tuple[int, int] = (0, 1)):
+    def __init__(self, cfg: TrainConfig, part: tuple[int, int] = (0, 1),
+                 path: Path | None = None):
+        """`path`: the store to read (default `cfg.store`)."""
         from monosemantic.activations import ActivationStore
 
-        assert cfg.store is not None
-        if not Path(cfg.store).exists():
-            raise UserError(f"--store {cfg.store} does not exist: run `monosemantic harvest` "
+        path = cfg.store if path is None else path
+        assert path is not None
+        if not Path(path).exists():
+            raise UserError(f"--store {path} does not exist: run `monosemantic harvest` "
                             "first or fix the path")
-        self.path = Path(cfg.store)
+        self.path = Path(path)
         self.store = ActivationStore(self.path)
         self.batch_size = cfg.batch_size
         self.part = part
@@ -226,6 +246,10 @@ def open_data(cfg: TrainConfig, device: torch.device, total_steps: int | None = 
               norm_scale: float | None = None, part: tuple[int, int] = (0, 1)) -> TrainData:
     """The data source `cfg` asks for (`total_steps` and `norm_scale` matter for streaming;
     `part` = (rank, world) of data-parallel training: this rank's slice of every batch)."""
+    if cfg.store is not None and cfg.hook_in is not None:
+        from monosemantic.train.paired import PairedStoreData
+
+        return PairedStoreData(cfg, part)
     if cfg.store is not None:
         return StoreData(cfg, part)
     if total_steps is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from monosemantic.train.data import check_finite
+from monosemantic.train.data import check_finite, split_batch
 from monosemantic.train.metrics import ReconstructionSums
 
 if TYPE_CHECKING:
@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
-def evaluate(sae: SAE, batches: Iterable[Tensor], device: torch.device,
+def evaluate(sae: SAE, batches: Iterable[Tensor | tuple[Tensor, Tensor]], device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
              ) -> dict[str, float]:
-    """Reconstruction metrics of `sae` over `batches` (normalized activations, as in training).
+    """Reconstruction metrics of `sae` over `batches` (normalized activations, as in training;
+    a transcoder's are (input, target) pairs and its metrics those of the target).
 
     Every batch is checked for NaN/Inf (evaluation syncs anyway). Returns {} when there are no
     held-out rows.
@@ -29,15 +30,19 @@ def evaluate(sae: SAE, batches: Iterable[Tensor], device: torch.device,
     sae.eval()
     sums = ReconstructionSums(_width(sae), device)
     try:
-        for i, x_BD in enumerate(batches):
-            x_BD = x_BD.to(device, non_blocking=True)
+        for i, batch in enumerate(batches):
+            x_BD, y_BD = split_batch(batch, device)
             check_finite(x_BD, f"held-out batch {i}")
+            target = {}
+            if y_BD is not None:  # a transcoder: metrics of its target site
+                check_finite(y_BD, f"held-out batch {i} (target)")
+                target = {"target_BD": y_BD}
             with autocast():
-                out = sae(x_BD)
+                out = sae(x_BD, **target)
             n_active = out.fires_F().sum()
             if sae.shard is not None:  # a feature shard's codes: L0 counts every shard's
                 sae.shard.sum_(n_active)
-            sums.add(x_BD, out.x_hat_BD.float(), n_active)
+            sums.add(x_BD if y_BD is None else y_BD, out.x_hat_BD.float(), n_active)
     finally:
         sae.train(was_training)
     result = sums.result()

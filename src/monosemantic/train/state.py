@@ -64,7 +64,8 @@ class TrainState:
         features = (None if shard is None
                     else FeatureSlice(shard.lo, shard.hi, shard.n_features))
         return cls(cfg=cfg, sae=sae, optimizer=optimizer, tracker=tracker,
-                   recon=ReconstructionSums(d_in, device), losses=LossSums(device), device=device,
+                   recon=ReconstructionSums(int(sae.b_dec.shape[0]), device),
+                   losses=LossSums(device), device=device,
                    features=features)
 
     def save(self, run_dir: Path, keep: int, wall_time: float, norm_scale: float,
@@ -85,4 +86,6 @@ class TrainState:
         meta = dict(data.metadata())
         meta["training"] = summary
         meta["train_config"] = to_dict(self.cfg)
-        save_sae(self.sae, out_dir, extra_metadata=meta, norm_scale=float(data.norm_scale))
+        target_scale = meta.get("target_norm_scale")  # a transcoder's (train/paired.py)
+        save_sae(self.sae, out_dir, extra_metadata=meta, norm_scale=float(data.norm_scale),
+                 target_norm_scale=None if target_scale is None else float(target_scale))

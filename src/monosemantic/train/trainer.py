@@ -33,7 +33,13 @@ from monosemantic.progress import progress
 from monosemantic.runs import RunDir
 from monosemantic.train.checkpoint import latest_checkpoint, read_meta
 from monosemantic.train.config import TrainConfig, resolve, validate
-from monosemantic.train.data import FINITE_CHECK_BATCHES, TrainData, check_finite, open_data
+from monosemantic.train.data import (
+    FINITE_CHECK_BATCHES,
+    TrainData,
+    check_finite,
+    open_data,
+    split_batch,
+)
 from monosemantic.train.distributed import drop_sums, fold_sums
 from monosemantic.train.evaluate import evaluate
 from monosemantic.train.feature_parallel import (
@@ -81,6 +87,9 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         if cfg.batch_size % ranks.world:
             raise UserError(f"--batch-size {cfg.batch_size} does not split evenly over "
                             f"{ranks.world} ranks: use a multiple of {ranks.world}")
+    if cfg.hook_in is not None and (all_ranks.active or data is not None):
+        raise UserError("transcoders train in one process from a paired store for now: run "
+                        "without torchrun (multi-process transcoder training is not implemented)")
     part = (ranks.rank, ranks.world)
     norm_scale = None
     if data is None and cfg.store is None:
@@ -91,7 +100,8 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     elif data is None:
         # A store one rank cannot open stops every rank (rank 0 names it), none waits.
         data = agree(all_ranks, lambda: open_data(cfg, device, part=part))
-    resolve(cfg, data.n_train_rows, data.d)
+    # Only a transcoder's data (train/paired.py) has a target width.
+    resolve(cfg, data.n_train_rows, data.d, getattr(data, "d_out", None))
     check_same_options(all_ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     # Rank 0 checks and writes the run directory; every rank then reads the same checkpoint.
@@ -104,15 +114,19 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
             drop_sums(state)  # rank 0 holds the checkpoint's metric sums
     else:
         batches = data.train_batches(0)
-        # The whole first global batch on every rank: the same data-dependent init everywhere.
-        first_BD = ranks.gather_cat(next(batches).to(device))
+        first_BD, first_target_BD = split_batch(next(batches))
         _close(batches)
+        # The whole first global batch on every rank: the same data-dependent init everywhere.
+        first_BD = ranks.gather_cat(first_BD.to(device))
         check_finite(first_BD, "training batch 0")
-        state.sae.init_from_data(first_BD)
+        if first_target_BD is not None:  # a transcoder (one process)
+            first_target_BD = first_target_BD.to(device)
+            check_finite(first_target_BD, "training batch 0 (target)")
+        state.sae.init_from_data(first_BD, first_target_BD)
     Loop(cfg, data, state, device, ranks, all_ranks).run()
 
 
-def _close(batches: Iterator[torch.Tensor]) -> None:
+def _close(batches: Iterator[Any]) -> None:
     # Stops a store reader's prefetch thread now rather than at garbage collection.
     close = getattr(batches, "close", None)
     if close is not None:
@@ -181,15 +195,20 @@ class Loop:
         try:
             checked = 0
             while state.step < total:
-                x_BD = next(batches, None)
-                if x_BD is None:
+                batch = next(batches, None)
+                if batch is None:
                     raise UserError(f"the data ran out after {state.step} of {total} steps: "
                                     "use a larger corpus or fewer --steps / --total-tokens")
-                x_BD = x_BD.to(self.device, non_blocking=True)
+                x_BD, y_BD = split_batch(batch, self.device)
                 if checked < FINITE_CHECK_BATCHES:  # a host sync; only the first batches
                     check_finite(x_BD, f"training batch {state.step}")
+                    if y_BD is not None:
+                        check_finite(y_BD, f"training batch {state.step} (target)")
                     checked += 1
-                self.step(x_BD)
+                if y_BD is None:  # an SAE: the one-argument call it always was
+                    self.step(x_BD)
+                else:
+                    self.step(x_BD, y_BD)
                 bar.update(1)
                 done = state.step
                 if done % cfg.log_every == 0 or done == total:
@@ -211,8 +230,9 @@ class Loop:
             if logger is not None:
                 logger.close()
 
-    def step(self, x_BD: torch.Tensor) -> None:
-        """One optimizer step on the batch `x_BD` (already normalised, on the device).
+    def step(self, x_BD: torch.Tensor, target_BD: torch.Tensor | None = None) -> None:
+        """One optimizer step on the batch `x_BD` (already normalised, on the device); a
+        transcoder's `target_BD` are the target site's activations of the same rows.
 
         Everything `run` does per batch: lr schedule, forward with the sparsity warm-up scale
         (plus the dead mask for AuxK once a feature may be dead), backward, the SAE's decoder-norm
@@ -230,8 +250,9 @@ class Loop:
                        and state.tracker.may_have_dead() else None)
         group = {"group": self.ranks} if self.ranks.active else {}
         with self.autocast():
+            target = {} if target_BD is None else {"target_BD": target_BD}
             out = self.forward(x_BD, dead_mask_F=dead_mask_F,
-                               l1_scale=self.schedule.l1_scale(step), **group)
+                               l1_scale=self.schedule.l1_scale(step), **group, **target)
         out.loss.backward()
         self.ranks.average_grads_(self.params)
         state.sae.before_optimizer_step()
@@ -249,7 +270,8 @@ class Loop:
         if self.shard is not None:  # fires_F is the shard's; L0 counts every feature
             self.shard.sum_(n_active)
         state.tracker.record(self.ranks.sum_(fires_F), x_BD.shape[0] * self.ranks.world)
-        state.recon.add(x_BD, out.x_hat_BD.detach(), n_active)
+        state.recon.add(x_BD if target_BD is None else target_BD, out.x_hat_BD.detach(),
+                        n_active)
         if self.ranks.active:  # each rank's share of the mean over the ranks
             world = self.ranks.world
             state.losses.add(step, out.loss / world, {k: v / world for k, v in out.losses.items()})
