@@ -77,8 +77,9 @@ class CorpusConfig:
     prose_fraction: float = 0.5
     """local-mixed only: share of the characters that come from local-prose, the rest from
     local-python. Texts alternate deterministically to hold it (same seed, same mix). It counts
-    characters, not tokens; prose has more characters per token than code, so its token share
-    is a few points lower. When the prose runs out (about 6M characters) code goes on alone."""
+    characters, not tokens: prose has more characters per token than code, so its token share
+    is lower (0.5 gave 42% of Gemma 3's tokens in the demo's store). When the prose runs out
+    (about 5M characters) code goes on alone."""
     max_documents: int | None = None
     """Stop after this many documents (none: the whole corpus)."""
 
