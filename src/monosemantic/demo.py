@@ -34,9 +34,10 @@ class DemoConfig:
     """Hook point to harvest and train on."""
     tokens: int = 300_000
     """Activations to harvest (rows of the store; 2% are held out for evaluation)."""
-    corpus: str = "local-python"
-    """Text source: local-python (offline default), a .txt/.jsonl/.parquet file or folder,
-    hf:NAME."""
+    corpus: str = "local-mixed"
+    """Text source: local-mixed (offline default: half Python code and docs, half Wikipedia
+    summaries, by characters), local-python, local-prose, a .txt/.jsonl/.parquet file or
+    folder, hf:NAME."""
     architecture: Literal["relu", "topk", "batchtopk", "jumprelu"] = "topk"
     """SAE architecture. topk by default: in a few hundred CPU steps it meets the quality bar,
     while relu (the Scaling Monosemanticity recipe, made for ~200k steps) does not yet (see the

@@ -100,3 +100,28 @@ def test_hf_offline_gives_a_clear_error(monkeypatch):
         list(iter_documents(CorpusConfig(source="hf:org/name")))
     message = str(err.value)
     assert "seems offline" in message and "--corpus.source path/to/data.jsonl" in message
+
+
+def test_local_prose_is_deterministic_real_english():
+    cfg = CorpusConfig(source="local-prose", shuffle_buffer=64)
+    report = CorpusReport()
+    docs = _first(cfg, n=200, report=report)
+    assert [(d.origin, d.text) for d in docs] == [(d.origin, d.text) for d in _first(cfg, 200)]
+    assert [d.origin for d in _first(CorpusConfig(source="local-prose", seed=1))] != \
+        [d.origin for d in docs[:N_DOCS]]
+    assert all(d.origin.startswith("wikipedia:") and len(d.text.split()) >= 5 for d in docs)
+    assert len({d.text for d in docs}) == 200
+    # English prose: sentences, not code
+    assert sum(d.text.count(". ") for d in docs) > 400
+    assert not any("def " in d.text and "return" in d.text for d in docs)
+    assert report.files_read == 1 and report.records_read >= 200
+
+
+def test_local_mixed_holds_its_character_share_on_the_real_corpus():
+    for fraction in (0.5, 0.25):
+        cfg = CorpusConfig(source="local-mixed", prose_fraction=fraction)
+        docs = _first(cfg, n=2000)
+        prose_chars = sum(len(d.text) for d in docs if d.origin.startswith("wikipedia:"))
+        assert abs(prose_chars / sum(len(d.text) for d in docs) - fraction) < 0.02
+        assert any(not d.origin.startswith("wikipedia:") for d in docs)
+        assert [d.origin for d in docs[:200]] == [d.origin for d in _first(cfg, n=200)]

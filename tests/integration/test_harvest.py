@@ -3,6 +3,7 @@ config mismatch, and the streaming mode."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -198,3 +199,37 @@ def test_default_model_harvest_fits_float16(tmp_path):
     norms = x.norm(dim=1)
     # s brings the mean squared norm to d = 640
     assert (store.norm_scale * norms).square().mean().item() == pytest.approx(640, rel=1e-3)
+
+
+def test_harvest_local_mixed_stores_code_and_prose_rows(tmp_path, tiny_model_dir):
+    """`--corpus.source local-mixed`: rows come from both sources, in the iterator's order."""
+    site = tmp_path / "site"
+    site.mkdir()
+    rng = random.Random(0)
+    for i in range(40):
+        body = "".join(f"def f{i}_{j}(x):\n    return x + {rng.randint(0, 99)}\n"
+                       for j in range(10))
+        (site / f"mod{i:02d}.py").write_text(body)
+    out = tmp_path / "store"
+    corpus = ["--corpus.source", "local-mixed", "--corpus.local-roots", str(site),
+              "--corpus.shuffle-buffer", "8"]
+    assert main(["harvest", "--model", str(tiny_model_dir), "--out", str(out), "--hook", HOOK,
+                 "--tokens", "4000", "--ctx-len", "32", "--device", "cpu", "--batch-size", "4",
+                 *corpus]) == 0
+    store = ActivationStore(out)
+    assert store.n_rows == 4000
+    assert store.manifest["corpus"]["config"]["source"] == "local-mixed"
+    assert store.manifest["corpus"]["description"].startswith("local-mixed (50%")
+    rows = next(store.iter_rows(4000))
+    docs = {d.doc_id: d for d in itertools.islice(iter_documents(CorpusConfig(
+        source="local-mixed", local_roots=(str(site),), shuffle_buffer=8)), 200)}
+    doc_ids = rows.doc_ids_N.tolist()
+    prose = sum(docs[i].origin.startswith("wikipedia:") for i in doc_ids)
+    assert 0.2 < prose / len(doc_ids) < 0.8
+    # a prose document's rows are its tokens, in order
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    first = next(d for d in docs.values() if d.origin.startswith("wikipedia:")
+                 and d.doc_id in doc_ids)
+    mine = rows.doc_ids_N == first.doc_id
+    ids = tokenizer(first.text, add_special_tokens=False)["input_ids"]
+    assert rows.tokens_N[mine].tolist() == ids[:int(mine.sum())]

@@ -31,7 +31,7 @@ from monosemantic.activations.owned import OwnedShards, finalize_store, read_rec
 from monosemantic.activations.writer import StoreWriter
 from monosemantic.console import say
 from monosemantic.data import CorpusReport
-from monosemantic.data.documents import HF_PREFIX, LOCAL_PYTHON_NAMES
+from monosemantic.data.documents import HF_PREFIX, LOCAL_SOURCES
 from monosemantic.distributed import Ranks
 from monosemantic.distributed.collective import agree, gather_to_main
 from monosemantic.errors import UserError
@@ -78,7 +78,7 @@ def _setup(cfg: HarvestConfig, ranks: Ranks, device: torch.device,
     from monosemantic.models import load_model
 
     source = cfg.corpus.source
-    if source not in LOCAL_PYTHON_NAMES and not source.startswith(HF_PREFIX):
+    if source not in LOCAL_SOURCES and not source.startswith(HF_PREFIX):
         if not Path(source).exists():
             raise UserError(f"corpus {source} does not exist or cannot be read here: every "
                             "rank reads the whole corpus, so it must be on a path all see")

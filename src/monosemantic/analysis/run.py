@@ -54,11 +54,12 @@ class AnalyzeConfig(PassOptions):
     0 = all."""
     text: str | None = None
     """Analyse fresh text run through the model instead of the store: a corpus source as
-    harvest's --corpus.source (local-python, a .txt/.jsonl/.parquet file or folder, hf:NAME),
-    read as --corpus.* says; --n-tokens caps it (0 = the whole corpus). Contexts are packed as
-    the SAE's store was harvested (ctx_len, special tokens left out) when its manifest is still
-    there, else as harvest's defaults; the store itself is not needed. Costs one model forward
-    over the text per pass (two passes unless --n-intervals 0)."""
+    harvest's --corpus.source (local-python, local-prose, local-mixed, a .txt/.jsonl/.parquet
+    file or folder, hf:NAME), read as --corpus.* says; --n-tokens caps it (0 = the whole
+    corpus). Contexts are packed as the SAE's store was harvested (ctx_len, special tokens left
+    out) when its manifest is still there, else as harvest's defaults; the store itself is not
+    needed. Costs one model forward over the text per pass (two passes unless
+    --n-intervals 0)."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """With --text: how it is read into documents, as harvest's --corpus (give the store's
     options to get its documents); the source is --text."""

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 
 from monosemantic.data.documents import (
     HF_PREFIX,
+    LOCAL_MIXED,
+    LOCAL_PROSE,
     LOCAL_PYTHON_NAMES,
     CorpusConfig,
     CorpusReport,
@@ -28,7 +30,16 @@ def iter_documents(cfg: CorpusConfig, report: CorpusReport | None = None) -> Ite
     _check(cfg)
     report = report if report is not None else CorpusReport()
     report.source = cfg.source
-    texts = _filtered(_source_texts(cfg, report), cfg, report)
+    if cfg.source == LOCAL_MIXED:
+        from monosemantic.data.local_corpus import iter_local_python
+        from monosemantic.data.prose import iter_prose, mix_by_chars
+
+        # Mixed after splitting, so one long source file cannot tip the balance for long.
+        texts = mix_by_chars(_filtered(iter_local_python(cfg, report), cfg, report),
+                             _filtered(iter_prose(cfg, report), cfg, report),
+                             cfg.prose_fraction)
+    else:
+        texts = _filtered(_source_texts(cfg, report), cfg, report)
     if cfg.shuffle and cfg.shuffle_buffer > 1:
         # A string seed keeps this stream independent of the file-order shuffle's.
         texts = shuffle_buffered(texts, cfg.shuffle_buffer, random.Random(f"buffer-{cfg.seed}"))
@@ -62,6 +73,14 @@ def _check(cfg: CorpusConfig) -> None:
                         f"leave it unset for the whole corpus")
     if cfg.shuffle_buffer < 0:
         raise UserError(f"shuffle_buffer must be >= 0 (got {cfg.shuffle_buffer})")
+    if cfg.source == LOCAL_MIXED and not 0.0 < cfg.prose_fraction < 1.0:
+        raise UserError(f"prose_fraction must be strictly between 0 and 1 (got "
+                        f"{cfg.prose_fraction}); for one source alone use local-python or "
+                        f"local-prose")
+    if cfg.source in (LOCAL_PROSE, LOCAL_MIXED):
+        from monosemantic.data.prose import prose_data_file
+
+        prose_data_file()  # a missing package is reported before any model loads
 
 
 def _source_texts(cfg: CorpusConfig, report: CorpusReport) -> Iterator[tuple[str, str]]:
@@ -69,6 +88,10 @@ def _source_texts(cfg: CorpusConfig, report: CorpusReport) -> Iterator[tuple[str
         from monosemantic.data.local_corpus import iter_local_python
 
         return iter_local_python(cfg, report)
+    if cfg.source == LOCAL_PROSE:
+        from monosemantic.data.prose import iter_prose
+
+        return iter_prose(cfg, report)
     if cfg.source.startswith(HF_PREFIX):
         from monosemantic.data.hf import iter_hf
 
