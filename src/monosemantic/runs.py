@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 
 class RunModel(NamedTuple):
-    """The model and SAE of a run, and the hook the SAE reads."""
+    """The model and SAE of a run, and the hook the SAE reads (a transcoder's input hook: the
+    one to capture and encode; its output hook is `RunDir.hook_out`)."""
 
     lm: LoadedModel
     sae: SAE
@@ -233,6 +234,8 @@ class RunDir:
 
     @property
     def hook(self) -> str:
+        """The hook the dictionary reads: what is captured and encoded into feature
+        activations (a transcoder's input site)."""
         return str(self.extra["hook"])
 
     @property
@@ -240,6 +243,12 @@ class RunDir:
         """A transcoder's target hook (it reads `hook`); None for an SAE."""
         hook_out = self.extra.get("hook_out")
         return None if hook_out is None else str(hook_out)
+
+    @property
+    def decoder_hook(self) -> str:
+        """The hook whose directions the decoder rows are (what steering edits, logit effects
+        and decoder neighbours refer to): `hook_out` for a transcoder, `hook` for an SAE."""
+        return self.hook_out or self.hook
 
     def target_store(self, override: str | Path | None = None) -> ActivationStore:
         """A transcoder's target store: the one it trained on, or with `override` (the input

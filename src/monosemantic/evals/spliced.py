@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from monosemantic.errors import UserError
 from monosemantic.evals.loss import SplicedLossAccumulator, ce_and_kl, next_token_targets
 
 if TYPE_CHECKING:
@@ -54,22 +53,15 @@ def _splice_edits(lm: LoadedModel, sae: SAE, hook: str, hook_in: str | None,
                   ) -> dict[str | HookPoint, Callable[[torch.Tensor], torch.Tensor]]:
     """The edits that splice `sae` in at `hook`. A transcoder's input is read at `hook_in`
     earlier in the same forward (left unchanged there) and its output replaces `hook`."""
+    from monosemantic.models import read_then_write
+
     if hook_in is None:
         return {hook: _replace_at(splice_BS, lambda a: sae_reconstruct(sae, a))}
-    if lm.hook_point(hook_in).layer > lm.hook_point(hook).layer:
-        raise UserError(f"{hook_in} runs after {hook}: a transcoder's input must come first")
-    seen: dict[str, torch.Tensor] = {}
 
-    def keep(act_BSD: torch.Tensor) -> torch.Tensor:
-        seen["in"] = act_BSD
-        return act_BSD
+    def predicted(out_BSD: torch.Tensor, in_BSD: torch.Tensor) -> torch.Tensor:
+        return _replace_at(splice_BS, lambda _a: sae_reconstruct(sae, in_BSD))(out_BSD)
 
-    def predicted(_act_BSD: torch.Tensor) -> torch.Tensor:
-        if "in" not in seen:
-            raise RuntimeError(f"{hook} fired before {hook_in} in the forward")
-        return sae_reconstruct(sae, seen.pop("in"))
-
-    return {hook_in: keep, hook: _replace_at(splice_BS, predicted)}
+    return read_then_write(lm, hook_in, hook, predicted)
 
 
 def _replace_at(mask_BS: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor]):

@@ -1,7 +1,13 @@
 """Models: loading (default / hub id / local dir / .gguf), hook points, the hook mechanism."""
 
 from monosemantic.models.hook_points import HookPoint
-from monosemantic.models.hooks import ActivationGrads, activation_gradients, capture, edit
+from monosemantic.models.hooks import (
+    ActivationGrads,
+    activation_gradients,
+    capture,
+    edit,
+    read_then_write,
+)
 from monosemantic.models.loading import (
     DEFAULT_MODEL,
     LoadedModel,
@@ -18,6 +24,7 @@ __all__ = [
     "activation_gradients",
     "capture",
     "edit",
+    "read_then_write",
     "load_model",
     "load_model_layout",
     "load_tokenizer",

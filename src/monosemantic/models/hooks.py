@@ -162,6 +162,28 @@ def edit(lm: LoadedModel, edits: Mapping[str | HookPoint, Callable[[Tensor], Ten
         yield
 
 
+def read_then_write(lm: LoadedModel, read: str, write: str,
+                    fn: Callable[[Tensor, Tensor], Tensor]
+                    ) -> dict[str | HookPoint, Callable[[Tensor], Tensor]]:
+    """Edits for `edit` that leave the activation at `read` unchanged and replace the one at
+    `write` by `fn(act_write_BSD, act_read_BSD)`, both of the same forward: how a transcoder,
+    which reads one site and writes a later one, is spliced in or steered."""
+    if lm.hook_point(read).layer > lm.hook_point(write).layer:
+        raise UserError(f"{read} runs after {write}: a transcoder's input must come first")
+    seen: dict[str, Tensor] = {}
+
+    def keep(act_BSD: Tensor) -> Tensor:
+        seen["read"] = act_BSD
+        return act_BSD
+
+    def replace(act_BSD: Tensor) -> Tensor:
+        if "read" not in seen:
+            raise RuntimeError(f"{write} fired before {read} in the forward")
+        return fn(act_BSD, seen.pop("read"))
+
+    return {read: keep, write: replace}
+
+
 @dataclass
 class ActivationGrads:
     """Result of `activation_gradients`; tensors detached, keyed by the names as given."""

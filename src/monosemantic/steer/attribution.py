@@ -18,6 +18,15 @@ the top pairs by |attribution| would narrow the range of one variable and favour
 pairs are listed as a separate view.
 
 The BOS position (and other special tokens) is left out: the SAE was not trained on it.
+
+A transcoder reads x at `hook` and its decoder writes y at `hook_out`: with its error
+y − ŷ(x) held fixed, d metric / d f_i = W_dec[i] · ∇_y metric, so
+
+    attr[p, i] = f_i(x_p) · (W_dec[i] · ∇_y metric)_p
+
+(the codes from the input site, the gradient at the output site). Its ablation is y_p −
+f_i(x_p)·W_dec[i] at `hook_out`: `steering`'s clamp to 0 at p, since an edit of y_p changes
+no x at p or before in the same layer. The SAE path is the case hook_out = hook.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from monosemantic.models import LoadedModel, activation_gradients, edit
 from monosemantic.sae import SAE
 from monosemantic.steer.compare import prompt_ids
 from monosemantic.steer.correlation import pearson, spearman
+from monosemantic.steer.steering import decoder_hook
 
 DEFAULT_MAX_ABLATIONS = 4096
 """Enough to ablate every active pair of a ~100-token prompt with k = 32 (a few thousand)."""
@@ -49,7 +59,8 @@ class AttributionRow:
     token: str
     activation: float
     attribution: float
-    """f_i · (W_dec[i] · ∇ₓ metric): first-order estimate of `ablation_effect`."""
+    """f_i · (W_dec[i] · ∇ metric at the decoder's hook): first-order estimate of
+    `ablation_effect`."""
     ablation_effect: float | None
     """metric(clean) − metric(feature set to 0 at this position); None when not ablated."""
 
@@ -199,7 +210,8 @@ class ActivePairs:
 
 def active_pairs(lm: LoadedModel, sae: SAE, ids_1S: Tensor, x_SD: Tensor, grad_SD: Tensor
                  ) -> ActivePairs:
-    """Encode the activations and attribute every active code at every non-special position."""
+    """Encode the activations `x` (at the hook the dictionary reads) and attribute every active
+    code at every non-special position with `grad` (the metric's, at the decoder's hook)."""
     W_dec_FD = sae.W_dec_FD.detach()
     x_SD = x_SD.to(W_dec_FD.device, torch.float32)
     grad_SD = grad_SD.to(W_dec_FD.device, torch.float32)
@@ -216,7 +228,8 @@ def active_pairs(lm: LoadedModel, sae: SAE, ids_1S: Tensor, x_SD: Tensor, grad_S
 
 def ablate_pairs(lm: LoadedModel, sae: SAE, hook: str, ids_1S: Tensor, pairs: ActivePairs,
                  index_A: Tensor, metric: Callable[[Tensor], Tensor], batch_size: int) -> Tensor:
-    """Ablation effect [N] of the pairs at `index_A` (NaN for the others)."""
+    """Ablation effect [N] of the pairs at `index_A` (NaN for the others); `hook`: the
+    decoder's hook, where each pair's contribution f_i·W_dec[i] is taken out."""
     W_dec_FD = sae.W_dec_FD.detach()
     device = W_dec_FD.device
     act_A1 = pairs.activation_N[index_A, None].to(device)
@@ -230,15 +243,14 @@ def ablate_pairs(lm: LoadedModel, sae: SAE, hook: str, ids_1S: Tensor, pairs: Ac
 def attribute(lm: LoadedModel, sae: SAE, hook: str, prompt: str, target: str,
               baseline: str | None = None, *, top: int = 20, ablate: bool = True,
               batch_size: int = 32, max_ablations: int = DEFAULT_MAX_ABLATIONS,
-              sample_seed: int = 0) -> AttributionResult:
+              sample_seed: int = 0, hook_out: str | None = None) -> AttributionResult:
     """Attribute the metric to every active feature at every non-special position (one
     backward) and list the `top` by |attribution|. With `ablate`, ablate every active pair (a
     uniform sample of `max_ablations` of them, seeded by `sample_seed`, when there are more;
     the listed rows are ablated too) and correlate attribution and activation with the ablation
-    effect over those pairs (`AttributionResult.all_pairs`)."""
-    if getattr(sae.cfg, "is_transcoder", False):
-        raise UserError("attribution through a transcoder is not implemented (its features "
-                        "write another site than the hook they read; docs/transcoders.md)")
+    effect over those pairs (`AttributionResult.all_pairs`). `hook` is the hook the dictionary
+    reads; `hook_out` a transcoder's output hook (module docstring)."""
+    write = decoder_hook(sae, hook, hook_out)
     if top < 1:
         raise UserError(f"top must be >= 1, got {top}")
     if max_ablations < 1:
@@ -249,8 +261,9 @@ def attribute(lm: LoadedModel, sae: SAE, hook: str, prompt: str, target: str,
     if baseline_id == target_id:
         raise UserError(f"target {target!r} and baseline {baseline!r} start with the same token")
     metric = metric_per_row(target_id, baseline_id)
-    grads = activation_gradients(lm, ids_1S, [hook], lambda logits: metric(logits)[0])
-    pairs = active_pairs(lm, sae, ids_1S, grads.acts[hook][0], grads.grads[hook][0])
+    grads = activation_gradients(lm, ids_1S, list(dict.fromkeys([hook, write])),
+                                 lambda logits: metric(logits)[0])
+    pairs = active_pairs(lm, sae, ids_1S, grads.acts[hook][0], grads.grads[write][0])
     n_pairs = len(pairs.position_N)
     top_T = pairs.attribution_N.abs().argsort(descending=True, stable=True)[:top]
 
@@ -272,7 +285,7 @@ def attribute(lm: LoadedModel, sae: SAE, hook: str, prompt: str, target: str,
     population_M = torch.arange(n_pairs) if sample_M is None else sample_M
     # The listed rows are ablated too (for their column) but only the population is correlated.
     ablated_A = torch.unique(torch.cat([population_M, top_T]))
-    effect_N = ablate_pairs(lm, sae, hook, ids_1S, pairs, ablated_A, metric, batch_size)
+    effect_N = ablate_pairs(lm, sae, write, ids_1S, pairs, ablated_A, metric, batch_size)
     for row, n in zip(rows, top_T.tolist()):
         row.ablation_effect = float(effect_N[n])
     result.all_pairs = correlations(pairs.attribution_N[population_M],

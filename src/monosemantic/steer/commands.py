@@ -207,7 +207,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                            top_p=cfg.top_p, seed=cfg.seed, neutral_text=cfg.neutral_text,
                            positions=span, include_special=cfg.include_special,
-                           max_multiplier=cfg.max_multiplier)
+                           max_multiplier=cfg.max_multiplier, hook_out=run.hook_out)
     say(format_steer(result))
     _write_json(cfg.json_out, result.to_dict())
     return result
@@ -215,10 +215,12 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
 
 def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
-    lm, sae, hook = RunDir.open(cfg.run, cfg.model, cfg.hook).load(cfg.device, cfg.model)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    lm, sae, hook = run.load(cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size,
-                       max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed)
+                       max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed,
+                       hook_out=run.hook_out)
     say(format_attribution(result))
     _write_json(cfg.json_out, result.to_dict())
     return result

@@ -110,10 +110,11 @@ def steer_compare(lm: LoadedModel, sae: SAE, hook: str, prompt: str, edits: list
                   temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                   neutral_text: str | None = None, positions: slice | None = None,
                   include_special: bool = False,
-                  max_multiplier: float = DEFAULT_MAX_MULTIPLIER) -> SteerResult:
+                  max_multiplier: float = DEFAULT_MAX_MULTIPLIER,
+                  hook_out: str | None = None) -> SteerResult:
     """Continue `prompt` without and with the edits (greedy at temperature 0) and measure the
     side effects; see `SteerResult` for the figures. BOS and other special tokens are not
-    steered unless `include_special`."""
+    steered unless `include_special`. `hook_out`: a transcoder's output hook (`steering`)."""
     check_sampling(max_new_tokens, temperature, top_p)
     ids_1S = prompt_ids(lm, prompt)
     neutral_1N = prompt_ids(lm, neutral_text or NEUTRAL_TEXT)
@@ -121,7 +122,7 @@ def steer_compare(lm: LoadedModel, sae: SAE, hook: str, prompt: str, edits: list
     def steered():
         return steering(lm, sae, hook, edits, mode=mode, max_act_F=max_act_F,
                         positions=positions, include_special=include_special,
-                        max_multiplier=max_multiplier)
+                        max_multiplier=max_multiplier, hook_out=hook_out)
 
     with steered():  # validate the edits before spending time on the clean runs
         pass

@@ -21,6 +21,13 @@ default: the harvest left them out, so the SAE never saw their activations, and 
 the rest. `include_special=True` steers them too. They are recognised from the `input_ids` of
 each forward, so a special token generated during `generate` (an EOS) is skipped as well; a
 forward given only `inputs_embeds` has no ids, and all its positions are steered.
+
+A transcoder reads one hook (`hook`, e.g. `hook_mlp_in`) and its decoder writes another
+(`hook_out`, e.g. `hook_mlp_out`). In the same forward its codes f are computed from the
+activation x at `hook` (left unchanged) and the true activation y at `hook_out` becomes
+y + Σ_i (c_i − f_i(x))·W_dec[i] (clamp) or y + Σ_i c_i·W_dec[i] (add): only the change the
+edited codes make to the transcoder's output ŷ(x) (its skip term and the other codes cancel),
+so the transcoder's error y − ŷ(x) is kept as an SAE's is, and a no-op edit is exact.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from torch import Tensor
 
 from monosemantic.activations.model_rows import special_token_ids
 from monosemantic.errors import UserError
-from monosemantic.models import LoadedModel, edit
+from monosemantic.models import HookPoint, LoadedModel, edit, read_then_write
 from monosemantic.sae import SAE
 from monosemantic.steer.edits import DEFAULT_MAX_MULTIPLIER, FeatureEdit, resolve_edits
 
@@ -61,9 +68,27 @@ def check_span(positions: slice | None) -> slice | None:
     return slice(start, positions.stop)
 
 
+def decoder_hook(sae: SAE, hook: str, hook_out: str | None) -> str:
+    """The hook `sae`'s decoder rows are directions of: a transcoder's `hook_out` (it reads
+    `hook`), an SAE's own `hook`."""
+    if getattr(sae.cfg, "is_transcoder", False):
+        if hook_out is None:
+            raise UserError(f"this dictionary is a transcoder reading {hook}: give hook_out, the "
+                            "hook its decoder writes (RunDir.hook_out, e.g. "
+                            "blocks.6.hook_mlp_out)")
+        if hook_out == hook:
+            raise UserError(f"a transcoder reads and writes two hooks; both are {hook}")
+        return hook_out
+    if hook_out is not None and hook_out != hook:
+        raise UserError(f"hook_out is for transcoders; this SAE reads and writes {hook}, not "
+                        f"{hook_out}: leave hook_out out")
+    return hook
+
+
 def steering_delta_fn(sae: SAE, ids_E: Tensor, values_E: Tensor, mode: str
                       ) -> Callable[[Tensor], Tensor]:
-    """fn(x_ND) -> the change Δx_ND (float32, on the SAE's device) that the edits make to rows x."""
+    """fn(x_ND) -> the change Δ_ND (float32, on the SAE's device) that the edits make to the
+    dictionary's output for input rows x (for an SAE, to x itself)."""
     if mode not in MODES:
         raise UserError(f"unknown steering mode {mode!r}: use 'clamp' (set codes, error term "
                         "kept) or 'add' (add value × decoder row)")
@@ -148,18 +173,18 @@ class _Positions:
 def steering(lm: LoadedModel, sae: SAE, hook: str, edits: list[FeatureEdit], *,
              mode: Mode = "clamp", max_act_F: Tensor | None = None,
              positions: slice | None = None, include_special: bool = False,
-             max_multiplier: float = DEFAULT_MAX_MULTIPLIER) -> Iterator[None]:
+             max_multiplier: float = DEFAULT_MAX_MULTIPLIER,
+             hook_out: str | None = None) -> Iterator[None]:
     """Steer every forward / generate of `lm.model` inside the block (hooks removed on exit,
-    also when the block raises). See the module docstring for the modes, `positions` and
-    `include_special` (BOS and other special tokens are left alone unless it is True).
+    also when the block raises). See the module docstring for the modes, `positions`,
+    `include_special` (BOS and other special tokens are left alone unless it is True) and
+    `hook_out` (a transcoder's output hook; `hook` is always the hook the dictionary reads).
 
         with steering(lm, sae, "blocks.6.hook_resid_post", [parse_edit("123=10x")],
                       max_act_F=max_act_F):
             out = lm.model.generate(ids, max_new_tokens=20)
     """
-    if getattr(sae.cfg, "is_transcoder", False):
-        raise UserError("steering with a transcoder is not implemented: its decoder writes its "
-                        "target site, not the hook it reads (docs/transcoders.md)")
+    write = decoder_hook(sae, hook, hook_out)
     ids_E, values_E = resolve_edits(list(edits), sae.cfg.n_features, max_act_F, max_multiplier)
     span = check_span(positions)
     delta_fn = steering_delta_fn(sae, ids_E, values_E, mode)
@@ -167,9 +192,11 @@ def steering(lm: LoadedModel, sae: SAE, hook: str, edits: list[FeatureEdit], *,
     tracker = _Positions(special_token_ids(lm.tokenizer) if skip_special else [])
     sae_device = sae.W_dec_FD.device
 
-    def apply(act_BSD: Tensor) -> Tensor:
+    def apply(act_BSD: Tensor, x_BSD: Tensor) -> Tensor:
+        """`act` (at the decoder's hook) plus the change the edits make, from the codes of `x`
+        (at the hook the dictionary reads; the same tensor for an SAE)."""
         n_batch, n_seq, width = act_BSD.shape
-        x_ND = act_BSD.reshape(-1, width).to(sae_device, torch.float32)
+        x_ND = x_BSD.reshape(n_batch * n_seq, -1).to(sae_device, torch.float32)
         delta_BSD = delta_fn(x_ND).reshape(n_batch, n_seq, width)
         keep_BS = tracker.keep_BS(n_batch, n_seq, span, skip_special, delta_BSD.device)
         if keep_BS is not None:
@@ -177,11 +204,14 @@ def steering(lm: LoadedModel, sae: SAE, hook: str, edits: list[FeatureEdit], *,
             delta_BSD = torch.where(keep_BS[:, :, None], delta_BSD, 0.0)
         return act_BSD + delta_BSD.to(act_BSD.device, act_BSD.dtype)
 
+    hook_fns: dict[str | HookPoint, Callable[[Tensor], Tensor]] = (
+        {hook: lambda act_BSD: apply(act_BSD, act_BSD)} if write == hook
+        else read_then_write(lm, hook, write, apply))
     handle = None
     try:
         if span is not None or skip_special:
             handle = lm.model.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True)
-        with edit(lm, {hook: apply}):
+        with edit(lm, hook_fns):
             yield
     finally:
         if handle is not None:

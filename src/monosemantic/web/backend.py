@@ -107,7 +107,7 @@ class ModelBackend:
             lm, sae, hook, prompt, [FeatureEdit(f, v, u) for f, v, u in edits], mode=mode,
             max_act_F=self.max_act_F, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed, include_special=include_special,
-            max_multiplier=max_multiplier)
+            max_multiplier=max_multiplier, hook_out=self.run.hook_out)
         return result.to_dict()
 
 
