@@ -74,10 +74,18 @@ def test_train_and_eval_through_the_cli(store, tmp_path, arch, skip, capsys):
     assert m["variance_explained"] == pytest.approx(final_eval["variance_explained"], abs=1e-4)
     for key in ("ce_clean", "ce_spliced", "ce_zero", "loss_recovered"):
         assert m[key] == m[key] and abs(m[key]) < float("inf")
-    # The one-pass analysis encodes the input store's rows: it completes (what its pages
-    # show for a transcoder is not checked here; docs/transcoders.md).
+    # The one-pass analysis encodes the input store's rows; the database and the browser name
+    # both sites (the decoder-based views are of the output site's directions).
     assert main(["analyze", str(run), "--device", "cpu"]) == 0
-    assert (run / "features.sqlite").is_file()
+    from monosemantic.web.rundata import RunData
+
+    data = RunData(run)
+    try:
+        assert (data.db.meta["hook"], data.db.meta["hook_out"]) == (HOOK_IN, HOOK_OUT)
+        assert data.sites == f"{HOOK_IN} → {HOOK_OUT}"
+        assert data.overview()["hook_out"] == HOOK_OUT
+    finally:
+        data.close()
 
 
 class _ExactMLP(torch.nn.Module):

@@ -226,7 +226,9 @@ def finish_database(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: 
     if cfg.logit_tokens > 0:
         if lm is None:
             lm = run.load_model(device, spec=cfg.model)
-        logits = model_logit_effects(lm, run.hook, W_dec_FD, cfg.logit_tokens)
+        # A transcoder's decoder rows are directions at its output site, whose direct path
+        # to the logits this is (the input site's would not be).
+        logits = model_logit_effects(lm, run.decoder_hook, W_dec_FD, cfg.logit_tokens)
         decode_token = _token_decoder(lm)
     neighbours = (decoder_neighbours(W_dec_FD.cpu(), cfg.neighbours, cfg.exact_neighbours_max,
                                      cfg.seed) if cfg.neighbours > 0 else None)
@@ -248,6 +250,7 @@ def finish_database(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: 
     # source.meta: "store" (its path) or "text" (the corpus description) and its settings.
     meta = {"run": str(run.path), "sae": str(run.sae_dir), **source.meta,
             "model": cfg.model or run.model, "hook": run.hook,
+            **({} if run.hook_out is None else {"hook_out": run.hook_out}),
             "architecture": sae.cfg.architecture,
             "rows": [source.first_row, source.first_row + analysis.n_tokens],
             "pass_seconds": seconds, "pass_state_bytes": analysis.state_bytes,

@@ -96,7 +96,7 @@ def _add_pages(app: FastAPI, templates: Jinja2Templates) -> None:
         data: RunData = request.app.state.data
         return templates.TemplateResponse(request, template, {
             "title": title, "run": data.run.name, "n_features": data.n_features,
-            "model": data.db.meta.get("model"), "hook": data.db.meta.get("hook"), **context})
+            "model": data.db.meta.get("model"), "hook": data.sites, **context})
 
     for path, (template, title) in PAGES.items():
         async def handler(request: Request, _t: str = template,

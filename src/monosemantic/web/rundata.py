@@ -195,6 +195,12 @@ class RunData:
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def sites(self) -> str | None:
+        """The hook the features read, and for a transcoder the one its decoder writes."""
+        hook, hook_out = self.db.meta.get("hook"), self.db.meta.get("hook_out")
+        return hook if hook_out is None else f"{hook} → {hook_out}"
+
     # ----- features -------------------------------------------------------------------------
     def check_feature(self, feature: int) -> int:
         if not 0 <= feature < self.n_features:
@@ -266,6 +272,7 @@ class RunData:
             "run": self.run.name,
             "model": meta.get("model"),
             "hook": meta.get("hook"),
+            "hook_out": meta.get("hook_out"),
             "architecture": meta.get("architecture") or sae_cfg.get("architecture"),
             "n_features": self.n_features,
             "d_in": sae_cfg.get("d_in"),

@@ -12,7 +12,7 @@
     ["ce_clean", "CE clean", fmt], ["ce_spliced", "CE spliced", fmt], ["ce_zero", "CE zero-ablated", fmt], ["n_tokens", "tokens evaluated", fmt]];
 
   MS.api("/api/overview").then((o) => {
-    const cards = [["model", o.model], ["hook", o.hook], ["architecture", o.architecture + (o.k ? ` (k = ${o.k})` : "")],
+    const cards = [["model", o.model], o.hook_out ? ["transcoder", `${o.hook} → ${o.hook_out}`] : ["hook", o.hook], ["architecture", o.architecture + (o.k ? ` (k = ${o.k})` : "")],
       ["features", fmt(o.n_features)], ["input width", fmt(o.d_in)], ["analysed tokens", fmt(o.analysed_tokens)],
       ...o.never_fired.map((r) => [r.label, `${count(r.n)} (${pct(r.fraction, 1)})`]),
       ["explained", fmt(o.n_explained)]];
