@@ -7,6 +7,9 @@
         lm.model.generate(...)
     steer_compare(lm, sae, hook, "def f(x):", [parse_edit("123=10x")], max_act_F=max_act_F)
     attribute(lm, sae, hook, "import numpy as", " np", " pd")
+
+A transcoder reads `hook` and writes `run.hook_out`: pass `hook_out=run.hook_out` to `steering`,
+`steer_compare` and `attribute` (codes from `hook`, edits and gradients at `hook_out`).
 """
 
 from monosemantic.steer.attribution import (
