@@ -225,3 +225,23 @@ def test_steer_and_attribute_cli_on_a_transcoder_run(tc_run, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 3 and all(r["ablation_effect"] is not None for r in data["rows"])
     capsys.readouterr()
+
+
+def test_browser_backend_steers_and_inspects_a_transcoder(tc_run):
+    import numpy as np
+
+    from monosemantic.web.backend import ModelBackend
+
+    run, lm = tc_run
+    backend = ModelBackend(RunDir.open(run), np.ones(64, dtype=np.float32), device="cpu")
+    tc = RunDir.open(run).load_sae()
+    f_SF = tc.encode(capture(lm, prompt_ids(lm, PROMPT), [HOOK_IN])[HOOK_IN][0, 1:])
+    shown = backend.inspect(PROMPT, top=3, feature=0)
+    torch.testing.assert_close(torch.tensor(shown["feature_acts"]), f_SF[:, 0],
+                               rtol=1e-5, atol=1e-5)
+    silent = int((f_SF > 0).sum(0).argmin())
+    common = dict(max_new_tokens=2, temperature=0.0, top_p=1.0, seed=0, max_multiplier=100.0)
+    null = backend.steer(PROMPT, [(silent, 0.0, "raw")], mode="clamp", **common)
+    assert null["kl_next_token"] == 0.0
+    strong = backend.steer(PROMPT, [(3, 40.0, "raw")], mode="add", **common)
+    assert strong["kl_next_token"] > 0
