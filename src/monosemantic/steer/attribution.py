@@ -25,8 +25,8 @@ y − ŷ(x) held fixed, d metric / d f_i = W_dec[i] · ∇_y metric, so
     attr[p, i] = f_i(x_p) · (W_dec[i] · ∇_y metric)_p
 
 (the codes from the input site, the gradient at the output site). Its ablation is y_p −
-f_i(x_p)·W_dec[i] at `hook_out`: `steering`'s clamp to 0 at p, since an edit of y_p changes
-no x at p or before in the same layer. The SAE path is the case hook_out = hook.
+f_i(x_p)·W_dec[i] at `hook_out`: `steering`'s clamp to 0 at p, since x is read before y is
+edited in the forward (the codes stay those of the clean x). The SAE path is hook_out = hook.
 """
 
 from __future__ import annotations
