@@ -234,3 +234,16 @@ def test_bad_rows_are_refused(runs, tmp_path, capsys, rows, message):
     _, a, _, _ = runs
     assert main(["bench", str(a), "--rows", rows, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_transcoder_is_refused(tiny_model_dir, tmp_path, capsys):
+    from helpers.transcoder import random_transcoder, save_transcoder_run
+
+    lm_cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    width = lm_cfg["hidden_size"]
+    run = save_transcoder_run(tmp_path / "tc", tiny_model_dir, random_transcoder(width, width))
+    out = tmp_path / "o"
+    assert main(["bench", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is a transcoder" in err and f"monosemantic eval {run}" in err
+    assert not out.exists()

@@ -121,6 +121,13 @@ def check_real(cfg: BenchConfig) -> Checked:
     if unknown:
         raise ConfigError(f"unknown --metrics {unknown}: choose from {', '.join(METRICS)}")
     runs = [RunDir.open(path, opts.model, opts.hook) for path in cfg.run]
+    for run in runs:
+        if run.hook_out is not None:
+            # Every metric here compares the codes or the decoder with the site the dictionary
+            # reads (reconstruction, probes, absorption); a transcoder writes another site.
+            raise UserError(f"{run.path} is a transcoder ({run.hook} -> {run.hook_out}): `bench` "
+                            "measures SAEs, whose output site is their input site; evaluate a "
+                            f"transcoder with `monosemantic eval {run.path}`")
     sources = [sample_source(run, opts.store, opts.rows) for run in runs]
     pairs = consistency_pairs(runs, list(opts.pair), opts.model)
     out = Path(opts.out)
