@@ -34,11 +34,11 @@ def parse_count(text: str) -> int:
     return round(float(text[:-1] if scale > 1 else text) * scale)
 
 
-def label(rec: SweepRecord, lr_axis: bool) -> str:
-    """Architecture, sparsity and (when the sweep had an lr axis) lr of a record, as a legend
-    entry; without an lr axis the lr follows the size, so it would split one series."""
+def label(rec: SweepRecord, lr_by_size: bool) -> str:
+    """Architecture, sparsity and lr of a record, as a legend entry; an lr that follows the
+    size (one per size, differing across sizes) would split one series, so it is not shown."""
     sparsity = ", ".join(f"{k} {v:g}" for k, v in rec.sparsity.items())
-    lr = f", lr {rec.lr:g}" if lr_axis else ", default lr"
+    lr = ", lr by size" if lr_by_size else f", lr {rec.lr:g}"
     return f"{rec.architecture} ({sparsity}{lr})"
 
 
@@ -49,11 +49,12 @@ def runs_by_size(sweeps: list[Path], tokens: int) -> dict[int, list[tuple[str, P
         records = read_sweep(sweep)
         lr_axis = any(r.lr != q.lr for r in records for q in records
                       if r.n_features == q.n_features)
+        lr_by_size = not lr_axis and len({r.lr for r in records}) > 1
         for rec in records:
             # Records give steps × batch size: within one batch of the asked budget.
             if abs(rec.tokens - tokens) < rec.batch_size:
                 out.setdefault(rec.n_features, []).append(
-                    (label(rec, lr_axis), sweep / rec.run))
+                    (label(rec, lr_by_size), sweep / rec.run))
     return dict(sorted(out.items()))
 
 
