@@ -102,7 +102,11 @@ def test_splitting_writes_consistent_shares_trees_and_page(sweep):
         assert pair["correlation_pairs"] == "all"
     same = [v for p in series["pairs"] for v in p["same_index"].values() if v is not None]
     assert same and all(0 <= v <= 1 for v in same)
-    assert bool(series["warnings"]) == (max(same) > 0.5)  # one seed for every size
+    same_index_warned = any("feature index" in w for w in series["warnings"])
+    assert same_index_warned == (max(same) > 0.5)  # one seed for every size
+    twins = series["decoder_twin_cosine"]
+    assert len(twins) == 3 and all(-1 <= t <= 1 for t in twins)
+    assert any("copies of few" in w for w in series["warnings"]) == (max(twins) > 0.9)
     first = series["pairs"][0]["by"]["decoder"]
     trees = series["families"]["trees"]
     assert len(trees) == first["small"]["n"]  # one tree per classified smallest feature

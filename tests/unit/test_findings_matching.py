@@ -10,6 +10,7 @@ from monosemantic.findings.matching import (
     SMALL_CLASSES,
     best_parent,
     classify,
+    nearest_twin_cosines,
     pair_cosines,
     top_cosines,
 )
@@ -78,3 +79,11 @@ def test_best_parent_by_correlation_skips_nan():
 def test_pair_cosines():
     got = pair_cosines(W_LARGE, W_SMALL, np.array([0, 3]), np.array([0, 2]))
     assert got == pytest.approx([2 ** -0.5, 0.6], abs=1e-6)
+
+
+def test_nearest_twin_cosines_within_one_dictionary():
+    # rows: e0, a copy of e0 (scaled), 0.6·e0 + 0.8·e1, e2 (silent), e3
+    W = torch.stack([E[0], 2.0 * E[0], 0.6 * E[0] + 0.8 * E[1], E[2], E[3]])
+    alive = np.array([True, True, True, False, True])
+    assert nearest_twin_cosines(W, alive) == pytest.approx([1.0, 1.0, 0.6, 0.0], abs=1e-6)
+    assert len(nearest_twin_cosines(W, np.array([True, False, False, False, False]))) == 0

@@ -52,6 +52,17 @@ def test_envelope_fit_on_a_dense_grid():
     assert fit["features"]["interval"]["exponent"] is None  # no resamples asked for
 
 
+def test_envelope_on_two_token_budgets_warns_that_the_grid_sets_its_exponents():
+    grid = Grid(sizes=(256, 512, 1024, 2048), tokens=(200_000, 600_000), noise=0.01)
+    fit = _fit(synthetic_records(LAW, grid), method="envelope", n_bootstrap=0)
+    assert any("2 token budget(s)" in w for w in fit["warnings"])
+    parametric_refused = "3 dictionary sizes and 3 token budgets"
+    with pytest.raises(UserError, match=parametric_refused):
+        _fit(synthetic_records(LAW, grid), n_bootstrap=0)
+    dense = _fit(synthetic_records(LAW, Grid(noise=0.01)), method="envelope", n_bootstrap=0)
+    assert not any("token budget(s)" in w for w in dense["warnings"])
+
+
 def test_bootstrap_is_seeded():
     records = synthetic_records(LAW, Grid(noise=0.01))
     a, b = _fit(records, n_bootstrap=30), _fit(records, n_bootstrap=30)

@@ -56,6 +56,20 @@ def top_cosines(W_large_LD: Tensor, W_small_SD: Tensor, n_top: int,
     return torch.cat(ids), torch.cat(cosines)
 
 
+def nearest_twin_cosines(W_FD: Tensor, alive_F: np.ndarray) -> np.ndarray:
+    """For each firing feature (`alive_F`), the largest decoder cosine to another firing
+    feature of the same SAE; empty with fewer than 2 firing. Near 1 for most features means
+    the dictionary holds many copies of few directions (e.g. collapsed onto the mean of the
+    activations), and any larger SAE's feature then finds a parent among the copies."""
+    W = W_FD[torch.as_tensor(np.flatnonzero(alive_F), dtype=torch.long)]
+    if W.shape[0] < 2:
+        return np.empty(0)
+    _, cos = top_cosines(W, W, 2)
+    # The best match of a row is itself (cosine 1), unless an exact copy ties with it: either
+    # way the second column is the nearest other feature.
+    return cos[:, 1].double().numpy()
+
+
 def pair_cosines(W_large_LD: Tensor, W_small_SD: Tensor, i_N: np.ndarray,
                  j_N: np.ndarray) -> np.ndarray:
     """Decoder cosine of each pair (large i_N[n], small j_N[n])."""

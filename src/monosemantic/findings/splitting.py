@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from monosemantic.config import to_dict
 from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.findings.families import family_trees, top_tokens
 from monosemantic.findings.holdout import HoldoutOptions, common_holdout
-from monosemantic.findings.matching import LARGE_CLASSES, SMALL_CLASSES
+from monosemantic.findings.matching import LARGE_CLASSES, SMALL_CLASSES, nearest_twin_cosines
 from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
 from monosemantic.findings.page import write_family_page
 from monosemantic.findings.pairs import (
     MEASURES,
     MatchOptions,
+    PairResult,
     check_options,
     match_pairs,
     size_pairs,
@@ -34,6 +37,9 @@ from monosemantic.findings.pairs import (
 from monosemantic.findings.paper import SPLITTING_NOTE
 from monosemantic.findings.plots import plot_splitting
 from monosemantic.findings.selection import Series, need_sizes, select_series
+
+if TYPE_CHECKING:
+    from monosemantic.sae import SAE
 
 SPLITTING_JSON = "splitting.json"
 SPLITTING_PNG = "splitting.png"
@@ -75,6 +81,8 @@ DEFINITIONS = {
     **{f"large.{c}": d for c, d in zip(LARGE_CLASSES, (
         "no parent with similarity >= child_threshold", "child of a splitting feature",
         "child of a persisting feature", "child of a drifting feature"))},
+    "decoder_twin_cosine": "per run, the median over its firing features of the largest "
+                           "decoder cosine to another firing feature of the same SAE",
     "population": "features that fire on at least one measured token (silent ones are counted "
                   "apart)",
 }
@@ -117,11 +125,27 @@ def _series(series: Series, cfg: SplittingConfig) -> dict[str, Any]:
     tokens = [top_tokens(run) for run in runs]
     trees = family_trees(chain, names, holdout.n_tokens, cfg.trees.family_by, tokens)
     summaries = [r.summary(sizes, names) for r in results]
+    twins = _twin_medians(saes, results)
     return {"series": series.label, "sizes": sizes, "runs": names,
             "holdout": holdout.describe(),
             "feature_databases": [t is not None for t in tokens],
-            "pairs": summaries, "warnings": _warnings(summaries, series),
+            "decoder_twin_cosine": twins,
+            "pairs": summaries,
+            "warnings": _warnings(summaries, series) + twin_warnings(names, twins),
             "families": {"by": cfg.trees.family_by, "trees": trees}}
+
+
+def _twin_medians(saes: list[SAE], results: list[PairResult]) -> list[float | None]:
+    """Per run, the median over its firing features of `nearest_twin_cosines` (None with
+    fewer than 2 firing)."""
+    alive: dict[int, np.ndarray] = {}
+    for r in results:
+        alive[r.small], alive[r.large] = r.fires_S > 0, r.fires_L > 0
+    medians: list[float | None] = []
+    for i, sae in enumerate(saes):
+        cos = nearest_twin_cosines(sae.W_dec_FD.detach().float().cpu(), alive[i])
+        medians.append(float(np.median(cos)) if len(cos) else None)
+    return medians
 
 
 SAME_INDEX_WARNING = 0.5
@@ -138,6 +162,23 @@ def _warnings(pairs: list[dict[str, Any]], series: Series) -> list[str]:
             "same initial directions, so 'persist' partly measures the shared start rather "
             "than the learned features; train longer, or the sizes with different seeds, to "
             "tell them apart"]
+
+
+TWIN_WARNING = 0.9
+"""Above this median nearest-twin decoder cosine of a run, the output warns."""
+
+
+def twin_warnings(names: list[str], twins: list[float | None]) -> list[str]:
+    """A warning naming the runs whose median firing feature has a near copy in its own
+    dictionary: the matching then pairs features through the shared directions."""
+    high = [f"{n} ({t:.2f})" for n, t in zip(names, twins) if t is not None and t > TWIN_WARNING]
+    if not high:
+        return []
+    return [f"in {', '.join(high)} the median firing feature's nearest other decoder row has "
+            f"a cosine above {TWIN_WARNING:g}: those dictionaries hold many copies of few "
+            "directions (not yet trained apart), so nearly every larger-SAE feature finds a "
+            "parent among the copies and 'split' and 'persist' describe that collapse more "
+            "than feature splitting; train longer before reading these shares"]
 
 
 def table_lines(report: dict[str, Any]) -> list[str]:
