@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from monosemantic.config import to_dict
-from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.findings.concept_counts import BestFeatures, ConceptCounts, Incidence
 from monosemantic.findings.concepts import (
@@ -37,10 +36,10 @@ from monosemantic.findings.holdout import (
     encoded_batches,
 )
 from monosemantic.findings.logistic import fit_logistic, sigmoid
-from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
+from monosemantic.findings.output import FORMAT_VERSION, findings_dir, publish
 from monosemantic.findings.paper import CONCEPTS_NOTE
 from monosemantic.findings.plots import plot_concepts
-from monosemantic.findings.selection import Series, need_sizes, select_series
+from monosemantic.findings.selection import Series, measure_each, need_sizes, select_series
 
 CONCEPTS_JSON = "concepts.json"
 CONCEPTS_PNG = "concepts.png"
@@ -104,16 +103,7 @@ def measure_concepts(cfg: ConceptsConfig) -> dict[str, Any]:
     check_options(cfg.concepts)
     check_coverage(cfg.coverage)
     all_series = select_series(cfg.out, "longest")
-    done, failed = [], {}
-    for series in all_series:
-        try:
-            done.append(_series(series, cfg))
-        except UserError as err:
-            if len(all_series) == 1:
-                raise
-            failed[series.label] = str(err)
-    if not done:
-        raise UserError("no series could be measured:\n" + "\n".join(failed.values()))
+    done, failed = measure_each(all_series, lambda series: _series(series, cfg))
     return {"version": FORMAT_VERSION, "sweep": str(cfg.out), "config": to_dict(cfg),
             "definitions": DEFINITIONS, "note": CONCEPTS_NOTE, "series": done,
             "failed": failed}
@@ -319,10 +309,6 @@ def _freq(half: dict[str, Any]) -> str:
 def run_concepts(cfg: ConceptsConfig) -> dict[str, Any]:
     """Measure, write OUT/findings/concepts.json and concepts.png, print the table."""
     report = measure_concepts(cfg)
-    folder = findings_dir(cfg.out)
-    path = write_json(folder / CONCEPTS_JSON, report)
-    png = plot_concepts(report, folder / CONCEPTS_PNG)
-    say("\n".join(table_lines(report)))
-    say(f"wrote {path}")
-    say(f"wrote {png}" if png else "no PNG: matplotlib is not installed")
+    publish(findings_dir(cfg.out), CONCEPTS_JSON, CONCEPTS_PNG, report, plot_concepts,
+            table_lines(report))
     return report

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.config import to_dict
-from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.findings.holdout import (
     Holdout,
@@ -24,7 +23,7 @@ from monosemantic.findings.holdout import (
     common_holdout,
     fire_counts,
 )
-from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
+from monosemantic.findings.output import FORMAT_VERSION, findings_dir, percent, publish
 from monosemantic.findings.paper import DEAD_CAVEAT, PAPER_DEAD
 from monosemantic.findings.plots import plot_dead
 from monosemantic.findings.selection import Select, SizeRun, select_series
@@ -121,18 +120,16 @@ def table_lines(report: dict[str, Any]) -> list[str]:
                      f"{'silent':>8} {'ultra-rare':>10}")
         for p in s["points"]:
             lines.append(f"  {p['run']:<22} {p['n_features']:>10,} {p['tokens']:>12,} "
-                         f"{_pct(p['dead_fraction']):>8} "
+                         f"{percent(p['dead_fraction']):>8} "
                          f"{_count(p['dead_window_tokens']):>10} "
-                         f"{_pct(p['silent_fraction']):>8} {_pct(p['ultra_rare_fraction']):>10}")
+                         f"{percent(p['silent_fraction']):>8} "
+                         f"{percent(p['ultra_rare_fraction']):>10}")
         for p in report["paper"]:
             lines.append(f"  {'paper (' + p['quoted'] + ')':<22} {p['n_features']:>10,} "
-                         f"{'':>12} {_pct(p['dead_fraction']):>8}")
+                         f"{'':>12} {percent(p['dead_fraction']):>8}")
     lines.append(report["caveat"])
     return lines
 
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _count(value: int | None) -> str:
@@ -142,10 +139,5 @@ def _count(value: int | None) -> str:
 def run_dead(cfg: DeadConfig) -> dict[str, Any]:
     """Measure, write OUT/findings/dead.json and dead.png, print the table."""
     report = measure_dead(cfg)
-    folder = findings_dir(cfg.out)
-    path = write_json(folder / DEAD_JSON, report)
-    png = plot_dead(report, folder / DEAD_PNG)
-    say("\n".join(table_lines(report)))
-    say(f"wrote {path}")
-    say(f"wrote {png}" if png else "no PNG: matplotlib is not installed")
+    publish(findings_dir(cfg.out), DEAD_JSON, DEAD_PNG, report, plot_dead, table_lines(report))
     return report

@@ -8,6 +8,7 @@ from monosemantic.findings.coverage import fit_lines
 from monosemantic.findings.families import descendants
 from monosemantic.findings.matching import SMALL_CLASSES
 from monosemantic.findings.neurons import replay_line
+from monosemantic.findings.output import percent
 from monosemantic.findings.pairs import MEASURES
 
 FAMILIES_SHOWN = 5
@@ -66,9 +67,6 @@ def _scale(dead: dict[str, Any], splitting: dict[str, Any], note: str) -> list[s
     return out + [""]
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
 
 def _dead(report: dict[str, Any], image: str | None) -> list[str]:
     out = ["## Dead and ultra-rare features", ""]
@@ -82,10 +80,11 @@ def _dead(report: dict[str, Any], image: str | None) -> list[str]:
         for p in s["points"]:
             window = "n/a" if p["dead_window_tokens"] is None else f"{p['dead_window_tokens']:,}"
             out.append(f"| {p['run']} | {p['n_features']:,} | {p['tokens']:,} | "
-                       f"{_pct(p['dead_fraction'])} | {window} | {_pct(p['silent_fraction'])} | "
-                       f"{_pct(p['ultra_rare_fraction'])} |")
+                       f"{percent(p['dead_fraction'])} | {window} | "
+                       f"{percent(p['silent_fraction'])} | "
+                       f"{percent(p['ultra_rare_fraction'])} |")
         out += [f"| *paper, {p['quoted']} features* | {p['n_features']:,} | | "
-                f"{_pct(p['dead_fraction'])} | | | |" for p in report["paper"]]
+                f"{percent(p['dead_fraction'])} | | | |" for p in report["paper"]]
         out.append("")
     out += [report["caveat"], ""]
     if image:
@@ -114,11 +113,11 @@ def _splitting(report: dict[str, Any], image: str | None, html_page: str) -> lis
         for p in s["pairs"]:
             for measure in MEASURES:
                 by = p["by"][measure]
-                cells = " | ".join(_pct(by["small"]["shares"][c]) for c in SMALL_CLASSES)
+                cells = " | ".join(percent(by["small"]["shares"][c]) for c in SMALL_CLASSES)
                 out.append(f"| {p['small']['n_features']:,} → {p['large']['n_features']:,} | "
                            f"{measure} | {p['correlation_pairs']} | {cells} | "
-                           f"{_pct(by['large']['shares']['appear'])} | "
-                           f"{_pct(p['same_index'][measure])} |")
+                           f"{percent(by['large']['shares']['appear'])} | "
+                           f"{percent(p['same_index'][measure])} |")
         out.append("")
         out += [f"**Warning**: {w}." for w in s["warnings"]] + ([""] if s["warnings"] else [])
         out += _families(s)
@@ -206,13 +205,13 @@ def _concept_series(s: dict[str, Any]) -> list[str]:
     for b in s["curve"]:
         lo, hi = b["frequency_range"]
         out.append(f"| {lo:.1e} – {hi:.1e} | {b['n_concepts']:,} | "
-                   + " | ".join(_pct(v) for v in b["covered_share"]) + " |")
+                   + " | ".join(percent(v) for v in b["covered_share"]) + " |")
     out.append(f"| **all** | {s['n_concepts']:,} | "
-               + " | ".join(_pct(v) for v in s["covered_share"]) + " |")
+               + " | ".join(percent(v) for v in s["covered_share"]) + " |")
     out += ["", f"| kind | concepts | {heads} |", "|---|---:|" + "---:|" * len(s["sizes"])]
     for kind, k in s["by_kind"].items():
         out.append(f"| {kind} | {k['n_concepts']:,} | "
-                   + " | ".join(_pct(v) for v in k["covered_share"]) + " |")
+                   + " | ".join(percent(v) for v in k["covered_share"]) + " |")
     out += [""] + [f"- {line}" for line in fit_lines(s["fits"])] + [""]
     return out
 
@@ -243,14 +242,14 @@ def _neurons(report: dict[str, Any] | str, image: str | None) -> list[str]:
         for p in s["points"]:
             out.append(f"| {p['run']} | {p['n_features']:,} | {p['features_measured']:,} | "
                        f"{p['features_silent']:,} | {p['features_constant']:,} | "
-                       f"{_pct(p['feature_share_weak'])} | "
+                       f"{percent(p['feature_share_weak'])} | "
                        f"{_num(p['feature_median_max_abs_r'])} | "
                        f"{_num(p['feature_p90_max_abs_r'])} | {p['features_rare']:,} | "
-                       f"{_pct(p['feature_share_weak_common'])} | "
+                       f"{percent(p['feature_share_weak_common'])} | "
                        f"{_num(p['feature_median_max_abs_r_common'])} |")
         out += [f"| *neurons vs other neurons* | {nrn['n_neurons']:,} | "
                 f"{nrn['neurons_measured']:,} | | {nrn['neurons_constant']:,} | "
-                f"{_pct(nrn['neuron_share_weak'])} | {_num(nrn['neuron_median_max_abs_r'])} | "
+                f"{percent(nrn['neuron_share_weak'])} | {_num(nrn['neuron_median_max_abs_r'])} | "
                 f"{_num(nrn['neuron_p90_max_abs_r'])} | | | |", ""]
     out += [report["note"], ""]
     if image:

@@ -16,7 +16,6 @@ from typing import Any
 
 from monosemantic.activations.reader import ActivationStore
 from monosemantic.config import to_dict
-from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.findings.holdout import Holdout, HoldoutOptions, common_holdout
 from monosemantic.findings.neuron_corr import (
@@ -27,7 +26,7 @@ from monosemantic.findings.neuron_corr import (
     measure_store,
     run_rows,
 )
-from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
+from monosemantic.findings.output import FORMAT_VERSION, findings_dir, percent, publish
 from monosemantic.findings.paper import NEURONS_NOTE
 from monosemantic.findings.plots import plot_neurons
 from monosemantic.findings.replay import replay_settings
@@ -171,14 +170,14 @@ def table_lines(report: dict[str, Any]) -> list[str]:
         for p in s["points"]:
             lines.append(f"  {p['run']:<22} {p['n_features']:>8,} {p['features_measured']:>9,} "
                          f"{p['features_silent']:>7,} {p['features_constant']:>6,} "
-                         f"{_pct(p['feature_share_weak']):>7} "
+                         f"{percent(p['feature_share_weak']):>7} "
                          f"{_num(p['feature_median_max_abs_r']):>7} "
                          f"{_num(p['feature_p90_max_abs_r']):>6} {p['features_rare']:>6,} "
-                         f"{_pct(p['feature_share_weak_common']):>7} "
+                         f"{percent(p['feature_share_weak_common']):>7} "
                          f"{_num(p['feature_median_max_abs_r_common']):>7}")
         lines.append(f"  {'neurons vs neurons':<22} {nrn['n_neurons']:>8,} "
                      f"{nrn['neurons_measured']:>9,} {'':>7} {nrn['neurons_constant']:>6,} "
-                     f"{_pct(nrn['neuron_share_weak']):>7} "
+                     f"{percent(nrn['neuron_share_weak']):>7} "
                      f"{_num(nrn['neuron_median_max_abs_r']):>7} "
                      f"{_num(nrn['neuron_p90_max_abs_r']):>6}")
     lines.append("* without the rare features (fired on fewer than "
@@ -201,9 +200,6 @@ def replay_line(replay: dict[str, Any] | None) -> str:
     return text
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
@@ -212,10 +208,6 @@ def _num(value: float | None) -> str:
 def run_neurons(cfg: NeuronFindingsConfig) -> dict[str, Any]:
     """Measure, write OUT/findings/neurons.json and neurons.png, print the table."""
     report = measure_neurons(cfg)
-    folder = output_dir(cfg)
-    path = write_json(folder / NEURONS_JSON, report)
-    png = plot_neurons(report, folder / NEURONS_PNG)
-    say("\n".join(table_lines(report)))
-    say(f"wrote {path}")
-    say(f"wrote {png}" if png else "no PNG: matplotlib is not installed")
+    publish(output_dir(cfg), NEURONS_JSON, NEURONS_PNG, report, plot_neurons,
+            table_lines(report))
     return report

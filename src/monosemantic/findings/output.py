@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import MISSING, Field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from monosemantic.console import say
 from monosemantic.fsutil import atomic_write_text
 
 FINDINGS_DIR = "findings"
@@ -19,6 +21,23 @@ FORMAT_VERSION = 1
 def findings_dir(out: Path) -> Path:
     path = Path(out) / FINDINGS_DIR
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal; "n/a" when it could not be measured."""
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def publish(folder: Path, json_name: str, png_name: str, report: dict[str, Any],
+            plot: Callable[[dict[str, Any], Path], Path | None], lines: list[str]) -> Path:
+    """Write a finding's report as `folder/json_name` and its figure as `folder/png_name`,
+    print its table (`lines`) and what was written; the JSON's path."""
+    path = write_json(folder / json_name, report)
+    png = plot(report, folder / png_name)
+    say("\n".join(lines))
+    say(f"wrote {path}")
+    say(f"wrote {png}" if png else "no PNG: matplotlib is not installed")
     return path
 
 

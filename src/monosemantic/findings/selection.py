@@ -10,9 +10,10 @@ read the same activations: the same width d and hook point.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from monosemantic.errors import UserError
 from monosemantic.runs import RunDir
@@ -108,3 +109,20 @@ def need_sizes(series: Series, n: int, what: str) -> None:
         raise UserError(f"{series.label}: {what} needs at least {n} dictionary sizes; the sweep "
                         f"has {len(series.sizes)} ({names}): add sizes with "
                         "`monosemantic sweep OUT --n-features ...`")
+
+
+def measure_each(all_series: list[Series], measure: Callable[[Series], dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """`measure` on every series: (the results, {label: why} of those it refused). A sweep of
+    one series re-raises its refusal; none measured at all is an error listing the reasons."""
+    done, failed = [], {}
+    for series in all_series:
+        try:
+            done.append(measure(series))
+        except UserError as err:
+            if len(all_series) == 1:
+                raise
+            failed[series.label] = str(err)
+    if not done:
+        raise UserError("no series could be measured:\n" + "\n".join(failed.values()))
+    return done, failed

@@ -24,7 +24,7 @@ from monosemantic.errors import UserError
 from monosemantic.findings.families import family_trees, top_tokens
 from monosemantic.findings.holdout import HoldoutOptions, common_holdout
 from monosemantic.findings.matching import LARGE_CLASSES, SMALL_CLASSES, nearest_twin_cosines
-from monosemantic.findings.output import FORMAT_VERSION, findings_dir, write_json
+from monosemantic.findings.output import FORMAT_VERSION, findings_dir, percent, write_json
 from monosemantic.findings.page import write_family_page
 from monosemantic.findings.pairs import (
     MEASURES,
@@ -36,7 +36,7 @@ from monosemantic.findings.pairs import (
 )
 from monosemantic.findings.paper import SPLITTING_NOTE
 from monosemantic.findings.plots import plot_splitting
-from monosemantic.findings.selection import Series, need_sizes, select_series
+from monosemantic.findings.selection import Series, measure_each, need_sizes, select_series
 
 if TYPE_CHECKING:
     from monosemantic.sae import SAE
@@ -94,16 +94,7 @@ def measure_splitting(cfg: SplittingConfig) -> dict[str, Any]:
         raise UserError("--max-html-trees must be 0 or more")
     check_options(cfg.match)
     all_series = select_series(cfg.out, "longest")
-    done, failed = [], {}
-    for series in all_series:
-        try:
-            done.append(_series(series, cfg))
-        except UserError as err:
-            if len(all_series) == 1:
-                raise
-            failed[series.label] = str(err)
-    if not done:
-        raise UserError("no series could be measured:\n" + "\n".join(failed.values()))
+    done, failed = measure_each(all_series, lambda series: _series(series, cfg))
     return {"version": FORMAT_VERSION, "sweep": str(cfg.out), "config": to_dict(cfg),
             "definitions": DEFINITIONS, "note": SPLITTING_NOTE, "series": done,
             "failed": failed}
@@ -198,17 +189,14 @@ def table_lines(report: dict[str, Any]) -> list[str]:
             for m in MEASURES:
                 small, large = p["by"][m]["small"]["shares"], p["by"][m]["large"]["shares"]
                 lines.append(f"  {label:<18} {m:<11} " + " ".join(
-                    f"{_pct(small[c]):>{w}}" for c, w in zip(SMALL_CLASSES, (7, 8, 7, 7)))
-                    + f" | {_pct(large['appear']):>7}   {_pct(p['same_index'][m])}")
+                    f"{percent(small[c]):>{w}}" for c, w in zip(SMALL_CLASSES, (7, 8, 7, 7)))
+                    + f" | {percent(large['appear']):>7}   {percent(p['same_index'][m])}")
         lines += [f"  warning: {w}" for w in s["warnings"]]
     for label, message in report["failed"].items():
         lines.append(f"{label}: not measured: {message}")
     lines.append(report["note"])
     return lines
 
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def run_splitting(cfg: SplittingConfig) -> dict[str, Any]:
