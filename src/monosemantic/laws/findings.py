@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from monosemantic.laws.lr import at_grid_edge, edge_text
+
 PAPER_NOTE = ("Paper: Templeton et al. 2024, 'Scaling Monosemanticity'. It reports the shapes "
               "quoted beside each law; this project does not have its fitted exponent values, so "
               "no number of the paper's is quoted or compared.")
@@ -22,6 +24,8 @@ batch size at a fixed batch size)."""
 def _verdict(key: str, group: dict[str, Any]) -> str:
     """Whether the fitted exponent has the paper's sign (and order), judged on the interval."""
     law = group[key]
+    if key == "lr" and at_grid_edge(law):
+        return f"at the edge of the grid ({edge_text(law['edge'])}): widen --lr"
     lo_hi = law["interval"]["exponent"]
     lo, hi = lo_hi if lo_hi else (law["exponent"], law["exponent"])
     if key in ("loss", "lr"):
@@ -43,8 +47,14 @@ def findings_rows(group: dict[str, Any]) -> list[list[str]]:
         law = group.get(key)
         if not law or "exponent" not in law:
             continue
-        iv = law["interval"]["exponent"]
-        rows.append([name, law["formula"], f"{law['exponent']:+.3f}",
-                     f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "(no resamples)",
+        rows.append([name, law["formula"], f"{law['exponent']:+.3f}", _interval_text(law),
                      f"{PAPER_SHAPES[key]} — {_verdict(key, group)}"])
     return rows
+
+
+def _interval_text(law: dict[str, Any]) -> str:
+    if law.get("interval_note"):
+        return law["interval_note"]
+    iv = law["interval"]["exponent"]
+    return f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "(no resamples)"
+

@@ -18,7 +18,7 @@ import numpy as np
 
 from monosemantic.errors import UserError
 from monosemantic.laws.bootstrap import interval, percentiles, resample_fits
-from monosemantic.laws.lr import LrCell, lr_cells
+from monosemantic.laws.lr import LrCell, edge_counts, edge_text, lr_cells
 from monosemantic.laws.parametric import ParametricLaw, fit_parametric
 from monosemantic.laws.points import (
     Group,
@@ -154,7 +154,7 @@ def _parametric_record(est: Estimate, draws: list[Estimate],
 def fit_lr(points: list[Point], n_bootstrap: int, confidence: float,
            rng: np.random.Generator) -> dict[str, Any] | None:
     """lr_opt(C) ∝ C^p over the cells swept over several lrs; None when no cell was; a
-    record with only a `note` when too few were."""
+    record with only a `note` (and `edge`) when too few were."""
     all_cells = lr_cells(points)
     if not all_cells:
         return None
@@ -163,6 +163,7 @@ def fit_lr(points: list[Point], n_bootstrap: int, confidence: float,
     # when the others still span 3 compute values.
     interior = [c for c in all_cells if c.interior]
     cells = interior if len({c.flops for c in interior}) >= 3 else all_cells
+    record["edge"] = edge_counts(cells)
     n_compute = len({c.flops for c in cells})
     if n_compute < 3:
         record["note"] = (f"not fitted: {len(cells)} cell(s) with 2 or more lrs at "
@@ -174,11 +175,18 @@ def fit_lr(points: list[Point], n_bootstrap: int, confidence: float,
         return fit_power(np.array([c.flops for c in sample]), np.array([c.lr for c in sample]))
 
     draws, failed = resample_fits(cells, fit, n_bootstrap, rng)
-    record.update(_law_record(fit(cells), draws, confidence, "lr_opt"))
+    flat = len({c.lr for c in cells}) == 1
+    # One lr in every cell: the law is exactly flat (least squares leaves a ~1e-17 slope) and
+    # every resample refits it, so a zero-width interval would measure nothing.
+    law = PowerLaw(float(np.log10(cells[0].lr)), 0.0) if flat else fit(cells)
+    record.update(_law_record(law, draws, confidence, "lr_opt"))
+    record["interval_note"] = (f"n/a (every cell's best lr is {cells[0].lr:.3g}, so every "
+                               "resample refits the same flat law)" if flat and draws else None)
     record["bootstrap_failed"] = failed
     if cells is all_cells and len(interior) < len(all_cells):
-        record["note"] = ("fitted with cells whose best lr sits on the edge of the lrs tried "
-                          "(too few interior ones): widen the lr list")
+        record["note"] = (f"fitted with cells whose best lr sits on the edge of the lrs tried "
+                          f"(too few interior ones; {edge_text(record['edge'])}): they bound "
+                          "the optimum, not place it; widen --lr")
     elif len(interior) < len(all_cells):
         record["note"] = (f"left out {len(all_cells) - len(interior)} cell(s) whose best lr "
                           "sits on the edge of the lrs tried")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.laws.findings import PAPER_NOTE, findings_rows
+from monosemantic.laws.lr import at_grid_edge
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:80em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;
@@ -58,7 +59,25 @@ def _group_section(group: dict[str, Any], figure: Path | None) -> list[str]:
                f"{html.escape(group['loss']['irreducible'])}. Compute: "
                f"{html.escape(group['flops_formula'])}.</p>")
     out += [f"<p class=warn>{html.escape(w)}</p>" for w in group["warnings"]]
+    if group.get("lr"):
+        out += _lr_section(group["lr"])
     out.append(_points_table(group["points"]))
+    return out
+
+
+def _lr_section(lr: dict[str, Any]) -> list[str]:
+    """The lr law's note and its cells, each marked when its best lr is an end of the grid."""
+    cls = " class=warn" if at_grid_edge(lr) else ""
+    out = [f"<p{cls}>optimal lr: {html.escape(lr['note'])}</p>"] if "note" in lr else []
+    head = ("<tr><th>features</th><th>tokens</th><th>FLOPs</th><th>lrs tried</th>"
+            "<th>best lr</th><th>grid edge</th></tr>")
+    rows = "".join(
+        f"<tr><td>{c['n_features']:,}</td><td>{c['tokens']:,}</td><td>{c['flops']:.3g}</td>"
+        f"<td>{c['lrs_tried']}</td><td>{c['lr']:.3g}</td>"
+        f"<td>{'the ' + c['edge'] + ' tried: widen --lr' if c.get('edge') else ''}</td></tr>"
+        for c in lr["cells"])
+    out.append(f"<details><summary>best lr of {len(lr['cells'])} cells</summary>"
+               f"<table>{head}{rows}</table></details>")
     return out
 
 

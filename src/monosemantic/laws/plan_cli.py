@@ -14,6 +14,7 @@ import numpy as np
 from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.laws.bootstrap import percentiles
+from monosemantic.laws.lr import at_grid_edge, edge_text
 from monosemantic.laws.parametric import ParametricLaw
 from monosemantic.laws.plots import slug
 from monosemantic.laws.powerlaw import PowerLaw
@@ -109,6 +110,9 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     lr = group.get("lr")
     if lr and "exponent" in lr:
         out["lr"], out["lr_interval"] = _at(lr, c, conf)
+        if lr.get("interval_note"):
+            out["lr_interval"] = None  # zero width by construction, not a measurement
+        out["lr_note"] = _lr_note(lr)
     par = group.get("parametric")
     if par:
         names = ("E", "log10_A", "alpha", "log10_B", "beta")
@@ -119,6 +123,17 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
             [float(v) for v in np.percentile(draws, percentiles(conf))] if draws else None)
     out["plan_memory"] = memory_command(group, out["n_features"], batch)
     return out
+
+
+def _lr_note(lr: dict[str, Any]) -> str | None:
+    """Why the planned lr is not a precise prediction, when it is not."""
+    notes = []
+    if at_grid_edge(lr):
+        notes.append(f"at the edge of the grid ({edge_text(lr['edge'])}): the optimum may lie "
+                     "beyond the lrs tried; widen --lr")
+    if lr.get("interval_note"):
+        notes.append(f"interval {lr['interval_note']}")
+    return "; ".join(notes) or None
 
 
 def memory_command(group: dict[str, Any], n_features: int, batch: int) -> str:
@@ -148,6 +163,8 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
              f"  steps           {p['steps']:>16,}  at batch size {p['batch_size']:,}"]
     if "lr" in p:
         lines.append(f"  lr              {p['lr']:>16.3g}{_iv(p['lr_interval'], '.3g')}")
+        if p["lr_note"]:
+            lines.append(f"  lr note: {p['lr_note']}")
     lines.append(f"  predicted loss  {p['loss']:>16.5g}{_iv(p['loss_interval'], '.5g')}"
                  "  (frontier law)")
     if "parametric_loss" in p:

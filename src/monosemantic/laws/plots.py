@@ -12,6 +12,7 @@ import numpy as np
 
 from monosemantic.evals.plots import have_matplotlib
 from monosemantic.laws.bootstrap import law_band
+from monosemantic.laws.lr import at_grid_edge
 from monosemantic.laws.powerlaw import PowerLaw
 
 
@@ -95,7 +96,10 @@ def _optimum_panel(ax: Any, group: dict[str, Any], key: str, field: str, name: s
 
 def _lr_panel(ax: Any, group: dict[str, Any], grid: np.ndarray, confidence: float) -> None:
     lr = group["lr"]
-    _law_line(ax, lr, grid, confidence, f"fit ∝ C^{lr['exponent']:.3f}", "#55a868")
+    label = f"fit ∝ C^{lr['exponent']:.3f}"
+    if at_grid_edge(lr):
+        label += " (to cells at the lr grid's edge: a bound)"
+    _law_line(ax, lr, grid, confidence, label, "#55a868")
     inner = [c for c in lr["cells"] if c["interior"]]
     edge = [c for c in lr["cells"] if not c["interior"]]
     ax.scatter([c["flops"] for c in inner], [c["lr"] for c in inner], s=22, color="#55a868",

@@ -15,6 +15,7 @@ from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.laws.findings import PAPER_NOTE, findings_rows
 from monosemantic.laws.fit import fit_group
+from monosemantic.laws.lr import edge_cell_lines
 from monosemantic.laws.page import write_page
 from monosemantic.laws.plots import plot_group, slug
 from monosemantic.laws.points import group_records
@@ -125,5 +126,7 @@ def summary_lines(group: dict[str, Any]) -> list[str]:
     lr = group.get("lr")
     if lr and "note" in lr:
         lines.append(f"  optimal lr: {lr['note']}")
+    if lr:
+        lines += [f"    {line}" for line in edge_cell_lines(lr)]
     lines += [f"  warning: {w}" for w in group["warnings"]]
     return lines
