@@ -80,15 +80,15 @@ class RunDir:
 
     # ----- opening --------------------------------------------------------------------------
     @classmethod
-    def find(cls, path: str | Path, model: str | None = None,
-             hook: str | None = None) -> RunDir:
+    def find(cls, path: str | Path, model: str | None = None, hook: str | None = None,
+             hook_out: str | None = None) -> RunDir:
         """The run at `path`, or the run whose sae/ folder `path` is, or the run view of the
-        pretrained SAE `path` names (`model` / `hook`: what it reads when it does not say). The
-        run need not be finished (the browser serves a folder that holds only a feature
-        database)."""
+        pretrained SAE `path` names (`model` / `hook`: what it reads when it does not say;
+        `hook_out`: what a transcoder writes). The run need not be finished (the browser serves
+        a folder that holds only a feature database)."""
         from monosemantic.pretrained import foreign_view
 
-        view = foreign_view(path, model, hook)
+        view = foreign_view(path, model, hook, hook_out)
         if view is not None:
             return cls(view)
         path = Path(path)
@@ -105,15 +105,20 @@ class RunDir:
         return cls(path)
 
     @classmethod
-    def open(cls, path: str | Path, model: str | None = None,
-             hook: str | None = None) -> RunDir:
+    def open(cls, path: str | Path, model: str | None = None, hook: str | None = None,
+             hook_out: str | None = None) -> RunDir:
         """A finished run (or its sae/ folder, or a pretrained SAE's run view, as `find`), with
-        the metadata its SAE was saved with. `hook`, given for a run, must be the run's."""
-        run = cls.find(path, model, hook)
+        the metadata its SAE was saved with. `hook` / `hook_out`, given for a run, must be the
+        run's."""
+        run = cls.find(path, model, hook, hook_out)
         _ = run.metadata  # the UserError of an unfinished run or of another tool's SAE
         if hook is not None and hook != run.hook:
             raise UserError(f"{run.path} reads {run.hook!r}, not --hook {hook!r}: --hook is for "
                             "a pretrained SAE folder (leave it out for a run)")
+        if hook_out is not None and hook_out != run.hook_out:
+            raise UserError(f"{run.path} writes {run.hook_out!r}, not --hook-out {hook_out!r}: "
+                            "--hook-out is for a pretrained transcoder folder (leave it out for "
+                            "a run)")
         return run
 
     # ----- layout ---------------------------------------------------------------------------
@@ -319,11 +324,15 @@ class RunDir:
 
         lm = load_model(spec or self.model, device=str(device),
                         dtype=torch.float32 if dtype is None else dtype)
-        width = lm.hook_point(self.hook).width  # an unknown hook: UserError listing valid ones
-        if width != self.d_in:
-            raise UserError(f"{lm.spec} has width {width} at {self.hook}; the SAE of {self.path} "
-                            f"reads width {self.d_in}: give the model it was trained on"
-                            f"{' with --model' if spec is None else ' as --model'}")
+        sites = [(self.hook, self.d_in, "reads")]
+        if self.hook_out is not None:
+            sites.append((self.hook_out, int(self.metadata["sae_config"]["d_out"]), "writes"))
+        for hook, expected, role in sites:
+            width = lm.hook_point(hook).width  # an unknown hook: UserError listing valid ones
+            if width != expected:
+                raise UserError(f"{lm.spec} has width {width} at {hook}; the SAE of {self.path} "
+                                f"{role} width {expected}: give the model it was trained on"
+                                f"{' with --model' if spec is None else ' as --model'}")
         return lm
 
     def load(self, device: str = "auto", model: str | None = None,

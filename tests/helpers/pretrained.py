@@ -66,3 +66,29 @@ def write_saelens_standard(folder: Path, d: int, f: int, model: str, hook: str,
                         "context_size": 128, "prepend_bos": True}}
     (folder / "cfg.json").write_text(json.dumps(cfg))
     return folder, params
+
+
+def write_saelens_transcoder(folder: Path, d_in: int, d_out: int, f: int, model: str,
+                             hook: str, hook_out: str | None,
+                             seed: int = 0) -> tuple[Path, dict[str, np.ndarray]]:
+    """A SAELens (>= 6) `skip_transcoder` folder as its TranscoderConfig writes it: `d_out`
+    and `hook_name_out` at the top level (left out when `hook_out` is None), W_dec [F, d_out],
+    b_dec [d_out], W_skip [d_out, d_in]."""
+    rng = np.random.default_rng(seed)
+    params = {"W_enc": rng.normal(0, 1 / np.sqrt(d_in), (d_in, f)).astype(np.float32),
+              "W_dec": rng.normal(0, 1, (f, d_out)).astype(np.float32),
+              "b_enc": rng.normal(0, 0.1, f).astype(np.float32),
+              "b_dec": rng.normal(0, 0.1, d_out).astype(np.float32),
+              "W_skip": rng.normal(0, 0.1, (d_out, d_in)).astype(np.float32)}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(params, str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": "skip_transcoder", "d_in": d_in, "d_sae": f, "d_out": d_out,
+           "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
+           "normalize_activations": "none", "reshape_activations": "none",
+           "hook_layer_out": None, "hook_head_index_out": None,
+           "metadata": {"model_name": model, "hook_name": hook, "sae_lens_version": "6.5.0",
+                        "context_size": 128, "prepend_bos": True}}
+    if hook_out is not None:
+        cfg["hook_name_out"] = hook_out
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder, params

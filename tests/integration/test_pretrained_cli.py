@@ -1,21 +1,29 @@
 """Pretrained SAEs through the command line, on a tiny random Llama-family model: a Gemma
 Scope-style params.npz (names neither model nor hook) is analysed over text, served and used
 for steering by giving its folder with --model and --hook; a SAELens folder written by hand
-that names both is imported with `import-sae` and analysed as a run."""
+that names both is imported with `import-sae` and analysed as a run; a SAELens transcoder
+folder steers and attributes at the output hook it names or --hook-out gives."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
-from helpers.pretrained import gemma_scope_params, write_gemma_scope_npz, write_saelens_standard
+from helpers.pretrained import (
+    gemma_scope_params,
+    write_gemma_scope_npz,
+    write_saelens_standard,
+    write_saelens_transcoder,
+)
 from monosemantic.cli import main
 from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.pretrained.view import VIEWS_ENV
 from monosemantic.runs import RunDir
 
 HOOK = "blocks.1.hook_resid_post"
+HOOK_IN, HOOK_OUT = "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"
 D, F = 32, 48
 ANALYZE = ["--batch-size", "256", "--top-k", "5", "--logit-tokens", "3", "--neighbours", "2",
            "--feature-map", "false", "--device", "cpu"]
@@ -129,3 +137,48 @@ def test_eval_a_gemma_scope_folder_on_a_store_it_never_saw(setup, tiny_model_dir
     assert result["sizes"]["reconstruction_rows"] == [100, 250]
     assert main([*common, "--store", str(store.path), "--rows", "100:9999"]) == 2
     assert "not a non-empty span of the store's 300 rows" in capsys.readouterr().err
+
+
+def test_steer_and_attribute_a_saelens_transcoder_folder(setup, tiny_model_dir, capsys):
+    from monosemantic.models import capture
+    from monosemantic.steer import FeatureEdit, steering
+    from monosemantic.steer.compare import prompt_ids
+
+    root = setup[0]
+    # Its cfg.json names no output hook: --hook-out gives it.
+    folder, _ = write_saelens_transcoder(root / "lens-tc", D, D, F, str(tiny_model_dir),
+                                         HOOK_IN, None)
+    steer = ["steer", str(folder), "--feature", "3=2", "--prompt", "the fox jumps",
+             "--max-new-tokens", "2", "--device", "cpu"]
+    assert main(steer) == 2
+    assert "--hook-out" in capsys.readouterr().err
+    assert main([*steer, "--hook-out", "blocks.1.mlp.hook_post"]) == 2
+    assert "width 128 at blocks.1.mlp.hook_post, the transcoder writes width 32" in \
+        capsys.readouterr().err
+    out = root / "tc-steer.json"
+    assert main([*steer, "--hook-out", HOOK_OUT, "--json-out", str(out)]) == 0
+    assert json.loads(out.read_text())["kl_next_token"] >= 0
+    assert main(["attribute", str(folder), "--hook-out", HOOK_OUT, "--prompt", "the fox",
+                 "--target", " jumps", "--device", "cpu", "--max-ablations", "8"]) == 0
+    assert "active (feature, position) pairs" in capsys.readouterr().out
+
+    # The view steers at its output hook with the error term kept: a no-op clamp leaves the
+    # logits bit-identical, a real one changes them.
+    run = RunDir.open(folder, hook_out=HOOK_OUT)
+    assert run.hook_out == HOOK_OUT
+    lm, sae, hook = run.load("cpu")
+    ids = prompt_ids(lm, "the fox jumps over the dog")
+    f_SF = sae.encode(capture(lm, ids, [hook])[hook][0])
+    p = 2
+    i = int(f_SF[p].argmax())
+    assert f_SF[p, i] > 0
+
+    def logits(value):
+        with torch.no_grad(), steering(lm, sae, hook, [FeatureEdit(i, value, "raw")],
+                                       positions=slice(p, p + 1), hook_out=run.hook_out):
+            return lm.model(input_ids=ids, use_cache=False).logits
+
+    with torch.no_grad():
+        clean = lm.model(input_ids=ids, use_cache=False).logits
+    assert torch.equal(logits(float(f_SF[p, i])), clean)
+    assert not torch.allclose(logits(0.0), clean)

@@ -9,7 +9,12 @@ import os
 import pytest
 import torch
 
-from helpers.pretrained import gemma_scope_params, write_gemma_scope_npz, write_saelens_standard
+from helpers.pretrained import (
+    gemma_scope_params,
+    write_gemma_scope_npz,
+    write_saelens_standard,
+    write_saelens_transcoder,
+)
 from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.pretrained import hub
@@ -18,6 +23,7 @@ from monosemantic.runs import RunDir
 
 D, F = 32, 48  # the tiny model's width
 HOOK = "blocks.1.hook_resid_post"
+HOOK_IN, HOOK_OUT = "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"
 
 
 @pytest.fixture(autouse=True)
@@ -137,3 +143,59 @@ def test_a_hub_spec_is_downloaded_then_read_as_a_local_folder(tmp_path, monkeypa
         RunDir.open(spec.replace("layer_1", "layer_9"), str(tiny_model_dir))
     with pytest.raises(UserError, match="hf:OWNER/REPO/FOLDER"):
         hub.parse_hub_spec("hf:google")
+
+
+def _transcoder(tmp_path, tiny_model_dir, hook_out=HOOK_OUT):
+    folder, _ = write_saelens_transcoder(tmp_path / "src" / "tc", D, D, F, str(tiny_model_dir),
+                                         HOOK_IN, hook_out)
+    return folder
+
+
+def test_a_saelens_transcoder_folder_opens_with_its_output_hook(tmp_path, tiny_model_dir,
+                                                               views):
+    folder = _transcoder(tmp_path, tiny_model_dir)
+    run = RunDir.open(folder)
+    assert (run.hook, run.hook_out, run.decoder_hook) == (HOOK_IN, HOOK_OUT, HOOK_OUT)
+    sae = run.load_sae()
+    assert sae.cfg.is_transcoder and sae.cfg.skip and run.pretrained["layout"] == "saelens"
+    assert run.load_model("cpu").spec is not None  # both sites checked at load
+    # --hook-out replaces the folder's output hook, in a view of its own.
+    other = RunDir.open(folder, hook_out=HOOK)
+    assert other != run and other.hook_out == HOOK and RunDir.find(folder) == run
+    with pytest.raises(UserError, match="not --hook-out 'blocks.1.hook_resid_post'"):
+        RunDir.open(run.path, hook_out=HOOK)
+
+
+def test_a_transcoder_that_names_no_output_hook_asks_for_hook_out(tmp_path, tiny_model_dir,
+                                                                 views):
+    folder = _transcoder(tmp_path, tiny_model_dir, hook_out=None)
+    with pytest.raises(UserError, match="which hook it writes.*--hook-out"):
+        RunDir.open(folder)
+    assert not views.exists() or not any(views.iterdir())
+    assert RunDir.open(folder, hook_out=HOOK_OUT).hook_out == HOOK_OUT
+
+
+def test_hook_out_is_refused_for_an_sae_folder(tmp_path, tiny_model_dir, gemma_scope):
+    folder, _ = write_saelens_standard(tmp_path / "lens", D, F, str(tiny_model_dir), HOOK)
+    for source, hook in ((folder, None), (gemma_scope, HOOK)):
+        with pytest.raises(UserError, match="not a transcoder: --hook-out"):
+            RunDir.open(source, str(tiny_model_dir), hook, HOOK_OUT)
+    assert RunDir.open(folder).hook_out is None
+
+
+def test_a_wrong_width_output_hook_is_refused(tmp_path, tiny_model_dir, views):
+    folder = _transcoder(tmp_path, tiny_model_dir)
+    wrong = "blocks.1.mlp.hook_post"
+    with pytest.raises(UserError, match=f"width 128 at {wrong}, the transcoder writes width 32"):
+        RunDir.open(folder, hook_out=wrong)
+    assert not views.exists() or not any(views.iterdir())
+    out = tmp_path / "out"
+    assert main(["import-sae", str(folder), str(out), "--hook-out", wrong]) == 2
+    assert not out.exists()
+    # Written unchecked, the width is still checked when the model loads.
+    assert main(["import-sae", str(folder), str(out), "--hook-out", wrong,
+                 "--check-model", "false"]) == 0
+    run = RunDir.open(out)
+    assert run.hook_out == wrong
+    with pytest.raises(UserError, match=f"width 128 at {wrong}; the SAE of .* writes width 32"):
+        run.load_model("cpu")

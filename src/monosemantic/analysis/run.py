@@ -106,6 +106,10 @@ class AnalyzeConfig(PassOptions):
     """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
     run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
     name it; docs/pretrained.md."""
+    hook_out: str | None = None
+    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
+    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
+    docs/pretrained.md."""
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
@@ -171,7 +175,7 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
 def open_inputs(cfg: AnalyzeConfig, device: torch.device, lm: LoadedModel | None = None
                 ) -> tuple[RunDir, SAE, RowSource, LoadedModel | None]:
     """The run, its SAE on `device`, the rows to analyse, and the model if those needed it."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
     cfg.validate(cfg.batch_size)
     sae = run.load_sae(device)
     source, lm = _row_source(cfg, run, device, lm)

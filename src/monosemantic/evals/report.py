@@ -51,6 +51,10 @@ class EvalConfig:
     hook: str | None = None
     """With a pretrained SAE folder instead of a run: the hook point it reads, when the folder
     does not name it."""
+    hook_out: str | None = None
+    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
+    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
+    docs/pretrained.md."""
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
     rows: str | None = None
@@ -102,7 +106,7 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
     if cfg.store is None and run.store_path is None and run.pretrained is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.

@@ -26,9 +26,12 @@ class ImportSAEConfig:
     hook: str | None = None
     """The hook point the SAE reads (e.g. blocks.6.hook_resid_post); needed when the folder
     names none, replaces the one it names."""
+    hook_out: str | None = None
+    """A SAELens transcoder's output hook (e.g. blocks.6.hook_mlp_out); needed when its
+    cfg.json has no hook_name_out, replaces the one it names."""
     check_model: bool = True
-    """Check from the model's config (no weights loaded) that it has the hook at the SAE's
-    width before writing anything."""
+    """Check from the model's config (no weights loaded) that it has the hook (and a
+    transcoder's output hook) at the SAE's width before writing anything."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -36,6 +39,7 @@ class ImportSAEConfig:
 
 def run_import_sae(cfg: ImportSAEConfig) -> Path:
     """CLI entry of `monosemantic import-sae`."""
-    out = import_run(locate(cfg.source), cfg.out, cfg.model, cfg.hook, cfg.check_model)
+    out = import_run(locate(cfg.source), cfg.out, cfg.model, cfg.hook, cfg.hook_out,
+                     cfg.check_model)
     say(f"wrote the run folder {out} (analyze it with `monosemantic analyze {out} --text ...`)")
     return out

@@ -1,9 +1,10 @@
 """Read an SAE folder written by another tool: what it holds, and the model and hook it names.
 
 Two layouts:
-- SAELens: `cfg.json` + `sae_weights.safetensors` (architectures standard / topk / jumprelu,
-  read by `sae.io.load_sae`); the model and hook come from `cfg.json`'s `metadata.model_name`
-  / `metadata.hook_name` (top-level `model_name` / `hook_name` in pre-6 files).
+- SAELens: `cfg.json` + `sae_weights.safetensors` (architectures standard / topk / jumprelu
+  and the four transcoders, read by `sae.io.load_sae`); the model and hook come from
+  `cfg.json`'s `metadata.model_name` / `metadata.hook_name` (top-level `model_name` /
+  `hook_name` in pre-6 files), a transcoder's output hook from its `hook_name_out`.
 - Gemma Scope: `params.npz` (Gemma Scope 1: `W_enc [d, F]`, `W_dec [F, d]`, `b_enc [F]`,
   `b_dec [d]`, `threshold [F]`) or `params.safetensors` (Gemma Scope 2, the same tensors under
   lower-case names `w_enc`, `w_dec`; either case is accepted). A JumpReLU SAE with no input
@@ -55,6 +56,10 @@ class FolderInfo:
     """The hook point the folder names, in our naming (None: none, or one we cannot map)."""
     weights: Path
     """The weights file (its size and time tell whether the folder changed)."""
+    transcoder: bool = False
+    """Whether the folder holds a transcoder (it writes another hook than it reads)."""
+    hook_out: str | None = None
+    """A transcoder's output hook as the folder names it (None: an SAE, or none named)."""
 
 
 def describe(folder: str | Path) -> FolderInfo:
@@ -67,13 +72,19 @@ def describe(folder: str | Path) -> FolderInfo:
         meta = raw.get("metadata") or {}
         model = meta.get("model_name") or raw.get("model_name")
         hook = meta.get("hook_name") or raw.get("hook_name")
+        # SAELens' TranscoderConfig writes hook_name_out at the top level; metadata is a
+        # fallback for hand-written files.
+        hook_out = raw.get("hook_name_out") or meta.get("hook_name_out")
+        transcoder = str(raw.get("architecture") or "").endswith("transcoder")
         return FolderInfo(folder, layout, model and str(model), hook and str(hook),
-                          folder / WEIGHTS_FILENAME)
+                          folder / WEIGHTS_FILENAME, transcoder,
+                          str(hook_out) if transcoder and hook_out else None)
     if layout == "gemma-scope":
         cfg_raw = _gemma_scope_config(folder)
         if cfg_raw.get("hf_hook_point_out") or cfg_raw.get("affine_connection") is not None:
-            raise UserError(f"{folder} is a transcoder (its {GEMMA_SCOPE_CONFIG} names an "
-                            "output hook): only SAEs are supported")
+            raise UserError(f"{folder} is a Gemma Scope transcoder (its {GEMMA_SCOPE_CONFIG} "
+                            "names an output hook): only Gemma Scope SAEs are supported "
+                            "(SAELens transcoder folders are read)")
         arch = cfg_raw.get("architecture", "jump_relu")
         if arch not in ("jump_relu", "jumprelu"):
             raise UserError(f"{folder}: architecture {arch!r} in {GEMMA_SCOPE_CONFIG}; only "

@@ -1,11 +1,13 @@
 """A pretrained SAE as a run folder: `RUN/sae/` in our format, its model and hook recorded, no
 store, so that every command that takes a run works on it unchanged.
 
-`import_run(source, out, model, hook)` writes one where the user says (`import-sae`);
-`foreign_view(path, model, hook)` is what `RunDir.find` calls for a path that is not a run:
+`import_run(source, out, model, hook, hook_out)` writes one where the user says
+(`import-sae`); `foreign_view(path, model, hook, hook_out)` is what `RunDir.find` calls for a
+path that is not a run:
 for another tool's folder (or `hf:...`) it returns a view folder under `views_root()`, made on
 first use and reused after, so `analyze SRC --hook H` and then `serve SRC --hook H` share one
-features.sqlite and the source folder is never written to.
+features.sqlite and the source folder is never written to. A transcoder's view also records
+the hook it writes (`hook_out`, from its cfg.json's `hook_name_out` or --hook-out).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.pretrained.hub import download_folder, is_hub_spec
 from monosemantic.pretrained.layout import foreign_layout
+
+if TYPE_CHECKING:
+    from monosemantic.models import LoadedModel
+    from monosemantic.pretrained.formats import FolderInfo
 
 VIEWS_ENV = "MONOSEMANTIC_PRETRAINED_DIR"
 """Environment variable: where the run views of pretrained SAEs go (default: the user cache
@@ -62,9 +68,11 @@ def views_root() -> Path:
     return Path(platformdirs.user_cache_dir("monosemantic")) / "pretrained"
 
 
-def foreign_view(path: str | Path, model: str | None, hook: str | None) -> Path | None:
+def foreign_view(path: str | Path, model: str | None, hook: str | None,
+                 hook_out: str | None = None) -> Path | None:
     """The run view of the pretrained SAE `path` names (made now if new); None when `path` is
-    not one (a run folder: the caller opens it as such)."""
+    not one (a run folder: the caller opens it as such). `hook_out`: a transcoder's output hook
+    instead of the one its folder names."""
     if not is_foreign(path):
         return None
     from monosemantic.pretrained.formats import describe
@@ -72,12 +80,13 @@ def foreign_view(path: str | Path, model: str | None, hook: str | None) -> Path 
     source = locate(path)
     info = describe(source.folder)
     hook = _chosen(hook, info.hook, "hook", source)
-    view = views_root() / _view_name(source.folder, hook)
+    hook_out = _chosen_hook_out(hook_out, info, source)
+    view = views_root() / _view_name(source.folder, hook, hook_out)
     if (view / SAE_DIR).is_dir():
         _check_unchanged(view, info.weights)
         return view
     try:
-        import_run(source, view, model, hook, quiet_if_exists=True)
+        import_run(source, view, model, hook, hook_out, quiet_if_exists=True)
     except UserError:
         if not (view / SAE_DIR).is_dir():
             raise
@@ -88,7 +97,8 @@ def foreign_view(path: str | Path, model: str | None, hook: str | None) -> Path 
 
 
 def import_run(source: Source, out: Path, model: str | None, hook: str | None,
-               check_model: bool = True, quiet_if_exists: bool = False) -> Path:
+               hook_out: str | None = None, check_model: bool = True,
+               quiet_if_exists: bool = False) -> Path:
     """Write the run folder `out` for the pretrained SAE at `source` (all or nothing)."""
     from monosemantic.pretrained.formats import describe, read_sae
     from monosemantic.sae.io import save_sae
@@ -96,14 +106,15 @@ def import_run(source: Source, out: Path, model: str | None, hook: str | None,
     info = describe(source.folder)
     model = _chosen(model, info.model, "model", source)
     hook = _chosen(hook, info.hook, "hook", source)
+    hook_out = _chosen_hook_out(hook_out, info, source)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty: choose a new output folder")
     sae = read_sae(info)
     if check_model:
-        check_hook(model, hook, int(sae.W_dec_FD.shape[1]))
+        check_hook(model, hook, int(sae.W_enc_DF.shape[0]), hook_out, int(sae.W_dec_FD.shape[1]))
     stat = info.weights.stat()
     extra: dict[str, Any] = {
-        "model": model, "hook": hook, "store": None, "holdout_rows": None,
+        "model": model, "hook": hook, "hook_out": hook_out, "store": None, "holdout_rows": None,
         "pretrained": {"source": source.spec, "folder": str(source.folder),
                        "layout": info.layout, "weights": str(info.weights),
                        "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns}}
@@ -125,10 +136,11 @@ def import_run(source: Source, out: Path, model: str | None, hook: str | None,
     return out
 
 
-def check_hook(model: str, hook: str, d_in: int) -> None:
-    """UserError when `model`'s family has no hook `hook` or its width there is not `d_in`.
-    Reads the model's config only; a model whose config cannot be read is checked when the
-    model is loaded."""
+def check_hook(model: str, hook: str, d_in: int, hook_out: str | None = None,
+               d_out: int | None = None) -> None:
+    """UserError when `model`'s family has no hook `hook` or its width there is not `d_in`
+    (and the same for a transcoder's `hook_out` and `d_out`). Reads the model's config only; a
+    model whose config cannot be read is checked when the model is loaded."""
     from monosemantic.models import load_model_layout
 
     try:
@@ -136,6 +148,13 @@ def check_hook(model: str, hook: str, d_in: int) -> None:
     except UserError as err:
         say(f"note: hook {hook!r} not checked now ({err}); it is checked when the model loads")
         return
+    _check_width(layout, model, hook, d_in, "the SAE reads", "--hook")
+    if hook_out is not None and d_out is not None:
+        _check_width(layout, model, hook_out, d_out, "the transcoder writes", "--hook-out")
+
+
+def _check_width(layout: LoadedModel, model: str, hook: str, width_expected: int, role: str,
+                 option: str) -> None:
     if not hook.startswith("blocks."):
         try:
             layout.model.get_submodule(hook)
@@ -143,9 +162,9 @@ def check_hook(model: str, hook: str, d_in: int) -> None:
             layout.hook_point(hook)  # raises the UserError that lists the valid names
         return  # a raw module's width is measured by a forward, when the model loads
     width = layout.hook_point(hook).width
-    if width != d_in:
-        raise UserError(f"{model} has width {width} at {hook}, the SAE reads width {d_in}: "
-                        "is --hook (or --model) the one the SAE was trained on?")
+    if width != width_expected:
+        raise UserError(f"{model} has width {width} at {hook}, {role} width {width_expected}: "
+                        f"is {option} (or --model) the one the SAE was trained on?")
 
 
 def _chosen(given: str | None, named: str | None, what: str, source: Source) -> str:
@@ -163,9 +182,30 @@ def _chosen(given: str | None, named: str | None, what: str, source: Source) -> 
                     f"{source.spec} OUT --{what} ...` for the other commands")
 
 
-def _view_name(folder: Path, hook: str) -> str:
-    """A readable, unique folder name per (source folder, hook)."""
-    digest = hashlib.sha256(f"{folder}\n{hook}".encode()).hexdigest()[:12]
+def _chosen_hook_out(given: str | None, info: FolderInfo, source: Source) -> str | None:
+    """A transcoder's output hook: --hook-out, else the one its folder names, else a
+    UserError; None for an SAE (which --hook-out is refused for)."""
+    if not info.transcoder:
+        if given:
+            raise UserError(f"{source.spec} holds an SAE, not a transcoder: --hook-out is for a "
+                            "transcoder folder (leave it out)")
+        return None
+    if given:
+        if info.hook_out and info.hook_out != given:
+            say(f"{source.spec}: using --hook-out {given} (the folder names {info.hook_out})")
+        return given
+    if info.hook_out:
+        return info.hook_out
+    raise UserError(f"{source.spec} is a transcoder that does not say which hook it writes (no "
+                    "hook_name_out in its cfg.json): give it with --hook-out (e.g. --hook-out "
+                    "blocks.6.hook_mlp_out)")
+
+
+def _view_name(folder: Path, hook: str, hook_out: str | None = None) -> str:
+    """A readable, unique folder name per (source folder, hook[, output hook])."""
+    # An SAE's name leaves hook_out out, so views made before transcoders were read are kept.
+    key = f"{folder}\n{hook}" if hook_out is None else f"{folder}\n{hook}\n{hook_out}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", folder.name)[:60] or "sae"
     return f"{slug}-{digest}"
 

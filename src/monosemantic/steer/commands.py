@@ -65,6 +65,10 @@ class SteerConfig:
     """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
     run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
     name it; docs/pretrained.md."""
+    hook_out: str | None = None
+    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
+    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
+    docs/pretrained.md."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -110,6 +114,10 @@ class AttributeConfig:
     """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
     run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
     name it; docs/pretrained.md."""
+    hook_out: str | None = None
+    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
+    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
+    docs/pretrained.md."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -200,7 +208,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     """CLI entry of `monosemantic steer`."""
     edits = [parse_edit(text) for text in cfg.feature]
     span = parse_span(cfg.positions)
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
     lm, sae, hook = run.load(cfg.device, cfg.model)
     max_act_F = run.max_act_F()
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
@@ -215,7 +223,7 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
 
 def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook)
+    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
     lm, sae, hook = run.load(cfg.device, cfg.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size,

@@ -150,7 +150,7 @@ class SecurityHeaders:
 def create_app(cfg: ServeConfig, backend: ModelBackend | None = None) -> FastAPI:
     """The app for `cfg` (a `ServeConfig`); `backend` replaces the lazily loaded model backend
     (tests)."""
-    data = RunData(cfg.run, cfg.model, cfg.hook)
+    data = RunData(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

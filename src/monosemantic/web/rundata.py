@@ -159,9 +159,11 @@ def _cluster_labels(meta_value: Any) -> dict[int, str]:
 class RunData:
     """What the pages and the JSON API read, from RUN/features.sqlite and the run's files."""
 
-    def __init__(self, run: str | Path, model: str | None = None, hook: str | None = None):
-        """`model` / `hook`: what a pretrained SAE folder given as `run` reads (RunDir.find)."""
-        self.run = RunDir.find(run, model, hook)
+    def __init__(self, run: str | Path, model: str | None = None, hook: str | None = None,
+                 hook_out: str | None = None):
+        """`model` / `hook`: what a pretrained SAE folder given as `run` reads, `hook_out`: what
+        a pretrained transcoder writes (RunDir.find)."""
+        self.run = RunDir.find(run, model, hook, hook_out)
         if not self.run.db_path.is_file():
             text = (" --text CORPUS (a pretrained SAE has no store)"
                     if (self.run.sae_dir / "monosemantic.json").is_file()

@@ -33,6 +33,10 @@ class ServeConfig:
     """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
     run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
     name it; docs/pretrained.md."""
+    hook_out: str | None = None
+    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
+    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
+    docs/pretrained.md."""
     queue: int = 4
     """Model jobs (inspect, steer) running or waiting at once; more are answered 503."""
     max_prompt_chars: int = 2000
