@@ -125,9 +125,11 @@ def check_real(cfg: BenchConfig) -> Checked:
         if run.hook_out is not None:
             # Every metric here compares the codes or the decoder with the site the dictionary
             # reads (reconstruction, probes, absorption); a transcoder writes another site.
+            # A pretrained view has no store of both hooks to evaluate on: no command to print.
+            how = (f"evaluate it with `monosemantic eval {run.path}`" if run.pretrained is None
+                   else "`eval` measures transcoders (docs/transcoders.md)")
             raise UserError(f"{run.path} is a transcoder ({run.hook} -> {run.hook_out}): `bench` "
-                            "measures SAEs, whose output site is their input site; evaluate a "
-                            f"transcoder with `monosemantic eval {run.path}`")
+                            f"measures SAEs, whose output site is their input site; {how}")
     sources = [sample_source(run, opts.store, opts.rows) for run in runs]
     pairs = consistency_pairs(runs, list(opts.pair), opts.model)
     out = Path(opts.out)
