@@ -6,10 +6,11 @@ target, fsync the directory so the rename itself survives a power loss.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def fsync_path(path: Path) -> None:
@@ -67,3 +68,15 @@ def atomic_write(target: Path, chunks: Iterable[bytes | memoryview]) -> None:
 def atomic_write_text(target: Path, text: str) -> None:
     """Create or replace `target` with UTF-8 `text`, atomically."""
     atomic_write(target, [text.encode()])
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every NaN / inf float (in nested dicts, lists and tuples) as None: strict
+    JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

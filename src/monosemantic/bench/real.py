@@ -23,7 +23,6 @@ OUT/compare.html            the compare page: sortable table, plots, probes (sel
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.evals.report import row_span
-from monosemantic.fsutil import fsync_tree
+from monosemantic.fsutil import fsync_tree, json_ready
 from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
@@ -240,15 +239,5 @@ def write_outputs(out: Path, report: dict[str, Any], columns: list[str],
 
 
 def _json(data: Any) -> str:
-    return json.dumps(_finite(data), indent=1) + "\n"
+    return json.dumps(json_ready(data), indent=1) + "\n"
 
-
-def _finite(value: Any) -> Any:
-    """Strict JSON: NaN and inf become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

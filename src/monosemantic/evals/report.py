@@ -16,7 +16,7 @@ from monosemantic.errors import UserError
 from monosemantic.evals.evaluate import evaluate_sae
 from monosemantic.evals.metrics import DEAD_FORMULA
 from monosemantic.evals.plots import plot_density_histogram
-from monosemantic.fsutil import atomic_write_text
+from monosemantic.fsutil import atomic_write_text, json_ready
 from monosemantic.runs import RunDir
 
 if TYPE_CHECKING:
@@ -200,18 +200,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{label:<{width}}  {text:>10}" for label, text in rows)
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN / inf become null: strict JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write `data` as JSON through a temp file, fsync and rename."""
-    text = json.dumps(_json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = json.dumps(json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write_text(Path(path), text)

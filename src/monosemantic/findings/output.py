@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from collections.abc import Callable
 from dataclasses import MISSING, Field, fields, is_dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.console import say
-from monosemantic.fsutil import atomic_write_text
+from monosemantic.fsutil import atomic_write_text, json_ready
 
 FINDINGS_DIR = "findings"
 """Sub-folder of the sweep folder the findings are written to."""
@@ -43,18 +42,9 @@ def publish(folder: Path, json_name: str, png_name: str, report: dict[str, Any],
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Strict JSON (NaN and inf become null), atomically."""
-    atomic_write_text(Path(path), json.dumps(_ready(data), indent=1) + "\n")
+    atomic_write_text(Path(path), json.dumps(json_ready(data), indent=1) + "\n")
     return Path(path)
 
-
-def _ready(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_ready(v) for v in value]
-    return value
 
 
 def command_line(command: str, cfg: Any) -> str:
