@@ -171,6 +171,17 @@ def test_group_sums_edges_survives_reload_and_ungroups(file_page, graph_case):
     assert file_page.locator("g.node").count() == n_nodes
 
 
+def test_a_taken_name_or_a_single_node_is_refused(file_page, graph_case):
+    _group(file_page, ["tok:1", "tok:2"], "words")
+    _group(file_page, ["tok:3", "tok:4"], "words")
+    assert file_page.locator("#status").text_content() == "a group named words exists"
+    assert _node(file_page, "tok:3").count() == 1
+    _node(file_page, "tok:5").click()
+    file_page.click("#group")
+    assert "select two nodes or more" in file_page.locator("#status").text_content()
+    assert file_page.locator("g.node.group").count() == 1
+
+
 def test_export_gives_the_groups_as_json(file_page, tmp_path):
     _group(file_page, ["feat:1:1:110", "feat:1:1:111"], "pair")
     _group(file_page, ["tok:3", "tok:4"], "tokens")

@@ -58,8 +58,8 @@ def _card(db: FeatureDB, run: str, feature: int, examples: int, top_tokens: int,
             "explanation": card.explanations[-1]["text"] if card.explanations else None,
             "top_tokens": [[text, n] for text, n in peaks.most_common(top_tokens)],
             "examples": [_window(ex, before, after) for ex in card.top[:examples]],
-            "logits_up": [[t, v] for t, v in card.logits_up[:5]],
-            "logits_down": [[t, v] for t, v in card.logits_down[:5]]}
+            "logits_up": [[t, round(v, 4)] for t, v in card.logits_up[:5]],
+            "logits_down": [[t, round(v, 4)] for t, v in card.logits_down[:5]]}
 
 
 def _window(ex: Example, before: int, after: int) -> dict[str, Any]:

@@ -410,11 +410,15 @@
       }
       box.appendChild(p);
     }
-    box.appendChild(h('h3', 'top activations'));
+    if (!card.count) box.appendChild(h('p', 'never fired in the analysed tokens', 'dim'));
+    if (card.examples.length) box.appendChild(h('h3', 'top activations'));
     for (const ex of card.examples) {
       const line = h('div', undefined, 'ex');
       ex.tokens.forEach((t, i) => {
-        const span = h('span', t.replace(/\n/g, '\u23ce'));
+        let text = t.replace(/\n/g, '\u23ce');
+        // A blank peak token would be an empty box: show its spaces.
+        if (i === ex.peak && !text.trim()) text = text.replace(/ /g, '\u2423') || '\u2205';
+        const span = h('span', text);
         const a = ex.acts[i];
         if (a > 0 && card.max_act > 0) {
           span.style.background = 'rgba(232,131,58,' + Math.min(1, a / card.max_act).toFixed(2) + ')';
@@ -427,6 +431,10 @@
     }
     if (card.logits_up && card.logits_up.length) {
       box.appendChild(h('p', 'promotes ' + card.logits_up.map(([t, v]) =>
+        JSON.stringify(t) + ' ' + fmt(v)).join(', '), 'logits'));
+    }
+    if (card.logits_down && card.logits_down.length) {
+      box.appendChild(h('p', 'suppresses ' + card.logits_down.map(([t, v]) =>
         JSON.stringify(t) + ' ' + fmt(v)).join(', '), 'logits'));
     }
     return box;
