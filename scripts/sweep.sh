@@ -3,7 +3,8 @@
 # harvest a 2M-token store of local-mixed text once, train 5 dictionary sizes x 3 token budgets
 # (topk, k = 32), fit the scaling laws, and measure every finding. Each step resumes finished
 # work, so re-running after an interruption picks up where it stopped. Wall times of each phase
-# go to OUT/timings.jsonl. Usage: bash scripts/sweep.sh [OUT] (default runs/sweep).
+# go to OUT/timings.jsonl. Usage: bash scripts/sweep.sh [OUT] (default runs/sweep): the store is
+# OUT/acts, the sweep's runs OUT/grid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -23,9 +24,9 @@ timed() {
 
 timed harvest "$M" harvest --out "$OUT/acts" --model gemma-3-270m \
   --hooks blocks.6.hook_resid_post --tokens 2M --corpus.source local-mixed --device cpu
-timed sweep "$M" sweep "$OUT" --store "$OUT/acts" --architecture topk --k 32 \
+timed sweep "$M" sweep "$OUT/grid" --store "$OUT/acts" --architecture topk --k 32 \
   --n-features 512 1k 2k 4k 8k --tokens 500k 1M 2M --batch-size 1024 \
   --checkpoint-every 0 --eval-every 0 --device cpu
-timed scaling "$M" scaling "$OUT"
-timed findings "$M" findings all "$OUT" --n-tokens 30000 --device cpu
-echo "Timings: $OUT/timings.jsonl; fits: $OUT/scaling.json; findings: $OUT/findings/"
+timed scaling "$M" scaling "$OUT/grid"
+timed findings "$M" findings all "$OUT/grid" --n-tokens 30000 --device cpu
+echo "Timings: $OUT/timings.jsonl; fits: $OUT/grid/scaling.json; findings: $OUT/grid/findings/"
