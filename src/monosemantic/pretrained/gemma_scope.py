@@ -197,6 +197,18 @@ def _hooks_from_folder_name(path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def pre_mlp_norm(lm: LoadedModel, hook: str) -> str:
+    """The module path of the pre-MLP norm whose output `hook` is; UserError unless `hook` is
+    `blocks.L.hook_mlp_in` of a Gemma 2/3 model (works on `models.load_model_layout`'s
+    weightless model too)."""
+    point = lm.hook_point(hook)
+    if lm.family != "gemma3" or point.kind != "mlp_in":
+        raise UserError(f"a Gemma Scope 1 transcoder reads Gemma 2's pre-MLP norm output "
+                        f"without its gain: give --hook blocks.L.hook_mlp_in of a Gemma 2/3 "
+                        f"model (got {hook} of a {lm.family} model)")
+    return f"{point.module_path.rsplit('.', 1)[0]}.pre_feedforward_layernorm"
+
+
 @torch.no_grad()
 def fold_pre_mlp_gain(sae: SAE, lm: LoadedModel, hook: str) -> None:
     """Make a Gemma Scope 1 transcoder read `hook` (`blocks.L.hook_mlp_in`) of `lm` as is.
@@ -205,16 +217,10 @@ def fold_pre_mlp_gain(sae: SAE, lm: LoadedModel, hook: str) -> None:
     transcoders on the norm's output *without* it (its model card, quoting the Gemma Scope
     paper), i.e. on hook_mlp_in / g. So z = (x / g)·W_enc + b_enc = x·(W_enc / g[:, None]) +
     b_enc: the gain is folded into W_enc's rows here."""
-    point = lm.hook_point(hook)
-    if lm.family != "gemma3" or point.kind != "mlp_in":
-        raise UserError(f"a Gemma Scope 1 transcoder reads Gemma 2's pre-MLP norm output "
-                        f"without its gain: give --hook blocks.L.hook_mlp_in of a Gemma 2/3 "
-                        f"model (got {hook} of a {lm.family} model)")
-    block = point.module_path.rsplit(".", 1)[0]
-    norm = lm.model.get_submodule(f"{block}.pre_feedforward_layernorm")
-    weight = getattr(norm, "weight", None)
+    path = pre_mlp_norm(lm, hook)
+    weight = getattr(lm.model.get_submodule(path), "weight", None)
     if not isinstance(weight, torch.Tensor) or weight.shape != (sae.W_enc_DF.shape[0],):
-        raise UserError(f"{lm.spec}: {block}.pre_feedforward_layernorm has no gain of width "
-                        f"{sae.W_enc_DF.shape[0]} to fold into the transcoder")
+        raise UserError(f"{lm.spec}: {path} has no gain of width {sae.W_enc_DF.shape[0]} to "
+                        "fold into the transcoder")
     gain_D = 1.0 + weight.detach().float().cpu()  # Gemma's RMSNorm scales by (1 + weight)
     sae.W_enc_DF.div_(gain_D[:, None].to(sae.W_enc_DF.device))

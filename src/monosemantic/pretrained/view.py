@@ -173,9 +173,15 @@ def _check_width(layout: LoadedModel, model: str, hook: str, width_expected: int
 
 def _fold_gain(sae: SAE, model: str, hook: str) -> None:
     """Fold the model's pre-MLP norm gain into a Gemma Scope 1 transcoder (loads the model)."""
-    from monosemantic.models import load_model
-    from monosemantic.pretrained.gemma_scope import fold_pre_mlp_gain
+    from monosemantic.models import load_model, load_model_layout
+    from monosemantic.pretrained.gemma_scope import fold_pre_mlp_gain, pre_mlp_norm
 
+    try:
+        layout = load_model_layout(model)
+    except UserError:
+        layout = None  # config unreadable now: the loaded model is checked below
+    if layout is not None:
+        pre_mlp_norm(layout, hook)  # refuse before loading the weights
     say(f"loading {model} to fold its pre-MLP norm gain at {hook} into the Gemma Scope 1 "
         "transcoder's encoder (it was trained on the norm's output without its gain)")
     fold_pre_mlp_gain(sae, load_model(model), hook)
