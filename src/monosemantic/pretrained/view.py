@@ -7,7 +7,9 @@ path that is not a run:
 for another tool's folder (or `hf:...`) it returns a view folder under `views_root()`, made on
 first use and reused after, so `analyze SRC --hook H` and then `serve SRC --hook H` share one
 features.sqlite and the source folder is never written to. A transcoder's view also records
-the hook it writes (`hook_out`, from its cfg.json's `hook_name_out` or --hook-out).
+the hook it writes (`hook_out`: a SAELens cfg.json's `hook_name_out`, a Gemma Scope 2
+config.json's `hf_hook_point_out`, or --hook-out, which also makes a Gemma Scope 1 folder a
+transcoder; its pre-MLP norm gain is folded in from the model, `gemma_scope.fold_pre_mlp_gain`).
 """
 
 from __future__ import annotations
