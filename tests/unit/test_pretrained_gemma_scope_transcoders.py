@@ -107,6 +107,11 @@ def test_a_gemma_scope_1_transcoder_needs_both_hooks(tmp_path, tiny_gemma_dir, v
     assert main(["import-sae", str(folder), str(out), "--model", str(tiny_gemma_dir),
                  "--hook", HOOK_IN]) == 2
     assert not out.exists()
+    assert main(["import-sae", str(folder), str(out), "--model", str(tiny_gemma_dir),
+                 "--hook", HOOK_IN, "--hook-out", HOOK_OUT]) == 0
+    run = RunDir.open(out)
+    assert (run.hook, run.hook_out, run.pretrained["input_gain_folded"]) == (HOOK_IN, HOOK_OUT,
+                                                                             True)
 
 
 def test_a_gemma_scope_1_transcoder_reads_hook_mlp_in_without_the_norm_gain(tmp_path,
