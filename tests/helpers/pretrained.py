@@ -92,3 +92,39 @@ def write_saelens_transcoder(folder: Path, d_in: int, d_out: int, f: int, model:
         cfg["hook_name_out"] = hook_out
     (folder / "cfg.json").write_text(json.dumps(cfg))
     return folder, params
+
+
+def gemma_scope_transcoder_params(d_in: int, d_out: int, f: int, skip: bool = False,
+                                  seed: int = 0) -> dict[str, np.ndarray]:
+    """A Gemma Scope transcoder's tensors by their Gemma Scope 1 names: W_enc [d_in, F],
+    W_dec [F, d_out], b_dec [d_out], and with `skip` Gemma Scope 2's
+    affine_skip_connection [d_in, d_out] (applied as x @ it)."""
+    params = gemma_scope_params(d_in, f, seed)
+    rng = np.random.default_rng(seed + 1)
+    params["W_dec"] = (rng.normal(0, 1, (f, d_out)) * rng.uniform(0.2, 3, (f, 1))
+                       ).astype(np.float32)
+    params["b_dec"] = rng.normal(0, 0.1, d_out).astype(np.float32)
+    if skip:
+        params["affine_skip_connection"] = rng.normal(0, 0.2, (d_in, d_out)).astype(np.float32)
+    return params
+
+
+def gemma_scope_transcoder_reference(params: dict[str, np.ndarray], x_ND: np.ndarray
+                                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, prediction) of a Gemma Scope transcoder in float64: f = 1[z > θ]·ReLU(z) with
+    z = x W_enc + b_enc; ŷ = f W_dec + b_dec (+ x affine_skip_connection)."""
+    f_NF, y_hat = gemma_scope_reference(
+        {k: v for k, v in params.items() if k != "affine_skip_connection"}, x_ND)
+    if "affine_skip_connection" in params:
+        y_hat = y_hat + x_ND.astype(np.float64) @ params["affine_skip_connection"].astype(
+            np.float64)
+    return f_NF, y_hat
+
+
+def gemma_scope_2_transcoder_config(layer: int, model: str, width: int, affine: bool) -> dict:
+    """config.json of a Gemma Scope 2 transcoder folder (transcoder[_all]/layer_L_...), with
+    the keys and values published configs hold (as quoted by third parties; none read here)."""
+    return {"hf_hook_point_in": f"model.layers.{layer}.pre_feedforward_layernorm.output",
+            "hf_hook_point_out": f"model.layers.{layer}.post_feedforward_layernorm.output",
+            "width": width, "model_name": model, "architecture": "jump_relu", "l0": 50,
+            "affine_connection": affine, "type": "transcoder"}

@@ -12,6 +12,7 @@ import torch
 from helpers.pretrained import (
     gemma_scope_params,
     write_gemma_scope_npz,
+    write_gemma_scope_safetensors,
     write_saelens_standard,
     write_saelens_transcoder,
 )
@@ -175,8 +176,14 @@ def test_a_transcoder_that_names_no_output_hook_asks_for_hook_out(tmp_path, tiny
     assert RunDir.open(folder, hook_out=HOOK_OUT).hook_out == HOOK_OUT
 
 
-def test_hook_out_is_refused_for_an_sae_folder(tmp_path, tiny_model_dir, gemma_scope):
+def test_hook_out_is_refused_for_an_sae_folder(tmp_path, tiny_model_dir):
     folder, _ = write_saelens_standard(tmp_path / "lens", D, F, str(tiny_model_dir), HOOK)
+    # A Gemma Scope 2 SAE's config says "sae" (a Gemma Scope 1 folder says nothing: there
+    # --hook-out makes it a transcoder, tests/unit/test_pretrained_gemma_scope_transcoders.py).
+    gemma_scope = write_gemma_scope_safetensors(
+        tmp_path / "gs2", gemma_scope_params(D, F),
+        {"hf_hook_point_in": "model.layers.1.output", "hf_hook_point_out":
+         "model.layers.1.output", "architecture": "jump_relu", "type": "sae"})
     for source, hook in ((folder, None), (gemma_scope, HOOK)):
         with pytest.raises(UserError, match="not a transcoder: --hook-out"):
             RunDir.open(source, str(tiny_model_dir), hook, HOOK_OUT)

@@ -27,8 +27,9 @@ class ImportSAEConfig:
     """The hook point the SAE reads (e.g. blocks.6.hook_resid_post); needed when the folder
     names none, replaces the one it names."""
     hook_out: str | None = None
-    """A SAELens transcoder's output hook (e.g. blocks.6.hook_mlp_out); needed when its
-    cfg.json has no hook_name_out, replaces the one it names."""
+    """A transcoder's output hook (e.g. blocks.6.hook_mlp_out); needed when its folder names
+    none (a SAELens cfg.json without hook_name_out, a Gemma Scope 1 folder, which it makes a
+    transcoder), replaces the one it names."""
     check_model: bool = True
     """Check from the model's config (no weights loaded) that it has the hook (and a
     transcoder's output hook) at the SAE's width before writing anything."""

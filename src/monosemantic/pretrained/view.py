@@ -7,7 +7,9 @@ path that is not a run:
 for another tool's folder (or `hf:...`) it returns a view folder under `views_root()`, made on
 first use and reused after, so `analyze SRC --hook H` and then `serve SRC --hook H` share one
 features.sqlite and the source folder is never written to. A transcoder's view also records
-the hook it writes (`hook_out`, from its cfg.json's `hook_name_out` or --hook-out).
+the hook it writes (`hook_out`: a SAELens cfg.json's `hook_name_out`, a Gemma Scope 2
+config.json's `hf_hook_point_out`, or --hook-out, which also makes a Gemma Scope 1 folder a
+transcoder; its pre-MLP norm gain is folded in from the model, `gemma_scope.fold_pre_mlp_gain`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from monosemantic.pretrained.layout import foreign_layout
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
     from monosemantic.pretrained.formats import FolderInfo
+    from monosemantic.sae import SAE
 
 VIEWS_ENV = "MONOSEMANTIC_PRETRAINED_DIR"
 """Environment variable: where the run views of pretrained SAEs go (default: the user cache
@@ -79,7 +82,7 @@ def foreign_view(path: str | Path, model: str | None, hook: str | None,
 
     source = locate(path)
     info = describe(source.folder)
-    hook = _chosen(hook, info.hook, "hook", source)
+    hook = _chosen(hook, info.hook, "hook", source, info.transcoder)
     hook_out = _chosen_hook_out(hook_out, info, source)
     view = views_root() / _view_name(source.folder, hook, hook_out)
     if (view / SAE_DIR).is_dir():
@@ -105,19 +108,22 @@ def import_run(source: Source, out: Path, model: str | None, hook: str | None,
 
     info = describe(source.folder)
     model = _chosen(model, info.model, "model", source)
-    hook = _chosen(hook, info.hook, "hook", source)
+    hook = _chosen(hook, info.hook, "hook", source, info.transcoder)
     hook_out = _chosen_hook_out(hook_out, info, source)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty: choose a new output folder")
-    sae = read_sae(info)
+    sae = read_sae(info, transcoder=hook_out is not None)
     if check_model:
         check_hook(model, hook, int(sae.W_enc_DF.shape[0]), hook_out, int(sae.W_dec_FD.shape[1]))
     stat = info.weights.stat()
-    extra: dict[str, Any] = {
-        "model": model, "hook": hook, "hook_out": hook_out, "store": None, "holdout_rows": None,
-        "pretrained": {"source": source.spec, "folder": str(source.folder),
-                       "layout": info.layout, "weights": str(info.weights),
-                       "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns}}
+    made: dict[str, Any] = {"source": source.spec, "folder": str(source.folder),
+                            "layout": info.layout, "weights": str(info.weights),
+                            "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns}
+    if info.gemma_scope_1 and hook_out is not None:
+        _fold_gain(sae, model, hook)
+        made["input_gain_folded"] = True
+    extra: dict[str, Any] = {"model": model, "hook": hook, "hook_out": hook_out, "store": None,
+                             "holdout_rows": None, "pretrained": made}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -167,7 +173,24 @@ def _check_width(layout: LoadedModel, model: str, hook: str, width_expected: int
                         f"is {option} (or --model) the one the SAE was trained on?")
 
 
-def _chosen(given: str | None, named: str | None, what: str, source: Source) -> str:
+def _fold_gain(sae: SAE, model: str, hook: str) -> None:
+    """Fold the model's pre-MLP norm gain into a Gemma Scope 1 transcoder (loads the model)."""
+    from monosemantic.models import load_model, load_model_layout
+    from monosemantic.pretrained.gemma_scope import fold_pre_mlp_gain, pre_mlp_norm
+
+    try:
+        layout = load_model_layout(model)
+    except UserError:
+        layout = None  # config unreadable now: the loaded model is checked below
+    if layout is not None:
+        pre_mlp_norm(layout, hook)  # refuse before loading the weights
+    say(f"loading {model} to fold its pre-MLP norm gain at {hook} into the Gemma Scope 1 "
+        "transcoder's encoder (it was trained on the norm's output without its gain)")
+    fold_pre_mlp_gain(sae, load_model(model), hook)
+
+
+def _chosen(given: str | None, named: str | None, what: str, source: Source,
+            transcoder: bool | None = False) -> str:
     """The --model / --hook given, else the one the folder names, else a UserError."""
     if given:
         if named and named != given:
@@ -175,6 +198,11 @@ def _chosen(given: str | None, named: str | None, what: str, source: Source) -> 
         return given
     if named:
         return named
+    if what == "hook" and transcoder:
+        raise UserError(f"{source.spec} is a transcoder that does not say which hooks it reads "
+                        "and writes (a Gemma Scope 1 folder names none): give both, e.g. "
+                        "--hook blocks.6.hook_mlp_in --hook-out blocks.6.hook_mlp_out (the MLP's "
+                        "input after its pre-norm, and the MLP sublayer's output)")
     example = ("--hook blocks.6.hook_resid_post" if what == "hook" else "--model gemma-3-270m")
     raise UserError(f"{source.spec} does not say which {what} the SAE reads: give it with "
                     f"--{what} (e.g. {example}; analyze, serve, steer, attribute and eval take "
@@ -185,6 +213,8 @@ def _chosen(given: str | None, named: str | None, what: str, source: Source) -> 
 def _chosen_hook_out(given: str | None, info: FolderInfo, source: Source) -> str | None:
     """A transcoder's output hook: --hook-out, else the one its folder names, else a
     UserError; None for an SAE (which --hook-out is refused for)."""
+    if info.transcoder is None:  # the folder does not say: --hook-out makes it a transcoder
+        return given or None
     if not info.transcoder:
         if given:
             raise UserError(f"{source.spec} holds an SAE, not a transcoder: --hook-out is for a "
@@ -196,8 +226,10 @@ def _chosen_hook_out(given: str | None, info: FolderInfo, source: Source) -> str
         return given
     if info.hook_out:
         return info.hook_out
-    raise UserError(f"{source.spec} is a transcoder that does not say which hook it writes (no "
-                    "hook_name_out in its cfg.json): give it with --hook-out (e.g. --hook-out "
+    named = ("no hook_name_out in its cfg.json" if info.layout == "saelens"
+             else "a Gemma Scope 1 folder names none")
+    raise UserError(f"{source.spec} is a transcoder that does not say which hook it writes "
+                    f"({named}): give it with --hook-out (e.g. --hook-out "
                     "blocks.6.hook_mlp_out)")
 
 
