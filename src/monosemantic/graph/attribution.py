@@ -40,17 +40,18 @@ class _SourceLayer:
     rows: dict[int, Tensor]
 
 
-def _source_layers(replacement: Replacement, nodes: NodeSet, device) -> list[_SourceLayer]:
+def _source_layers(replacement: Replacement, nodes: NodeSet, device: torch.device,
+                   dtype: torch.dtype) -> list[_SourceLayer]:
     out = []
     for layer in replacement.layers:
         index_N = (nodes.layer_N == layer).nonzero().squeeze(1)
         if len(index_N) == 0:
             continue
         feat_N = nodes.feature_N[index_N]
-        rows = {target: replacement.decoder_rows(layer, target, feat_N).float().to(device)
+        rows = {target: replacement.decoder_rows(layer, target, feat_N).to(device, dtype)
                 for target in replacement.writes(layer)}
         out.append(_SourceLayer(index_N, nodes.pos_N[index_N].to(device),
-                                nodes.act_N[index_N].to(device), rows))
+                                nodes.act_N[index_N].to(device, dtype), rows))
     return out
 
 
@@ -58,7 +59,7 @@ def _target_values(replacement: Replacement, nodes: NodeSet, targets: list[int],
                    pass_in: dict[int, Tensor], head_BSV: Tensor) -> Tensor:
     """The sum over rows of row r's target input (feature pre-activation without bias, or
     logit minus mean logit)."""
-    total = head_BSV.new_zeros(())
+    total = head_BSV.new_zeros((), dtype=torch.promote_types(head_BSV.dtype, torch.float32))
     rows_T = torch.arange(len(targets))
     is_feature_T = torch.tensor([t < nodes.n_features for t in targets])
     for layer in replacement.layers:
@@ -70,14 +71,14 @@ def _target_values(replacement: Replacement, nodes: NodeSet, targets: list[int],
         if not here_R.any():
             continue
         rows_R, node_R = pick_R[here_R], node_R[here_R]
-        enc_RD = replacement.encoder_rows(layer, nodes.feature_N[node_R]).float()
+        enc_RD = replacement.encoder_rows(layer, nodes.feature_N[node_R]).to(total.dtype)
         x_RD = pass_in[layer][rows_R.to(enc_RD.device), nodes.pos_N[node_R].to(enc_RD.device)]
-        total = total + (x_RD.float() * enc_RD).sum()
+        total = total + (x_RD.to(total.dtype) * enc_RD).sum()
     logit_rows = rows_T[~is_feature_T]
     if len(logit_rows):
         token_ids = [nodes.logits.token_ids[targets[r] - nodes.logit_start]
                      for r in logit_rows.tolist()]
-        last_RV = head_BSV[logit_rows.to(head_BSV.device), -1].float()
+        last_RV = head_BSV[logit_rows.to(head_BSV.device), -1].to(total.dtype)
         picked = last_RV[torch.arange(len(token_ids)), torch.tensor(token_ids)]
         total = total + (picked - last_RV.mean(-1)).sum()
     return total
@@ -87,8 +88,9 @@ def adjacency(lm: LoadedModel, clean: CleanRun, replacement: Replacement, nodes:
               batch_size: int = 16) -> Tensor:
     """A [n_nodes, n_nodes] (rows targets, columns sources) on the CPU, float32."""
     n = nodes.n_nodes
-    adj = torch.zeros(n, n)
-    sources = _source_layers(replacement, nodes, clean.emb_SD.device)
+    # float32 at least; a float64 model (tests) keeps float64.
+    adj = torch.zeros(n, n, dtype=torch.promote_types(clean.emb_SD.dtype, torch.float32))
+    sources = _source_layers(replacement, nodes, clean.emb_SD.device, adj.dtype)
     targets = list(range(nodes.n_features)) + list(range(nodes.logit_start, n))
     batches = [targets[i:i + batch_size] for i in range(0, len(targets), batch_size)]
     with progress(len(batches), desc="graph edges", unit="batch") as bar:
@@ -108,17 +110,17 @@ def _edges_into(adj: Tensor, lm: LoadedModel, clean: CleanRun, replacement: Repl
         total = _target_values(replacement, nodes, batch, fp.mlp_in, fp.head_BSV)
         keys = list(fp.deltas)
         grads = torch.autograd.grad(total, [fp.deltas[k] for k in keys], allow_unused=True)
-    grad = {k: (torch.zeros_like(fp.deltas[k]) if g is None else g).float()
+    grad = {k: (torch.zeros_like(fp.deltas[k]) if g is None else g).to(adj.dtype)
             for k, g in zip(keys, grads)}
     rows = torch.tensor(batch)
     adj[rows, nodes.token_start:nodes.token_start + seq] = \
-        (values.emb_SD[None].float() * grad["emb"]).sum(-1).cpu()
+        (values.emb_SD[None].to(adj.dtype) * grad["emb"]).sum(-1).cpu()
     for layer in range(nodes.n_layers):
         start = nodes.error_index(layer, 0)
         adj[rows, start:start + seq] = \
-            (values.errors[layer][None].float() * grad[layer]).sum(-1).cpu()
+            (values.errors[layer][None].to(adj.dtype) * grad[layer]).sum(-1).cpu()
     for src in sources:
-        weight_RN = torch.zeros(len(batch), len(src.index_N), device=device)
+        weight_RN = torch.zeros(len(batch), len(src.index_N), device=device, dtype=adj.dtype)
         cols_N = torch.arange(len(src.index_N), device=device)
         for target, rows_ND in src.rows.items():
             proj_RSN = grad[target] @ rows_ND.T

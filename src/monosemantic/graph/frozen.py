@@ -109,19 +109,20 @@ def _norm_modules(lm: LoadedModel) -> dict[str, nn.Module]:
 
 def frozen_norm(module: nn.Module, x0: Tensor, d: Tensor) -> Tensor:
     """J·d: the norm's linear map with its denominator taken from x0."""
-    d32, x32 = d.float(), x0.float()
+    wide = torch.promote_types(d.dtype, torch.float32)
+    d32, x32 = d.to(wide), x0.to(wide)
     if isinstance(module, nn.LayerNorm):
         scale = torch.rsqrt(x32.var(-1, unbiased=False, keepdim=True) + module.eps)
         out = (d32 - d32.mean(-1, keepdim=True)) * scale
-        return (out if module.weight is None else out * module.weight.float()).to(d.dtype)
+        return (out if module.weight is None else out * module.weight.to(wide)).to(d.dtype)
     eps = getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6))
     scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     weight = getattr(module, "weight", None)
     out = d32 * scale
     if weight is not None:
         # Gemma's RMSNorms scale by (1 + w), Llama's by w.
-        out = out * ((1.0 + weight.float()) if type(module).__name__.startswith("Gemma")
-                     else weight.float())
+        out = out * ((1.0 + weight.to(wide)) if type(module).__name__.startswith("Gemma")
+                     else weight.to(wide))
     return out.to(d.dtype)
 
 
@@ -143,7 +144,7 @@ def _freeze_qk(out: Tensor, cached: Tensor, layout: str, n_heads: int) -> Tensor
 
 
 @contextmanager
-def _module_hooks(lm: LoadedModel, hooks: dict[str, Callable]) -> Iterator[None]:
+def module_hooks(lm: LoadedModel, hooks: dict[str, Callable]) -> Iterator[None]:
     handles: list[RemovableHandle] = []
     try:
         for path, fn in hooks.items():
@@ -155,7 +156,7 @@ def _module_hooks(lm: LoadedModel, hooks: dict[str, Callable]) -> Iterator[None]
             handle.remove()
 
 
-def _head_path(lm: LoadedModel) -> str:
+def head_path(lm: LoadedModel) -> str:
     head = lm.model.get_output_embeddings()
     return next(p for p, m in lm.model.named_modules() if m is head)
 
@@ -183,7 +184,7 @@ def record(lm: LoadedModel, ids_1S: Tensor) -> CleanRun:
     hooks = {path: keep(run.norm_out, path, inputs=True) for path in _norm_modules(lm)}
     hooks.update({path: keep(run.qk, path) for path in _qk_modules(lm)})
     hooks[_emb_path(lm)] = keep(seen, "emb")
-    hooks[_head_path(lm)] = keep(seen, "head")
+    hooks[head_path(lm)] = keep(seen, "head")
 
     def reader(store: dict[int, Tensor], layer: int) -> Callable[[Tensor], Tensor]:
         def read(act: Tensor) -> Tensor:
@@ -196,32 +197,17 @@ def record(lm: LoadedModel, ids_1S: Tensor) -> CleanRun:
     for layer in range(lm.n_layers):
         edits[f"blocks.{layer}.hook_mlp_in"] = reader(run.mlp_in, layer)
         edits[f"blocks.{layer}.hook_mlp_out"] = reader(run.mlp_out, layer)
-    with _module_hooks(lm, hooks), edit(lm, edits):
+    with module_hooks(lm, hooks), edit(lm, edits):
         logits = lm.model(input_ids=ids_1S.to(lm.device), use_cache=False).logits
     run.emb_SD, run.head_SV = seen["emb"][0], seen["head"][0]
     run.logits_V = logits[0, -1].float()
     return run
 
 
-def frozen_forward(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
-                   values: NodeValues, batch: int = 1, deltas: bool = False) -> FrozenPass:
-    """One forward of the frozen replacement model on `batch` copies of the prompt. With
-    `deltas`, zero offsets requiring grad are added at the embedding and every layer's
-    `hook_mlp_out` (call under `torch.enable_grad`)."""
-    out = FrozenPass()
+def freeze_hooks(lm: LoadedModel, clean: CleanRun) -> dict[str, Callable]:
+    """Forward hooks (module path -> hook) freezing attention patterns (recorded queries and
+    keys) and normalisation denominators (y0 + J·(x − x0)) at the recorded prompt."""
     n_heads = int(getattr(lm.model.config, "num_attention_heads", 1))
-    seq, width = clean.emb_SD.shape
-    if deltas:
-        for key in ["emb", *range(lm.n_layers)]:
-            out.deltas[key] = torch.zeros(batch, seq, width, device=clean.emb_SD.device,
-                                          dtype=clean.emb_SD.dtype, requires_grad=True)
-
-    def plus_delta(key: str | int, value: Tensor) -> Tensor:
-        value = value.expand(batch, *value.shape[-2:])
-        return value + out.deltas[key] if key in out.deltas else value
-
-    def emb_hook(_module, _args, _output):
-        return plus_delta("emb", values.emb_SD[None])
 
     def norm_hook(path: str, module: nn.Module) -> Callable:
         def hook(_module, args, _output):
@@ -236,13 +222,36 @@ def frozen_forward(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
 
         return hook
 
+    hooks = {path: norm_hook(path, module) for path, module in _norm_modules(lm).items()}
+    hooks.update({path: qk_hook(path, layout) for path, layout in _qk_modules(lm).items()})
+    return hooks
+
+
+def frozen_forward(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
+                   values: NodeValues, batch: int = 1, deltas: bool = False) -> FrozenPass:
+    """One forward of the frozen replacement model on `batch` copies of the prompt. With
+    `deltas`, zero offsets requiring grad are added at the embedding and every layer's
+    `hook_mlp_out` (call under `torch.enable_grad`)."""
+    out = FrozenPass()
+    seq, width = clean.emb_SD.shape
+    if deltas:
+        for key in ["emb", *range(lm.n_layers)]:
+            out.deltas[key] = torch.zeros(batch, seq, width, device=clean.emb_SD.device,
+                                          dtype=clean.emb_SD.dtype, requires_grad=True)
+
+    def plus_delta(key: str | int, value: Tensor) -> Tensor:
+        value = value.expand(batch, *value.shape[-2:])
+        return value + out.deltas[key] if key in out.deltas else value
+
+    def emb_hook(_module, _args, _output):
+        return plus_delta("emb", values.emb_SD[None])
+
     def head_hook(_module, _args, output):
         out.head_BSV = output
 
-    hooks = {path: norm_hook(path, module) for path, module in _norm_modules(lm).items()}
-    hooks.update({path: qk_hook(path, layout) for path, layout in _qk_modules(lm).items()})
+    hooks = freeze_hooks(lm, clean)
     hooks[_emb_path(lm)] = emb_hook
-    hooks[_head_path(lm)] = head_hook
+    hooks[head_path(lm)] = head_hook
     codes = {layer: c[None] for layer, c in values.codes.items()}
 
     def read_in(layer: int) -> Callable[[Tensor], Tensor]:
@@ -266,6 +275,6 @@ def frozen_forward(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
         edits[f"blocks.{layer}.hook_mlp_in"] = read_in(layer)
         edits[f"blocks.{layer}.hook_mlp_out"] = write_out(layer)
     ids_BS = clean.ids_1S.to(lm.device).expand(batch, -1)
-    with _module_hooks(lm, hooks), edit(lm, edits):
+    with module_hooks(lm, hooks), edit(lm, edits):
         lm.model(input_ids=ids_BS, use_cache=False)
     return out

@@ -137,5 +137,5 @@ def node_set(lm: LoadedModel, values: NodeValues, logits: LogitTargets) -> NodeS
                    layer_N=torch.cat(layers).cpu() if layers else empty,
                    pos_N=torch.cat(poss).cpu() if poss else empty,
                    feature_N=torch.cat(feats).cpu() if feats else empty,
-                   act_N=torch.cat(acts).float().cpu() if acts else torch.zeros(0),
+                   act_N=torch.cat(acts).cpu() if acts else torch.zeros(0),
                    n_layers=lm.n_layers, n_pos=values.emb_SD.shape[0], logits=logits)
