@@ -28,7 +28,7 @@ from torch import Tensor
 from monosemantic.graph.frozen import CleanRun, freeze_hooks, head_path, module_hooks
 from monosemantic.graph.nodes import NodeSet, valid_positions
 from monosemantic.graph.replacement import Replacement
-from monosemantic.models import LoadedModel, edit
+from monosemantic.models import HookPoint, LoadedModel, edit
 from monosemantic.progress import progress
 from monosemantic.steer.correlation import pearson
 
@@ -55,7 +55,7 @@ def predicted_effects(adj: Tensor, nodes: NodeSet, target: int, features_M: Tens
 
 def _spliced_edits(lm: LoadedModel, replacement: Replacement, nodes: NodeSet, valid_S1: Tensor,
                    ablate: list[tuple[int, int, int]], batch: int
-                   ) -> dict[str, Callable[[Tensor], Tensor]]:
+                   ) -> dict[str | HookPoint, Callable[[Tensor], Tensor]]:
     """Edits splicing the replacement in, row r + 1 ablating `ablate[r]` (layer, pos, id)."""
     seen: dict[int, Tensor] = {}
     codes: dict[int, Tensor] = {}
@@ -84,7 +84,7 @@ def _spliced_edits(lm: LoadedModel, replacement: Replacement, nodes: NodeSet, va
 
         return write
 
-    edits: dict[str, Callable[[Tensor], Tensor]] = {}
+    edits: dict[str | HookPoint, Callable[[Tensor], Tensor]] = {}
     for layer in range(lm.n_layers):
         edits[f"blocks.{layer}.hook_mlp_in"] = read_in(layer)
         edits[f"blocks.{layer}.hook_mlp_out"] = write_out(layer)
