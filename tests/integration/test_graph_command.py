@@ -53,6 +53,7 @@ def test_graph_command_writes_graph_json_beside_the_set(runs, lm, capsys):
     path = root / "graphs" / SLUG / "graph.json"
     assert f"graph.json: {path}" in out
     assert "replacement score" in out and "Pearson(predicted, measured)" in out
+    assert sorted(p.name for p in path.parent.iterdir()) == ["graph.json"]  # nothing staged
     graph = json.loads(path.read_text())
     assert graph["version"] == 1 and graph["prompt"] == PROMPT
     assert graph["replacement"]["layers"] == [0, 2]
@@ -156,6 +157,12 @@ def test_a_target_of_several_tokens_is_refused_with_its_tokens(runs):
     root, _ = runs
     with pytest.raises(UserError, match=r"is \d+ tokens \[.*one token"):
         run_graph(GraphConfig(run=[root], prompt=PROMPT, target=" Golden Gate Bridge"))
+
+
+def test_a_zero_batch_is_refused(runs):
+    root, _ = runs
+    with pytest.raises(UserError, match="--batch-size must be >= 1"):
+        run_graph(GraphConfig(run=[root], prompt=PROMPT, batch_size=0))
 
 
 def test_no_prompt_is_refused(runs):

@@ -55,8 +55,9 @@ def build_graph(lm: LoadedModel, replacement: Replacement, cfg: GraphConfig) -> 
     """graph.json's object for `cfg.prompt` (no file written)."""
     ids_1S = checked_prompt(lm, cfg.prompt)
     target_id = None if cfg.target is None else target_token(lm, cfg.target)
-    if cfg.max_logits < 1:
-        raise UserError(f"--max-logits must be >= 1, got {cfg.max_logits}")
+    for name in ("max_logits", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     clean = record(lm, ids_1S)
     values = node_values(lm, replacement, clean)
     nodes = node_set(lm, values, logit_targets(clean, target_id, cfg.logit_mass,
