@@ -156,14 +156,20 @@ def module_hooks(lm: LoadedModel, hooks: dict[str, Callable]) -> Iterator[None]:
             handle.remove()
 
 
+def _path_of(lm: LoadedModel, module: nn.Module | None, what: str) -> str:
+    found = [path for path, m in lm.model.named_modules() if module is not None and m is module]
+    if not found:
+        raise UserError(f"{lm.spec} has no {what} module that attribution graphs can hook")
+    return found[0]
+
+
 def head_path(lm: LoadedModel) -> str:
-    head = lm.model.get_output_embeddings()
-    return next(p for p, m in lm.model.named_modules() if m is head)
+    """Module path of the output embedding (unembedding)."""
+    return _path_of(lm, lm.model.get_output_embeddings(), "output embedding")
 
 
 def _emb_path(lm: LoadedModel) -> str:
-    emb = lm.model.get_input_embeddings()
-    return next(p for p, m in lm.model.named_modules() if m is emb)
+    return _path_of(lm, lm.model.get_input_embeddings(), "input embedding")
 
 
 @torch.no_grad()
