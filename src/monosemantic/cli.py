@@ -80,6 +80,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.steer.commands", "AttributeConfig", "run_attribute",
         "Attribute a next-token logit difference to features; check by ablation.",
     ),
+    "graph": Command(
+        "monosemantic.graph.command", "GraphConfig", "run_graph",
+        "Attribution graph of a prompt's next token through per-layer transcoders.",
+    ),
     "filter": Command(
         "monosemantic.analysis.search", "FilterConfig", "run_filter",
         "Features active on all positive prompts and on no negative prompt.",

@@ -1,0 +1,43 @@
+"""`monosemantic graph`'s options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class GraphConfig:
+    """Attribution graph (circuit tracing) of one prompt's next token, with per-layer
+    transcoders as the replacement model's MLPs; writes graph.json (docs/circuits.md)."""
+
+    run: list[Path] = field(default_factory=list, metadata={"positional": True})
+    """Transcoder runs (each reads blocks.L.hook_mlp_in and writes blocks.L.hook_mlp_out, one
+    per layer, any subset of layers), or a transcoder-set folder holding transcoders.json.
+    Layers without a transcoder are error nodes whole."""
+    prompt: str = ""
+    """The prompt whose next token is explained (BOS is prepended)."""
+    target: str | None = None
+    """The next token to explain (one token, with its leading space, e.g. ' Paris');
+    default: the most probable one."""
+    logit_mass: float = 0.0
+    """Without --target: also explain the most probable next tokens until their probability
+    sums to this (0 = the top token only), at most --max-logits of them."""
+    max_logits: int = 10
+    """Most logit nodes with --logit-mass."""
+    node_threshold: float = 0.8
+    """Keep the nodes holding this share of the influence on the logits (tokens and logits
+    are always kept)."""
+    edge_threshold: float = 0.98
+    """Keep the edges holding this share of the edge influence."""
+    interventions: bool = True
+    """Also ablate every feature of the pruned graph in the model with the transcoders
+    spliced in (errors kept) and correlate with the graph's prediction."""
+    batch_size: int = 16
+    """Targets per backward pass, and ablations per forward."""
+    out: Path | None = None
+    """Folder for graph.json; default FIRST_RUN/graphs/<prompt slug>/."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
+    model: str | None = None
+    """Model spec to load instead of the one the transcoders record (a moved model)."""
