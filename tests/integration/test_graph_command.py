@@ -53,8 +53,12 @@ def test_graph_command_writes_graph_json_beside_the_set(runs, lm, capsys):
     path = root / "graphs" / SLUG / "graph.json"
     assert f"graph.json: {path}" in out
     assert "replacement score" in out and "Pearson(predicted, measured)" in out
-    assert sorted(p.name for p in path.parent.iterdir()) == ["graph.json"]  # nothing staged
+    # Nothing staged is left; the page sits beside the JSON and shows this graph's nodes.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["graph.html", "graph.json"]
+    assert "graph page (open it in a browser" in out and str(path.parent / "graph.html") in out
     graph = json.loads(path.read_text())
+    page = (path.parent / "graph.html").read_text()
+    assert all(node["id"] in page for node in graph["nodes"])
     assert graph["version"] == 1 and graph["prompt"] == PROMPT
     assert graph["replacement"]["layers"] == [0, 2]
     assert set(graph["replacement"]["runs"]) == {"0", "2"}

@@ -18,6 +18,7 @@ from monosemantic.graph.interventions import check_interventions
 from monosemantic.graph.loading import find_runs, load_replacement
 from monosemantic.graph.nodes import logit_targets, node_set, node_values, target_token
 from monosemantic.graph.output import graph_dict, prompt_slug, write_graph
+from monosemantic.graph.page import write_graph_page
 from monosemantic.graph.prune import prune
 from monosemantic.graph.replacement import Replacement
 from monosemantic.graph.scores import graph_scores
@@ -115,6 +116,10 @@ def run_graph(cfg: GraphConfig) -> GraphResult:
     graph = build_graph(lm, replacement, cfg)
     out_dir = cfg.out if cfg.out is not None else default_out(cfg)
     path = write_graph(graph, out_dir)
+    page = Path(path).parent / "graph.html"
+    write_graph_page(graph, page)
     say(summary(graph))
     say(f"graph.json: {path}")
+    say(f"graph page (open it in a browser; feature cards from each run's features.sqlite): "
+        f"{page}")
     return GraphResult(path, graph)
