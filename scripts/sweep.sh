@@ -25,7 +25,7 @@ timed() {
 timed harvest "$M" harvest --out "$OUT/acts" --model gemma-3-270m \
   --hooks blocks.6.hook_resid_post --tokens 2M --corpus.source local-mixed --device cpu
 timed sweep "$M" sweep "$OUT/grid" --store "$OUT/acts" --architecture topk --k 32 \
-  --n-features 512 1k 2k 4k 8k --tokens 500k 1M 2M --batch-size 1024 \
+  --n-features 256 512 1k 2k 4k --tokens 500k 1M 2M --batch-size 1024 \
   --checkpoint-every 0 --eval-every 0 --device cpu
 timed scaling "$M" scaling "$OUT/grid"
 timed findings "$M" findings all "$OUT/grid" --n-tokens 30000 --device cpu

@@ -1,4 +1,4 @@
-"""A small attribution graph in graph.json's shape (GRAPH_SCHEMA, version 1) and a small feature
+"""A small attribution graph in graph.json's shape (docs/circuits.md, version 1) and a small feature
 database for its runs, for the graph page's tests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""graph.json (version 1, /GRAPH_SCHEMA.md): the pruned graph as nodes and edges, written
+"""graph.json (version 1, docs/circuits.md "graph.json"): the pruned graph as nodes and edges, written
 atomically."""
 
 from __future__ import annotations
