@@ -1,5 +1,5 @@
-"""graph.json (version 1, docs/circuits.md "graph.json"): the pruned graph as nodes and edges, written
-atomically."""
+"""graph.json (version 1, docs/circuits.md "graph.json"): the pruned graph as nodes and edges,
+written atomically."""
 
 from __future__ import annotations
 
