@@ -131,7 +131,8 @@ def fold_site_scales(sae: SAE, sites: list[Site]) -> SAE:
                         f"{[s.norm_scale for s in sites]}")
     state = {k: v.detach().to("cpu", torch.float32).clone()
              for k, v in sae.inference_state().items()}
-    # z = (S·x − a·b_dec)·W_enc + b_enc = (x − a·S⁻¹b_dec)·(S·W_enc) + b_enc; x̂ = S⁻¹(f·W_dec + b_dec)
+    # z = (S·x − a·b_dec)·W_enc + b_enc = (x − a·S⁻¹b_dec)·(S·W_enc) + b_enc and
+    # x̂ = S⁻¹(f·W_dec + b_dec), S = diag(scale_D)
     state["W_enc"] *= scale_D[:, None]
     state["W_dec"] /= scale_D[None, :]
     state["b_dec"] /= scale_D

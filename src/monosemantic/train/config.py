@@ -255,8 +255,9 @@ def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None,
             d_out: int | None = None, site_widths: tuple[int, ...] = ()) -> TrainConfig:
     """Fill the fields that depend on the data (steps, lr, dead window, the SAE's d_in and a
     transcoder's d_out) in place; `d_in` is the data's width (None: not known yet), `d_out`
-    the target site's width of a transcoder's data, `site_widths` a crosscoder's. A transcoder never subtracts b_dec from
-    its input (b_dec lives at the output site): `apply_b_dec_to_input` is set false."""
+    the target site's width of a transcoder's data, `site_widths` a crosscoder's sites'. A
+    transcoder never subtracts b_dec from its input (b_dec lives at the output site):
+    `apply_b_dec_to_input` is set false."""
     if cfg.total_tokens is not None:
         cfg.steps = math.ceil(cfg.total_tokens / cfg.batch_size)
         cfg.total_tokens = None
