@@ -12,6 +12,7 @@ from helpers.crosscoder import planted_acts, write_harvest, write_site_store
 from monosemantic.cli import main
 from monosemantic.config import ConfigError
 from monosemantic.errors import UserError
+from monosemantic.runs import RunDir
 from monosemantic.sae.crosscoder import load_crosscoder
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.trainer import train
@@ -111,6 +112,8 @@ def test_bad_inputs_are_refused(harvest, tmp_path):
 def test_eval_refuses_a_store_of_another_width(harvest, tmp_path):
     run = tmp_path / "run"
     assert main(_args(run, "--store", str(harvest), "--crosscoder", *HOOKS, steps=5)) == 0
+    with pytest.raises(UserError, match="crosscoder-eval"):
+        RunDir.open(run / "sae")
     with pytest.raises(UserError, match="has width 12 but site"):
         from monosemantic.evals.crosscoder import CrosscoderEvalConfig, run_crosscoder_eval
 
