@@ -15,11 +15,19 @@ def planted_acts(n_rows: int, widths: tuple[int, ...], n_shared: int = 12,
                  ) -> list[torch.Tensor]:
     """Per-site activations [N, d_s] of sparse features: `n_shared` features write at every
     site, `only_first` more write at the first site only (zero direction elsewhere)."""
+    return planted_features(n_rows, widths, n_shared, only_first, p_fire, seed)[0]
+
+
+def planted_features(n_rows: int, widths: tuple[int, ...], n_shared: int = 12,
+                     only_first: int = 4, p_fire: float = 0.08, seed: int = 0
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """`planted_acts` and each site's feature directions [n_shared + only_first, d_s] (unit
+    rows; the first-site-only features' rows are 0 at the other sites)."""
     gen = torch.Generator().manual_seed(seed)
     n_feat = n_shared + only_first
     fire_NF = (torch.rand(n_rows, n_feat, generator=gen) < p_fire).float()
     f_NF = fire_NF * (1 + torch.rand(n_rows, n_feat, generator=gen))
-    sites = []
+    sites, directions = [], []
     for s, d in enumerate(widths):
         dirs_FD = torch.randn(n_feat, d, generator=gen)
         dirs_FD /= dirs_FD.norm(dim=1, keepdim=True)
@@ -27,7 +35,8 @@ def planted_acts(n_rows: int, widths: tuple[int, ...], n_shared: int = 12,
             dirs_FD[n_shared:] = 0
         noise = 0.01 * torch.randn(n_rows, d, generator=gen)
         sites.append((f_NF @ dirs_FD + noise) * (s + 1))  # a different scale per site
-    return sites
+        directions.append(dirs_FD)
+    return sites, directions
 
 
 def write_site_store(path: Path, acts_ND: torch.Tensor, hook: str, model: str,

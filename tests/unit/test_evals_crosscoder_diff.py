@@ -3,6 +3,7 @@ their thresholds, the histogram PNG."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -70,3 +71,31 @@ def test_sites_of_different_widths_have_no_cosine():
 def test_histogram_png(tmp_path):
     path = plot_diff(model_diff(_constructed()), tmp_path / "diff.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_features_planted_in_model_a_alone_come_out_a_only(tmp_path):
+    """Two "models" (stores of the same tokens): 12 features write in both, 4 in A alone; a
+    relu crosscoder of 16 features finds the 4 as A-only (relative norm 1, measured: 1.00)
+    along the planted directions, and none B-only."""
+    from helpers.crosscoder import planted_features, write_site_store
+    from monosemantic.cli import main
+    from monosemantic.evals.crosscoder_diff import decoder_parts
+    from monosemantic.sae.crosscoder import load_crosscoder
+
+    acts, dirs = planted_features(4096, (8, 8), n_shared=12, only_first=4, seed=3)
+    stores = [write_site_store(tmp_path / name, a, "blocks.1.hook_resid_post", name)
+              for name, a in zip(("A", "B"), acts)]
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--stores", *map(str, stores), "--architecture", "relu",
+                 "--n-features", "16", "--batch-size", "128", "--steps", "400", "--lr", "1e-2",
+                 "--l1-coefficient", "0.3", "--log-every", "100", "--eval-every", "0",
+                 "--checkpoint-every", "0", "--device", "cpu"]) == 0
+    assert main(["crosscoder-eval", str(run), "--n-contexts", "0", "--device", "cpu"]) == 0
+    diff = json.loads((run / "crosscoder_diff.json").read_text())
+    assert (diff["a_only"], diff["b_only"], diff["shared"]) == (4, 0, 12)
+    a_only_F = torch.tensor([r is not None and r >= 0.9 for r in diff["relative_norm"]])
+    dec_a_FD, _ = decoder_parts(load_crosscoder(run))
+    learned_KD = torch.nn.functional.normalize(dec_a_FD[a_only_F], dim=1)
+    planted_KD = dirs[0][12:]
+    # Each planted A-only direction is matched by one A-only feature.
+    assert (learned_KD @ planted_KD.T).abs().max(dim=0).values.min() > 0.9

@@ -120,3 +120,31 @@ def test_eval_refuses_a_store_of_another_width(harvest, tmp_path):
         run_crosscoder_eval(CrosscoderEvalConfig(
             run=run, stores=(harvest / HOOKS[1], harvest / HOOKS[1]), n_contexts=0,
             device="cpu"))
+
+
+def test_a_crashed_run_resumes_to_the_same_crosscoder(harvest, tmp_path):
+    from monosemantic.sae import SAEConfig
+    from monosemantic.train.sites import SiteData
+
+    def cfg(out):
+        return TrainConfig(out=out, store=harvest, crosscoder=HOOKS, batch_size=64, steps=20,
+                           lr=3e-3, checkpoint_every=10, log_every=5, eval_every=0,
+                           device="cpu", sae=SAEConfig(architecture="relu", n_features=16,
+                                                       l1_coefficient=0.5))
+
+    class Crashing(SiteData):
+        def train_batches(self, start_step):
+            for step, batch in enumerate(super().train_batches(start_step), start_step):
+                if step == 15:
+                    raise RuntimeError("simulated crash")
+                yield batch
+
+    train(cfg(tmp_path / "whole"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg(tmp_path / "resumed"), data=Crashing(cfg(tmp_path / "resumed")))
+    assert not (tmp_path / "resumed" / "sae").exists()
+    train(cfg(tmp_path / "resumed"))  # from the step-10 checkpoint
+    whole, resumed = load_crosscoder(tmp_path / "whole"), load_crosscoder(tmp_path / "resumed")
+    assert resumed.sites == whole.sites
+    for name, t in whole.sae.inference_state().items():
+        assert torch.equal(resumed.sae.inference_state()[name], t), name
