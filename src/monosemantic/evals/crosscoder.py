@@ -122,6 +122,7 @@ def spliced_loss_per_site(lm: LoadedModel, xc: LoadedCrosscoder, batches: Any,
     """Each site's CE clean / spliced / zero-ablated, loss recovered and KL: the codes are
     computed from every site's activations of the clean forward, then one site at a time is
     replaced by its reconstruction (other sites keep their activations)."""
+    from monosemantic.evals.loss import ce_and_kl, next_token_targets
     from monosemantic.models import capture, edit
 
     hooks = [s.hook for s in xc.sites]
@@ -137,15 +138,20 @@ def spliced_loss_per_site(lm: LoadedModel, xc: LoadedCrosscoder, batches: Any,
         x_hat_BSD = xc.sae.decode(xc.sae.encode(flat_ND)).reshape(x_BSD.shape)
         parts = torch.split(x_hat_BSD.to(x_BSD.device, x_BSD.dtype),
                             [s.d for s in xc.sites], dim=-1)
+        targets_BS, score_BS = next_token_targets(tokens_BS, splice_BS)
+        score_BS[:, :-1] &= splice_BS[:, 1:]  # predictions of special tokens are not scored
         clean_BSV = lm.model(input_ids=tokens_BS, use_cache=False).logits
         for hook, part_BSD in zip(hooks, parts):
-            with edit(lm, {hook: _replace_where(splice_BS, part_BSD)}):
-                spliced_BSV = lm.model(input_ids=tokens_BS, use_cache=False).logits
+            # At most two [B, S, V] logits alive at once, as `eval` keeps it.
             with edit(lm, {hook: _replace_where(splice_BS, None)}):
                 zero_BSV = lm.model(input_ids=tokens_BS, use_cache=False).logits
-            mask_BS = splice_BS.clone()
-            mask_BS[:, :-1] &= splice_BS[:, 1:]  # predictions of special tokens not scored
-            accs[hook].update_from_logits(clean_BSV, spliced_BSV, zero_BSV, tokens_BS, mask_BS)
+            ce_zero_BS, _, _ = ce_and_kl(zero_BSV, None, targets_BS)
+            del zero_BSV
+            with edit(lm, {hook: _replace_where(splice_BS, part_BSD)}):
+                spliced_BSV = lm.model(input_ids=tokens_BS, use_cache=False).logits
+            ce_clean_BS, ce_spliced_BS, kl_BS = ce_and_kl(clean_BSV, spliced_BSV, targets_BS)
+            del spliced_BSV
+            accs[hook].update(ce_clean_BS, ce_spliced_BS, ce_zero_BS, kl_BS, score_BS)
     return {s.label: accs[s.hook].result() for s in xc.sites}
 
 
