@@ -15,6 +15,7 @@ from monosemantic.evals.crosscoder_diff import (
     model_diff,
     plot_diff,
     relative_norms,
+    site_shares,
 )
 from monosemantic.evals.plots import have_matplotlib
 from monosemantic.sae import SAEConfig, create_sae
@@ -51,6 +52,14 @@ def test_relative_norm_and_cosine_of_constructed_features(scales):
     assert diff["thresholds"]["a_only"] == "relative_norm >= 0.9"
     assert sum(diff["relative_norm_histogram"]["counts"]) == 4
     assert sum(diff["shared_cosine_histogram"]["counts"]) == 2
+
+
+def test_site_shares_of_constructed_features():
+    shares = site_shares(_constructed(0.5, 3.0))
+    labels = [s.label for s in _constructed().sites]
+    assert shares["only"] == {labels[0]: 1, labels[1]: 1}
+    assert shares["features_by_sites_used"] == {"1": 2, "2": 2} and shares["zero"] == 1
+    assert shares["mean_share"][labels[0]] == pytest.approx((1 + 0 + 0.5 + 0.75) / 4)
 
 
 def test_thresholds_move_the_counts():

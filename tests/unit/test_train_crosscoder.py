@@ -45,6 +45,9 @@ def test_training_on_a_harvest_reduces_the_loss(harvest, tmp_path, arch):
     train_recs, records = _train_losses(run)
     assert train_recs[-1]["loss_mse"] < 0.5 * train_recs[0]["loss_mse"]
     assert {"loss_mse_site0", "loss_mse_site1"} <= set(train_recs[-1])
+    final_eval = [r for r in records if r["split"] == "eval"][-1]
+    mse_sites = final_eval["mse_site0"] + final_eval["mse_site1"]
+    assert mse_sites == pytest.approx(final_eval["mse"], rel=1e-6)  # Σ_s MSE_s
     cfg = json.loads((run / "cfg.json").read_text())
     assert cfg["crosscoder"] == list(HOOKS) and cfg["sae"]["site_widths"] == list(WIDTHS)
     xc = load_crosscoder(run)
@@ -54,11 +57,14 @@ def test_training_on_a_harvest_reduces_the_loss(harvest, tmp_path, arch):
 
     assert main(["crosscoder-eval", str(run), "--n-contexts", "0", "--device", "cpu"]) == 0
     report = json.loads((run / "crosscoder_eval.json").read_text())
-    final_eval = [r for r in records if r["split"] == "eval"][-1]
     per_site = report["reconstruction"]["sites"]
-    assert set(per_site) == {f"tiny:{h}" for h in HOOKS}
-    for metrics in per_site.values():
+    assert list(per_site) == [f"tiny:{h}" for h in HOOKS]
+    for s, metrics in enumerate(per_site.values()):
         assert metrics["variance_explained"] > 0.5
+        # The saved (raw-scale) crosscoder on the trainer's held-out rows (normalised scale):
+        # the per-site fold of the scales leaves the per-site figure unchanged.
+        want = final_eval[f"variance_explained_site{s}"]
+        assert metrics["variance_explained"] == pytest.approx(want, abs=1e-4)
     assert report["reconstruction"]["l0"] == pytest.approx(final_eval["l0"], rel=1e-3)
     diff = json.loads((run / "crosscoder_diff.json").read_text())
     assert diff["a_only"] + diff["b_only"] + diff["shared"] + diff["zero"] == 32
@@ -148,3 +154,17 @@ def test_a_crashed_run_resumes_to_the_same_crosscoder(harvest, tmp_path):
     assert resumed.sites == whole.sites
     for name, t in whole.sae.inference_state().items():
         assert torch.equal(resumed.sae.inference_state()[name], t), name
+
+
+def test_three_layers_report_decoder_shares_and_no_diff(tmp_path):
+    hooks = tuple(f"blocks.{i}.hook_resid_post" for i in (2, 4, 6))
+    acts = write_harvest(tmp_path / "acts", hooks, (8, 8, 8), n_rows=1024)
+    run = tmp_path / "run"
+    assert main(_args(run, "--store", str(acts), "--crosscoder", *hooks, steps=10)) == 0
+    assert main(["crosscoder-eval", str(run), "--n-contexts", "0", "--device", "cpu"]) == 0
+    report = json.loads((run / "crosscoder_eval.json").read_text())
+    shares = report["decoder_shares"]
+    assert list(shares["only"]) == [f"tiny:{h}" for h in hooks]
+    assert sum(shares["features_by_sites_used"].values()) + shares["zero"] == 32
+    assert sum(shares["mean_share"].values()) == pytest.approx(1.0)
+    assert "diff" not in report and not (run / "crosscoder_diff.json").exists()

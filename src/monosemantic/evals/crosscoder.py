@@ -17,7 +17,7 @@ from monosemantic.config import to_dict
 from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
-from monosemantic.evals.crosscoder_diff import model_diff, plot_diff
+from monosemantic.evals.crosscoder_diff import model_diff, plot_diff, site_shares
 from monosemantic.evals.loss import LOSS_FORMULAS, SplicedLossAccumulator
 from monosemantic.evals.metrics import FVE_FORMULA, NMSE_FORMULA
 from monosemantic.fsutil import atomic_write_text, json_ready
@@ -190,6 +190,7 @@ def run_crosscoder_eval(cfg: CrosscoderEvalConfig, lm: LoadedModel | None = None
         result["spliced_skipped"] = ("the sites belong to different models: each model's "
                                      "reconstruction needs both models' activations "
                                      "(not implemented)")
+    result["decoder_shares"] = site_shares(xc, cfg.exclusive_threshold)
     for label, metrics in result["reconstruction"]["sites"].items():
         say(f"{label}: variance explained {metrics['variance_explained']:.4f}")
     if len(xc.sites) == 2:

@@ -105,6 +105,33 @@ def model_diff(xc: LoadedCrosscoder, exclusive_threshold: float = 0.1) -> dict[s
             "formulas": DIFF_FORMULAS}
 
 
+@torch.no_grad()
+def site_shares(xc: LoadedCrosscoder, exclusive_threshold: float = 0.1) -> dict[str, Any]:
+    """Where features write, for any number of sites: share_s(i) = ‖d_s[i]‖ / Σ_r ‖d_r[i]‖
+    (normalised space). Per site, the features with share >= 1 − t (`only`); and how many
+    features have a share > t at exactly n sites (`features_by_sites_used`)."""
+    t = float(exclusive_threshold)
+    W_dec_FD = xc.sae.W_dec.detach().float().cpu() * site_scale_D(xc.sites)[None, :]
+    norms_SF = torch.stack([part.norm(dim=1) for part in
+                            torch.split(W_dec_FD, [s.d for s in xc.sites], dim=1)])
+    total_F = norms_SF.sum(0)
+    live_F = total_F > 0
+    shares_SF = norms_SF[:, live_F] / total_F[live_F]
+    used_F = (shares_SF > t).sum(0)
+    return {
+        "exclusive_threshold": t,
+        "only": {site.label: int((shares_SF[s] >= 1 - t).sum())
+                 for s, site in enumerate(xc.sites)},
+        "mean_share": {site.label: float(shares_SF[s].mean()) if shares_SF.numel() else None
+                       for s, site in enumerate(xc.sites)},
+        "features_by_sites_used": {str(n): int((used_F == n).sum())
+                                   for n in range(1, len(xc.sites) + 1)},
+        "zero": int((~live_F).sum()),
+        "formula": "share_s = ||d_s|| / sum_r ||d_r|| (normalised space); only: share >= "
+                   "1 - exclusive_threshold; a site is used when share > exclusive_threshold",
+    }
+
+
 def plot_diff(diff: dict[str, Any], path: Path) -> Path | None:
     """Histogram of the relative norm (and of the shared features' cosine) as a PNG; None
     (nothing written) without matplotlib."""
