@@ -109,6 +109,9 @@ def test_bad_inputs_are_refused(harvest, tmp_path):
     with pytest.raises(ConfigError, match="not both"):
         train(TrainConfig(out=tmp_path / "r3", store=harvest, crosscoder=HOOKS,
                           stores=(harvest / HOOKS[0], harvest / HOOKS[1]), device="cpu"))
+    with pytest.raises(UserError, match="is a harvest of several hooks"):
+        train(TrainConfig(out=tmp_path / "r5", stores=(harvest, harvest / HOOKS[0]),
+                          batch_size=64, steps=2, device="cpu"))
     short = write_site_store(tmp_path / "short", planted_acts(500, (8,))[0], HOOKS[0], "tiny")
     with pytest.raises(UserError, match="has 2,048 rows"):
         train(TrainConfig(out=tmp_path / "r4", stores=(harvest / HOOKS[0], short),
@@ -116,16 +119,22 @@ def test_bad_inputs_are_refused(harvest, tmp_path):
 
 
 def test_eval_refuses_a_store_of_another_width(harvest, tmp_path):
+    from monosemantic.evals.crosscoder import CrosscoderEvalConfig, run_crosscoder_eval
+
     run = tmp_path / "run"
     assert main(_args(run, "--store", str(harvest), "--crosscoder", *HOOKS, steps=5)) == 0
     with pytest.raises(UserError, match="crosscoder-eval"):
         RunDir.open(run / "sae")
     with pytest.raises(UserError, match="has width 12 but site"):
-        from monosemantic.evals.crosscoder import CrosscoderEvalConfig, run_crosscoder_eval
-
         run_crosscoder_eval(CrosscoderEvalConfig(
             run=run, stores=(harvest / HOOKS[1], harvest / HOOKS[1]), n_contexts=0,
             device="cpu"))
+    with pytest.raises(UserError, match="--rows must look like"):
+        run_crosscoder_eval(CrosscoderEvalConfig(run=run, rows="12", n_contexts=0,
+                                                 device="cpu"))
+    report = run_crosscoder_eval(CrosscoderEvalConfig(run=run, rows="0:100", n_contexts=0,
+                                                      device="cpu"))
+    assert report["rows"] == [0, 100] and report["reconstruction"]["rows"] == 100
 
 
 def test_a_crashed_run_resumes_to_the_same_crosscoder(harvest, tmp_path):

@@ -20,6 +20,7 @@ from monosemantic.errors import UserError
 from monosemantic.evals.crosscoder_diff import model_diff, plot_diff, site_shares
 from monosemantic.evals.loss import LOSS_FORMULAS, SplicedLossAccumulator
 from monosemantic.evals.metrics import FVE_FORMULA, NMSE_FORMULA
+from monosemantic.evals.report import row_span
 from monosemantic.fsutil import atomic_write_text, json_ready
 from monosemantic.sae.crosscoder import LoadedCrosscoder, load_crosscoder
 from monosemantic.train.metrics import ReconstructionSums
@@ -48,6 +49,9 @@ class CrosscoderEvalConfig:
     """Contexts per model forward."""
     row_batch_size: int = 4096
     """Store rows per crosscoder forward."""
+    rows: str | None = None
+    """Store rows START:STOP scored instead of the run's held-out rows (e.g. a run trained
+    with --holdout-fraction 0, on other stores given with --stores)."""
     stores: tuple[Path, ...] = ()
     """One store per site, in the crosscoder's site order, instead of those it recorded."""
     model: str | None = None
@@ -174,6 +178,12 @@ def run_crosscoder_eval(cfg: CrosscoderEvalConfig, lm: LoadedModel | None = None
     stores = site_stores(xc, cfg.stores)
     span = xc.extra.get("holdout_rows") or [0, stores[0].n_rows]
     rows = range(int(span[0]), int(span[1]))
+    if cfg.rows is not None:
+        rows = row_span(cfg.rows, stores[0].n_rows)
+    if len(rows) == 0:
+        raise UserError(f"{run_dir} held out no rows (--holdout-fraction 0): name the rows to "
+                        "score with --rows START:STOP (on stores it never trained on, given "
+                        "with --stores)")
     if cfg.n_tokens > 0:
         rows = range(rows.start, min(rows.stop, rows.start + cfg.n_tokens))
     result: dict[str, Any] = {

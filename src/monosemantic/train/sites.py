@@ -40,6 +40,11 @@ def site_store_paths(cfg: TrainConfig) -> list[Path]:
             if not path.is_dir():
                 raise UserError(f"--stores: {path} does not exist (one activation store per "
                                 "site, from `monosemantic harvest`)")
+            inner = sorted(p.name for p in path.iterdir() if (p / "manifest.json").is_file())
+            if not (path / "manifest.json").is_file() and inner:
+                raise UserError(f"--stores: {path} is a harvest of several hooks "
+                                f"({', '.join(inner)}): give the store of one hook, e.g. "
+                                f"{path / inner[0]}")
         return paths
     assert cfg.store is not None
     paths = [Path(cfg.store) / hook for hook in cfg.crosscoder]
