@@ -8,7 +8,7 @@ import torch
 
 from monosemantic.config import ConfigError
 from monosemantic.errors import UserError
-from monosemantic.sae import ARCHITECTURES, SAEConfig, create_sae
+from monosemantic.sae import ARCHITECTURES, SAEConfig, create_sae, load_sae
 from monosemantic.sae.crosscoder import (
     CrosscoderSAE,
     Site,
@@ -80,6 +80,8 @@ def test_save_load_round_trip(tmp_path, arch):
     save_crosscoder(xc, tmp_path / "sae", sites, {"holdout_rows": [1, 2]})
     loaded = load_crosscoder(tmp_path)  # a run folder resolves to its sae/
     assert loaded.sites == sites and loaded.extra["holdout_rows"] == [1, 2]
+    with pytest.raises(UserError, match="holds a crosscoder"):
+        load_sae(tmp_path / "sae")
     assert isinstance(loaded.sae, CrosscoderSAE)
     # The saved crosscoder reads raw activations: raw x = normalised x / scale, per site.
     x_norm = torch.randn(20, 16)
