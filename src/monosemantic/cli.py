@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.evals.report", "EvalConfig", "run_eval",
         "Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss.",
     ),
+    "crosscoder-eval": Command(
+        "monosemantic.evals.crosscoder", "CrosscoderEvalConfig", "run_crosscoder_eval",
+        "Evaluate a crosscoder per site; diff its two models (docs/crosscoders.md).",
+    ),
     "sweep": Command(
         "monosemantic.sweep.run", "SweepConfig", "run_sweep",
         "Train a grid of SAEs (sizes x tokens x lr x sparsity) and tabulate them.",

@@ -111,6 +111,12 @@ class RunDir:
         the metadata its SAE was saved with. `hook` / `hook_out`, given for a run, must be the
         run's."""
         run = cls.find(path, model, hook, hook_out)
+        from monosemantic.sae.crosscoder import is_crosscoder_dir
+
+        if is_crosscoder_dir(run.sae_dir) or is_crosscoder_dir(run.path):
+            raise UserError(f"{path} is a crosscoder run (docs/crosscoders.md): evaluate it with "
+                            "`monosemantic crosscoder-eval`; the other commands do not read "
+                            "crosscoders yet")
         _ = run.metadata  # the UserError of an unfinished run or of another tool's SAE
         if hook is not None and hook != run.hook:
             raise UserError(f"{run.path} reads {run.hook!r}, not --hook {hook!r}: --hook is for "

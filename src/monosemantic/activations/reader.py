@@ -205,6 +205,15 @@ class ActivationStore:
                 for k in ("tokens", "doc_ids", "positions")]
         return RowBatch(acts, *meta)
 
+    def row_meta(self, rows: range | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Token ids, document ids and positions (int64) of `rows` (default: all) without
+        reading their activations."""
+        span = self._row_range(rows)
+        index_N = np.arange(span.start, span.stop)
+        tokens, doc_ids, positions = (torch.from_numpy(self._gather(index_N, k).astype(np.int64))
+                                      for k in ("tokens", "doc_ids", "positions"))
+        return tokens, doc_ids, positions
+
     def iter_batches(self, batch_size: int, shuffle: bool = True, seed: int = 0,
                      start_batch: int = 0, normalize: bool = False,
                      dtype: torch.dtype = torch.float32, rows: range | None = None,

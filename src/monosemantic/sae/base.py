@@ -404,6 +404,12 @@ class SAE(nn.Module):
         reconstruction for an SAE, the target site's prediction for a transcoder."""
         return self.add_skip(self.decode(self.encode(x_BD)), x_BD)
 
+    def penalty_norms_F(self) -> torch.Tensor:
+        """The decoder norm each code is weighted by in a decoder-norm-weighted penalty (relu's
+        L1): ‖W_dec[i]‖ (a crosscoder sums the norms of its sites' parts,
+        `sae/crosscoder.py`)."""
+        return self.W_dec.norm(dim=1)
+
     @staticmethod
     def mse(x_BD: torch.Tensor, x_hat_BD: torch.Tensor) -> torch.Tensor:
         """‖x − x̂‖² summed over d, averaged over the batch (computed in float32)."""

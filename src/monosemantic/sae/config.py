@@ -26,6 +26,10 @@ class SAEConfig:
     d_out: int | None = field(default=None, metadata={"cli": False})
     """Transcoders only: width of the target site the dictionary predicts (training fills it in
     from the --hook-out store). None: an SAE, which reconstructs its own input."""
+    site_widths: tuple[int, ...] = field(default=(), metadata={"cli": False})
+    """Crosscoders only (docs/crosscoders.md): widths d_s of the sites the dictionary reads and
+    reconstructs together, in the order their activations are concatenated (d_in is their sum;
+    training fills it in from the stores). Empty: not a crosscoder."""
     skip: bool = False
     """Transcoders only: add a linear skip connection W_skip·x from the input site to the
     output (skip transcoders), initialised at zero."""
@@ -86,9 +90,28 @@ class SAEConfig:
             raise ConfigError("skip is a transcoder's option (a linear map from the input site "
                               "to the output site): train with --hook-in and --hook-out, or "
                               "leave skip off")
+        if self.site_widths:
+            self._validate_sites()
         if self.decoder_init_norm is None or not self.decoder_init_norm > 0:
             raise ConfigError(f"decoder_init_norm must be > 0, got {self.decoder_init_norm}")
         cls.check_config(self)
+
+    def _validate_sites(self) -> None:
+        widths = tuple(self.site_widths)
+        if len(widths) < 2 or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ConfigError(f"a crosscoder needs at least two sites of positive width, got "
+                              f"site_widths {widths}")
+        if self.d_out is not None:
+            raise ConfigError("a crosscoder reconstructs its own sites: it has no d_out "
+                              "(transcoder crosscoders are not implemented)")
+        if self.d_in is not None and self.d_in != sum(widths):
+            raise ConfigError(f"a crosscoder's d_in = {self.d_in} must be the sum of its site "
+                              f"widths {widths} = {sum(widths)}")
+
+    @property
+    def is_crosscoder(self) -> bool:
+        """Whether the dictionary reads and reconstructs several sites at once."""
+        return bool(self.site_widths)
 
     @property
     def is_transcoder(self) -> bool:

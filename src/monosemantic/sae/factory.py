@@ -44,6 +44,10 @@ def create_sae(cfg: SAEConfig, shard: FeatureGroup | None = None) -> SAE:
     the whole dictionary: the module is built without values, sliced, then initialised."""
     cfg.validate()
     cls = sae_class(cfg.architecture)
+    if cfg.is_crosscoder:
+        from monosemantic.sae.crosscoder import crosscoder_class
+
+        cls = crosscoder_class(cls)
     if shard is None:
         return cls(cfg)
     with torch.device("meta"):

@@ -197,6 +197,9 @@ def load_sae(sae_dir: str | Path, device: str | torch.device = "cpu") -> SAE:
     """Load a folder written by `save_sae`, or a SAELens folder (standard/topk/jumprelu)."""
     sae_dir = Path(sae_dir)
     cfg_path, weights_path = sae_dir / CFG_FILENAME, sae_dir / WEIGHTS_FILENAME
+    if (sae_dir / "crosscoder.json").is_file():
+        raise UserError(f"{sae_dir} holds a crosscoder: load it with "
+                        "`monosemantic.sae.crosscoder.load_crosscoder` (docs/crosscoders.md)")
     if not cfg_path.is_file() or not weights_path.is_file():
         raise UserError(f"{sae_dir} is not a saved SAE: expected {CFG_FILENAME} and "
                         f"{WEIGHTS_FILENAME} in it (a training run keeps its SAE in RUN/sae/)")

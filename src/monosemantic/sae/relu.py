@@ -2,7 +2,8 @@
 
 Inputs are scaled by one scalar so E‖x‖² = d (the trainer does this; `save_sae` folds the scale
 in). `f = ReLU(W_enc·x + b_enc)`, `x̂ = b_dec + f·W_dec`,
-loss = ‖x − x̂‖² + λ·l1_scale·Σ_i f_i‖W_dec[i]‖₂ (sum over d and F, mean over the batch).
+loss = ‖x − x̂‖² + λ·l1_scale·Σ_i f_i‖W_dec[i]‖₂ (sum over d and F, mean over the batch;
+a crosscoder's ‖W_dec[i]‖ is the sum of its sites' norms, `SAE.penalty_norms_F`).
 Decoder norms are free during training; the penalty weighs each code by its row norm.
 
 Two exact paths for the same loss, picked per batch by the measured code density: at
@@ -88,7 +89,7 @@ class ReluSAE(SAE):
         x_hat_BD = self.add_skip(self.decode(f_BF), x_BD)
         # Σ_b Σ_i f_bi‖W_dec[i]‖ as one column sum and a dot: no B×F temporary.
         f_sum_F = f_BF.reshape(-1, f_BF.shape[-1]).sum(0, dtype=torch.float32)
-        l1 = torch.dot(f_sum_F, self.W_dec.norm(dim=1).float())
+        l1 = torch.dot(f_sum_F, self.penalty_norms_F().float())
         return self._output(y_BD, x_hat_BD, l1, l1_scale, f_BF=f_BF)
 
     def _sparse_forward(self, x_BD: torch.Tensor, y_BD: torch.Tensor, f_BF: torch.Tensor,
@@ -96,7 +97,7 @@ class ReluSAE(SAE):
         """The same loss from the active codes of `f_BF` (no grad; it only picks them)."""
         codes = self.codes_where(x_BD, f_BF, f_BF)
         x_hat_BD = self.add_skip(self._sum_shards(codes.decode(self.W_dec)) + self.b_dec, x_BD)
-        dec_norm_F = self.W_dec.norm(dim=1).float()
+        dec_norm_F = self.penalty_norms_F().float()
         l1 = torch.dot(codes.vals_N.float(), dec_norm_F[codes.idx_N])
         return self._output(y_BD, x_hat_BD, l1, l1_scale, codes=codes)
 

@@ -48,6 +48,14 @@ class TrainConfig:
     --store that is a harvest of both hooks (one sub-directory per hook)."""
     hook_out: str | None = None
     """Train a transcoder: the hook it predicts, e.g. blocks.6.hook_mlp_out (with --hook-in)."""
+    crosscoder: tuple[str, ...] = ()
+    """Train a crosscoder (docs/crosscoders.md): one dictionary reading and reconstructing
+    these hooks together, e.g. blocks.4.hook_resid_post blocks.6.hook_resid_post; --store is a
+    harvest of all of them (one sub-directory per hook)."""
+    stores: tuple[Path, ...] = ()
+    """Train a crosscoder over these stores, one site each, e.g. the same hook of two models
+    harvested over the same corpus with the same tokenizer (model diffing); their rows must
+    be the same tokens. Instead of --store."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Streaming only: the text to run the model over."""
     ctx_len: int = 256
@@ -144,18 +152,21 @@ class TrainConfig:
         self.out = Path(self.out)
         if self.store is not None:
             self.store = Path(self.store)
+        self.crosscoder = tuple(self.crosscoder)
+        self.stores = tuple(Path(p) for p in self.stores)
         # The CLI and JSON give a list; `validate` reports a length other than two.
         self.adam_betas = cast("tuple[float, float]", tuple(self.adam_betas))
 
 
 def validate(cfg: TrainConfig) -> None:
     """Reject option values that cannot work, before any data is read."""
-    if cfg.store is None and (cfg.model is None or cfg.hook is None):
+    if cfg.store is None and not cfg.stores and (cfg.model is None or cfg.hook is None):
         raise ConfigError("give --store DIR (stored activations), or --model and --hook to stream")
     if cfg.store is not None and cfg.model is not None:
         raise ConfigError("give either --store or --model/--hook, not both (a store already "
                           "records its model and hook)")
     _validate_transcoder(cfg)
+    _validate_crosscoder(cfg)
     cfg.sae.validate()
     _positive(cfg, "batch_size")
     if cfg.steps is not None and cfg.steps < 1:
@@ -187,7 +198,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--feature-ranks must be >= 0 (0: all ranks), got {cfg.feature_ranks}")
     _positive(cfg, "log_every", "keep_checkpoints", "eval_max_rows", "ctx_len",
               "stream_batch_size", "norm_estimate_batches")
-    if cfg.store is None and cfg.stream_buffer_rows < 2 * cfg.batch_size:
+    if cfg.store is None and not cfg.stores and cfg.stream_buffer_rows < 2 * cfg.batch_size:
         raise ConfigError(f"--stream-buffer-rows must be at least 2 x --batch-size "
                           f"({2 * cfg.batch_size}), got {cfg.stream_buffer_rows}")
     for name in ("eval_every", "checkpoint_every"):
@@ -210,6 +221,26 @@ def _validate_transcoder(cfg: TrainConfig) -> None:
                           "one site to another (for an SAE, leave both out)")
 
 
+def _validate_crosscoder(cfg: TrainConfig) -> None:
+    if not cfg.crosscoder and not cfg.stores:
+        return
+    if cfg.crosscoder and cfg.stores:
+        raise ConfigError("give --crosscoder HOOK... with --store HARVEST, or --stores A B, "
+                          "not both")
+    if cfg.hook_in is not None:
+        raise ConfigError("--crosscoder/--stores and --hook-in/--hook-out do not combine "
+                          "(transcoder crosscoders are not implemented)")
+    if cfg.crosscoder and cfg.store is None:
+        raise ConfigError("--crosscoder needs --store, a harvest of all its hooks")
+    if cfg.stores and (cfg.store is not None or cfg.model is not None):
+        raise ConfigError("--stores names every site's store: leave out --store and --model")
+    sites = cfg.crosscoder or tuple(str(p) for p in cfg.stores)
+    if len(sites) < 2:
+        raise ConfigError(f"a crosscoder needs at least two sites, got {list(sites)}")
+    if len(set(sites)) != len(sites):
+        raise ConfigError(f"a crosscoder's sites must differ, got {list(sites)}")
+
+
 def _positive(cfg: TrainConfig, *names: str) -> None:
     for name in names:
         if getattr(cfg, name) < 1:
@@ -221,11 +252,12 @@ def _flag(name: str) -> str:
 
 
 def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None,
-            d_out: int | None = None) -> TrainConfig:
+            d_out: int | None = None, site_widths: tuple[int, ...] = ()) -> TrainConfig:
     """Fill the fields that depend on the data (steps, lr, dead window, the SAE's d_in and a
     transcoder's d_out) in place; `d_in` is the data's width (None: not known yet), `d_out`
-    the target site's width of a transcoder's data. A transcoder never subtracts b_dec from
-    its input (b_dec lives at the output site): `apply_b_dec_to_input` is set false."""
+    the target site's width of a transcoder's data, `site_widths` a crosscoder's sites'. A
+    transcoder never subtracts b_dec from its input (b_dec lives at the output site):
+    `apply_b_dec_to_input` is set false."""
     if cfg.total_tokens is not None:
         cfg.steps = math.ceil(cfg.total_tokens / cfg.batch_size)
         cfg.total_tokens = None
@@ -241,6 +273,8 @@ def resolve(cfg: TrainConfig, n_train_rows: int | None, d_in: int | None = None,
             raise ConfigError(f"sae.d_in = {cfg.sae.d_in} but the data has width {d_in}: leave "
                               "sae.d_in unset (the trainer takes it from the data)")
         cfg.sae.d_in = d_in
+    if site_widths:
+        cfg.sae.site_widths = tuple(site_widths)
     if d_out is not None:
         cfg.sae.d_out = d_out
         cfg.sae.apply_b_dec_to_input = False
@@ -260,7 +294,7 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     message that names the store to use."""
     old, new = dotted(current_layout(old)), dotted(new)
     keys = {k for k in set(old) | set(new) if k.split(".")[0] not in RESUME_SAFE_FIELDS}
-    keys -= {"out", "sae.d_in", "sae.d_out"}
+    keys -= {"out", "sae.d_in", "sae.d_out", "sae.site_widths"}
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
 
 

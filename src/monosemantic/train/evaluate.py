@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from monosemantic.sae.crosscoder import CrosscoderSAE
 from monosemantic.train.data import check_finite, split_batch
 from monosemantic.train.metrics import ReconstructionSums
 
@@ -29,6 +30,9 @@ def evaluate(sae: SAE, batches: Iterable[Tensor | tuple[Tensor, Tensor]], device
     was_training = sae.training
     sae.eval()
     sums = ReconstructionSums(_width(sae), device)
+    # A crosscoder's sites, each scored on its own (`variance_explained_site{s}`, ...).
+    sites = sae.split_sites if isinstance(sae, CrosscoderSAE) else None
+    site_sums = [ReconstructionSums(d, device) for d in sae.cfg.site_widths]
     try:
         for i, batch in enumerate(batches):
             x_BD, y_BD = split_batch(batch, device)
@@ -43,9 +47,18 @@ def evaluate(sae: SAE, batches: Iterable[Tensor | tuple[Tensor, Tensor]], device
             if sae.shard is not None:  # a feature shard's codes: L0 counts every shard's
                 sae.shard.sum_(n_active)
             sums.add(x_BD if y_BD is None else y_BD, out.x_hat_BD.float(), n_active)
+            if sites is not None:
+                for acc, x_part, x_hat_part in zip(site_sums, sites(x_BD),
+                                                   sites(out.x_hat_BD.float())):
+                    acc.add(x_part, x_hat_part, n_active)
     finally:
         sae.train(was_training)
     result = sums.result()
+    for s, acc in enumerate(site_sums if sites is not None else []):
+        site = acc.result()
+        for key in ("nmse", "variance_explained", "mse"):
+            if key in site:
+                result[f"{key}_site{s}"] = site[key]
     if result:
         result["rows"] = sums.rows
     return result

@@ -86,6 +86,11 @@ class TrainState:
         meta = dict(data.metadata())
         meta["training"] = summary
         meta["train_config"] = to_dict(self.cfg)
+        if self.sae.cfg.is_crosscoder:  # its own folder format (train/sites.py)
+            from monosemantic.sae.crosscoder import Site, save_crosscoder
+
+            save_crosscoder(self.sae, out_dir, [Site(**s) for s in meta["sites"]], meta)
+            return
         target_scale = meta.get("target_norm_scale")  # a transcoder's (train/paired.py)
         save_sae(self.sae, out_dir, extra_metadata=meta, norm_scale=float(data.norm_scale),
                  target_norm_scale=None if target_scale is None else float(target_scale))

@@ -90,9 +90,12 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
     if cfg.hook_in is not None and (all_ranks.active or data is not None):
         raise UserError("transcoders train in one process from a paired store for now: run "
                         "without torchrun (multi-process transcoder training is not implemented)")
+    if (cfg.crosscoder or cfg.stores) and all_ranks.active:
+        raise UserError("crosscoders train in one process for now: run without torchrun "
+                        "(multi-process crosscoder training is not implemented)")
     part = (ranks.rank, ranks.world)
     norm_scale = None
-    if data is None and cfg.store is None:
+    if data is None and cfg.store is None and not cfg.stores:
         # Streaming: the length comes from the options; a resumed run reuses its scale.
         resolve(cfg, None)
         norm_scale = _checkpoint_norm_scale(cfg.out)
@@ -101,7 +104,8 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         # A store one rank cannot open stops every rank (rank 0 names it), none waits.
         data = agree(all_ranks, lambda: open_data(cfg, device, part=part))
     # Only a transcoder's data (train/paired.py) has a target width.
-    resolve(cfg, data.n_train_rows, data.d, getattr(data, "d_out", None))
+    resolve(cfg, data.n_train_rows, data.d, getattr(data, "d_out", None),
+            getattr(data, "site_widths", ()))
     check_same_options(all_ranks, cfg)
     assert cfg.steps is not None and cfg.lr is not None and cfg.dead_window_tokens is not None
     # Rank 0 checks and writes the run directory; every rank then reads the same checkpoint.
