@@ -21,7 +21,7 @@ from monosemantic.errors import UserError
 from monosemantic.evals.report import trainer_dead
 from monosemantic.featuredb.reader import Example, FeatureCard, FeatureDB, FeatureDBError
 from monosemantic.featuredb.schema import DB_FILENAME
-from monosemantic.runs import RunDir
+from monosemantic.runs import ModelOptions
 
 # Keys of metrics.jsonl records plotted on the overview (others stay in the file).
 CURVE_KEYS = ("step", "tokens", "loss", "loss_mse", "loss_aux", "nmse", "variance_explained",
@@ -159,11 +159,10 @@ def _cluster_labels(meta_value: Any) -> dict[int, str]:
 class RunData:
     """What the pages and the JSON API read, from RUN/features.sqlite and the run's files."""
 
-    def __init__(self, run: str | Path, model: str | None = None, hook: str | None = None,
-                 hook_out: str | None = None):
-        """`model` / `hook`: what a pretrained SAE folder given as `run` reads, `hook_out`: what
-        a pretrained transcoder writes (RunDir.find)."""
-        self.run = RunDir.find(run, model, hook, hook_out)
+    def __init__(self, run: str | Path, options: ModelOptions | None = None):
+        """`options`: the model and hooks of a pretrained SAE folder given as `run`
+        (`ModelOptions.find`; the run need not be finished, only analysed)."""
+        self.run = (options or ModelOptions()).find(run)
         if not self.run.db_path.is_file():
             text = (" --text CORPUS (a pretrained SAE has no store)"
                     if (self.run.sae_dir / "monosemantic.json").is_file()
