@@ -56,7 +56,6 @@ class RunLayout:
     def __hash__(self) -> int:
         return hash(self.path)
 
-
     # ----- layout ---------------------------------------------------------------------------
     @property
     def name(self) -> str:
