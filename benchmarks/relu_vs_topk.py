@@ -14,7 +14,7 @@ from pathlib import Path
 
 from monosemantic.evals.plots import have_matplotlib
 from monosemantic.sweep.record import SweepRecord, read_sweep
-from monosemantic.web.rundata import read_curves
+from monosemantic.web.overview import read_curves
 
 # (metric key in metrics.jsonl, panel title, log y axis)
 ROWS = (

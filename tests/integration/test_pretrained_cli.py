@@ -20,7 +20,7 @@ from helpers.pretrained import (
 from monosemantic.cli import main
 from monosemantic.featuredb.reader import FeatureDB
 from monosemantic.pretrained.view import VIEWS_ENV
-from monosemantic.runs import RunDir
+from monosemantic.runs import ModelOptions, RunDir
 
 HOOK = "blocks.1.hook_resid_post"
 HOOK_IN, HOOK_OUT = "blocks.1.hook_mlp_in", "blocks.1.hook_mlp_out"
@@ -79,7 +79,7 @@ def test_analyze_serve_and_steer_a_gemma_scope_folder(setup, capsys):
     from monosemantic.web.app import create_app
     from monosemantic.web.server import ServeConfig
 
-    cfg = ServeConfig(source, device="cpu", hook=HOOK)
+    cfg = ServeConfig(source, device="cpu", model_options=ModelOptions(hook=HOOK))
     with TestClient(create_app(cfg)) as client:
         assert client.get(f"/api/features/{fired[0]['id']}").status_code == 200
 

@@ -18,6 +18,7 @@ from helpers.web_run import EXPLAINED, N_FEATURES, annotate_copy, build_tiny_run
 from monosemantic.cli import build_parser
 from monosemantic.config import dataclass_from_namespace
 from monosemantic.featuredb.reader import FeatureDB
+from monosemantic.runs import ModelOptions
 from monosemantic.web import ServeConfig, create_app
 
 
@@ -378,7 +379,8 @@ def test_full_queue_answers_503_and_pages_keep_serving(runs):
 
 
 def test_missing_model_answers_503_and_pages_still_work(runs, tmp_path):
-    app = create_app(ServeConfig(runs[0], device="cpu", model=str(tmp_path / "no-model")))
+    no_model = ModelOptions(model=str(tmp_path / "no-model"))
+    app = create_app(ServeConfig(runs[0], device="cpu", model_options=no_model))
     with TestClient(app) as c:
         r = c.post("/api/inspect", json={"text": "the fox"})
         assert r.status_code == 503 and "could not load the model" in r.json()["error"]

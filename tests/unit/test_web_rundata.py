@@ -2,13 +2,13 @@
 
 import json
 
-from monosemantic.web.rundata import (
-    _cluster_labels,
+from monosemantic.web.overview import (
     density_histogram,
     eval_metrics,
     never_fired_rows,
     read_curves,
 )
+from monosemantic.web.rundata import _cluster_labels
 
 
 def test_density_histogram_bins():
@@ -83,7 +83,7 @@ def test_never_fired_rows_label_each_window_with_its_tokens():
 
 
 def test_training_settings_leave_out_options_the_architecture_ignores():
-    from monosemantic.web.rundata import training_settings
+    from monosemantic.web.overview import training_settings
 
     cfg = {"architecture": "topk", "k": 32, "l1_coefficient": 5.0, "l0_coefficient": 1.0,
            "lr": 1e-3}

@@ -31,7 +31,7 @@ from monosemantic.data import CorpusConfig
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
-from monosemantic.runs import RunDir
+from monosemantic.runs import ModelOptions, RunDir
 
 if TYPE_CHECKING:
     from monosemantic.featuredb.writer import FeatureDBWriter
@@ -99,17 +99,10 @@ class AnalyzeConfig(PassOptions):
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved); with
     --text only its harvest settings are read."""
-    model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (tokenizer, unembedding);
-    for a pretrained SAE folder that names no model, the model it reads."""
-    hook: str | None = None
-    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
-    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
-    name it; docs/pretrained.md."""
-    hook_out: str | None = None
-    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
-    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
-    docs/pretrained.md."""
+    model_options: ModelOptions = field(default_factory=ModelOptions,
+                                        metadata={"short_flags": True})
+    """The model to load instead of the run's, and a pretrained SAE folder's hooks (also
+    spelled without `model-options.`: --model, --hook, --hook-out)."""
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
@@ -143,7 +136,7 @@ def _row_source(cfg: AnalyzeConfig, run: RunDir, device: torch.device,
                         "--n-tokens tokens")
     settings = text_settings(run.extra, cfg.store or run.store_path)
     if lm is None:
-        lm = run.load_model(device, dtype=settings.torch_dtype, spec=cfg.model)
+        lm = run.load_model(device, dtype=settings.torch_dtype, spec=cfg.model_options.model)
     say(f"analysing {cfg.corpus.describe()} through {lm.spec} (ctx_len {settings.ctx_len}, "
         f"special tokens {'left out' if settings.exclude_special else 'kept'}, as "
         f"{settings.taken_from})")
@@ -175,7 +168,7 @@ def analyze(cfg: AnalyzeConfig, lm: LoadedModel | None = None) -> Path:
 def open_inputs(cfg: AnalyzeConfig, device: torch.device, lm: LoadedModel | None = None
                 ) -> tuple[RunDir, SAE, RowSource, LoadedModel | None]:
     """The run, its SAE on `device`, the rows to analyse, and the model if those needed it."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
+    run = cfg.model_options.open(cfg.run)
     cfg.validate(cfg.batch_size)
     sae = run.load_sae(device)
     source, lm = _row_source(cfg, run, device, lm)
@@ -229,7 +222,7 @@ def finish_database(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: 
     decode_token, logits = None, None
     if cfg.logit_tokens > 0:
         if lm is None:
-            lm = run.load_model(device, spec=cfg.model)
+            lm = run.load_model(device, spec=cfg.model_options.model)
         # A transcoder's decoder rows are directions at its output site, whose direct path
         # to the logits this is (the input site's would not be).
         logits = model_logit_effects(lm, run.decoder_hook, W_dec_FD, cfg.logit_tokens)
@@ -253,7 +246,7 @@ def finish_database(writer: FeatureDBWriter, cfg: AnalyzeConfig, sae: SAE, run: 
                                        cfg.n_clusters, cfg.seed)
     # source.meta: "store" (its path) or "text" (the corpus description) and its settings.
     meta = {"run": str(run.path), "sae": str(run.sae_dir), **source.meta,
-            "model": cfg.model or run.model, "hook": run.hook,
+            "model": cfg.model_options.model or run.model, "hook": run.hook,
             **({} if run.hook_out is None else {"hook_out": run.hook_out}),
             "architecture": sae.cfg.architecture,
             "rows": [source.first_row, source.first_row + analysis.n_tokens],

@@ -17,7 +17,7 @@ from monosemantic.evals.evaluate import evaluate_sae
 from monosemantic.evals.metrics import DEAD_FORMULA
 from monosemantic.evals.plots import plot_density_histogram
 from monosemantic.fsutil import atomic_write_text, json_ready
-from monosemantic.runs import RunDir
+from monosemantic.runs import ModelOptions
 
 if TYPE_CHECKING:
     from monosemantic.models import LoadedModel
@@ -45,16 +45,10 @@ class EvalConfig:
     """A feature is dense when it fires on more than this fraction of held-out tokens."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
-    model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (e.g. the model moved); for
-    a pretrained SAE folder that names none: the model it reads."""
-    hook: str | None = None
-    """With a pretrained SAE folder instead of a run: the hook point it reads, when the folder
-    does not name it."""
-    hook_out: str | None = None
-    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
-    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
-    docs/pretrained.md."""
+    model_options: ModelOptions = field(default_factory=ModelOptions,
+                                        metadata={"short_flags": True})
+    """The model to load instead of the run's, and a pretrained SAE folder's hooks (also
+    spelled without `model-options.`: --model, --hook, --hook-out)."""
     store: Path | None = None
     """Activation store to read instead of the one recorded with the SAE (e.g. it moved)."""
     rows: str | None = None
@@ -106,7 +100,7 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
     held-out rows are too few to call a feature that did not fire on them dead.
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
+    run = cfg.model_options.open(cfg.run)
     if cfg.store is None and run.store_path is None and run.pretrained is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.
@@ -124,16 +118,16 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
         lm = None
     elif lm is None:
         # The dtype the activations were harvested in, so the spliced run sees the same model.
-        lm = run.load_model(device, dtype=store.model_dtype, spec=cfg.model)
+        lm = run.load_model(device, dtype=store.model_dtype, spec=cfg.model_options.model)
     hook_out = run.hook_out  # a transcoder: scored on its target site
     transcoder = None if hook_out is None else (hook_out, run.target_store(cfg.store))
     result = evaluate_sae(lm, sae, run.hook, store, rows=rows, n_tokens=cfg.n_tokens,
                           n_contexts=cfg.n_contexts, batch_size=cfg.batch_size,
                           row_batch_size=cfg.row_batch_size, dense_threshold=cfg.dense_threshold,
                           transcoder=transcoder)
-    result.update(model=cfg.model or run.model, store=str(store.path), sae=str(run.sae_dir),
-                  architecture=sae.cfg.architecture, n_features=int(sae.cfg.n_features),
-                  config=to_dict(cfg))
+    result.update(model=cfg.model_options.model or run.model, store=str(store.path),
+                  sae=str(run.sae_dir), architecture=sae.cfg.architecture,
+                  n_features=int(sae.cfg.n_features), config=to_dict(cfg))
     dead = trainer_dead(run.extra, int(sae.cfg.n_features))
     if dead:
         result["metrics"].update(dead)

@@ -12,7 +12,7 @@ from typing import Literal
 from monosemantic.console import say
 from monosemantic.errors import UserError
 from monosemantic.fsutil import atomic_write_text
-from monosemantic.runs import RunDir
+from monosemantic.runs import ModelOptions
 from monosemantic.steer.attribution import (
     DEFAULT_MAX_ABLATIONS,
     AttributionResult,
@@ -58,17 +58,10 @@ class SteerConfig:
     """Refuse multipliers beyond ± this many times the max activation."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
-    model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
-    that names none: the model it reads)."""
-    hook: str | None = None
-    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
-    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
-    name it; docs/pretrained.md."""
-    hook_out: str | None = None
-    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
-    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
-    docs/pretrained.md."""
+    model_options: ModelOptions = field(default_factory=ModelOptions,
+                                        metadata={"short_flags": True})
+    """The model to load instead of the run's, and a pretrained SAE folder's hooks (also
+    spelled without `model-options.`: --model, --hook, --hook-out)."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -107,17 +100,10 @@ class AttributeConfig:
     """Ablations per batched forward."""
     device: str = "auto"
     """Torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, mps."""
-    model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
-    that names none: the model it reads)."""
-    hook: str | None = None
-    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
-    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
-    name it; docs/pretrained.md."""
-    hook_out: str | None = None
-    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
-    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
-    docs/pretrained.md."""
+    model_options: ModelOptions = field(default_factory=ModelOptions,
+                                        metadata={"short_flags": True})
+    """The model to load instead of the run's, and a pretrained SAE folder's hooks (also
+    spelled without `model-options.`: --model, --hook, --hook-out)."""
     json_out: Path | None = None
     """Also write the result as JSON to this file."""
 
@@ -208,8 +194,8 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
     """CLI entry of `monosemantic steer`."""
     edits = [parse_edit(text) for text in cfg.feature]
     span = parse_span(cfg.positions)
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
-    lm, sae, hook = run.load(cfg.device, cfg.model)
+    run = cfg.model_options.open(cfg.run)
+    lm, sae, hook = run.load(cfg.device, cfg.model_options.model)
     max_act_F = run.max_act_F()
     result = steer_compare(lm, sae, hook, cfg.prompt, edits, mode=cfg.mode, max_act_F=max_act_F,
                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
@@ -223,8 +209,8 @@ def run_steer(cfg: SteerConfig) -> SteerResult:
 
 def run_attribute(cfg: AttributeConfig) -> AttributionResult:
     """CLI entry of `monosemantic attribute`."""
-    run = RunDir.open(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
-    lm, sae, hook = run.load(cfg.device, cfg.model)
+    run = cfg.model_options.open(cfg.run)
+    lm, sae, hook = run.load(cfg.device, cfg.model_options.model)
     result = attribute(lm, sae, hook, cfg.prompt, cfg.target, cfg.baseline, top=cfg.top,
                        ablate=cfg.ablate, batch_size=cfg.batch_size,
                        max_ablations=cfg.max_ablations, sample_seed=cfg.sample_seed,

@@ -150,7 +150,7 @@ class SecurityHeaders:
 def create_app(cfg: ServeConfig, backend: ModelBackend | None = None) -> FastAPI:
     """The app for `cfg` (a `ServeConfig`); `backend` replaces the lazily loaded model backend
     (tests)."""
-    data = RunData(cfg.run, cfg.model, cfg.hook, cfg.hook_out)
+    data = RunData(cfg.run, cfg.model_options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,7 +167,8 @@ def create_app(cfg: ServeConfig, backend: ModelBackend | None = None) -> FastAPI
     app.state.data = data
     app.state.jobs = JobQueue(cfg.queue)
     # The model side opens the run the pages read (e.g. RUN when given RUN/sae).
-    app.state.backend = backend or ModelBackend(data.run, data.max_act_F, cfg.device, cfg.model)
+    model = cfg.model_options.model
+    app.state.backend = backend or ModelBackend(data.run, data.max_act_F, cfg.device, model)
     app.state.limits = {"max_prompt_chars": cfg.max_prompt_chars, "max_edits": cfg.max_edits,
                         "max_multiplier": cfg.max_multiplier,
                         "max_new_tokens": cfg.max_new_tokens, "max_filter_prompts": 16}

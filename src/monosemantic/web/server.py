@@ -8,6 +8,7 @@ from typing import Literal
 
 from monosemantic.console import say
 from monosemantic.errors import UserError
+from monosemantic.runs import ModelOptions
 
 
 @dataclass
@@ -26,17 +27,10 @@ class ServeConfig:
     """TCP port."""
     device: str = "auto"
     """Torch device of the model-backed pages (inspect, steer): auto, cpu, cuda, cuda:1, mps."""
-    model: str | None = None
-    """Model spec to load instead of the one recorded with the SAE (for a pretrained SAE folder
-    that names none: the model it reads)."""
-    hook: str | None = None
-    """With a pretrained SAE folder (SAELens, Gemma Scope, hf:OWNER/REPO/FOLDER) instead of a
-    run: the hook point it reads (e.g. blocks.6.hook_resid_post), when the folder does not
-    name it; docs/pretrained.md."""
-    hook_out: str | None = None
-    """With a pretrained SAELens transcoder folder: the hook point it writes (e.g.
-    blocks.6.hook_mlp_out), when its cfg.json names none or to replace the one it names;
-    docs/pretrained.md."""
+    model_options: ModelOptions = field(default_factory=ModelOptions,
+                                        metadata={"short_flags": True})
+    """The model to load instead of the run's, and a pretrained SAE folder's hooks (also
+    spelled without `model-options.`: --model, --hook, --hook-out)."""
     queue: int = 4
     """Model jobs (inspect, steer) running or waiting at once; more are answered 503."""
     max_prompt_chars: int = 2000
