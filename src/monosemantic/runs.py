@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from monosemantic.activations.reader import ActivationStore
     from monosemantic.models import LoadedModel
     from monosemantic.sae import SAE
+    from monosemantic.sae.clt import CrossLayerTranscoder
 
 
 class RunModel(NamedTuple):
@@ -313,6 +314,19 @@ class RunDir:
 
         _ = self.metadata  # a clearer error than load_sae's for an unfinished run
         return load_sae(self.sae_dir, device=device)
+
+    @property
+    def is_clt(self) -> bool:
+        """Whether the run's dictionary is a cross-layer transcoder (docs/clt.md)."""
+        return self.metadata.get("kind") == "cross_layer_transcoder"
+
+    def load_clt(self, device: str | torch.device = "cpu") -> CrossLayerTranscoder:
+        """The run's cross-layer transcoder (raw activations; `encode(layer, x)`,
+        `decode_to(source, target, acts)`, `bias(target)`, `predict`)."""
+        from monosemantic.sae.clt_io import load_clt
+
+        _ = self.metadata  # a clearer error than load_clt's for an unfinished run
+        return load_clt(self.sae_dir, device=device)
 
     def load_model(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                    spec: str | None = None) -> LoadedModel:

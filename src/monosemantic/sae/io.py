@@ -197,6 +197,10 @@ def load_sae(sae_dir: str | Path, device: str | torch.device = "cpu") -> SAE:
     """Load a folder written by `save_sae`, or a SAELens folder (standard/topk/jumprelu)."""
     sae_dir = Path(sae_dir)
     cfg_path, weights_path = sae_dir / CFG_FILENAME, sae_dir / WEIGHTS_FILENAME
+    if read_metadata(sae_dir).get("kind") == "cross_layer_transcoder":
+        raise UserError(f"{sae_dir} is a cross-layer transcoder, not an SAE: load it with "
+                        "monosemantic.sae.clt_io.load_clt (RunDir.load_clt); the commands "
+                        "that take one SAE do not read CLTs yet (docs/clt.md)")
     if not cfg_path.is_file() or not weights_path.is_file():
         raise UserError(f"{sae_dir} is not a saved SAE: expected {CFG_FILENAME} and "
                         f"{WEIGHTS_FILENAME} in it (a training run keeps its SAE in RUN/sae/)")

@@ -48,6 +48,11 @@ class TrainConfig:
     --store that is a harvest of both hooks (one sub-directory per hook)."""
     hook_out: str | None = None
     """Train a transcoder: the hook it predicts, e.g. blocks.6.hook_mlp_out (with --hook-in)."""
+    clt_layers: str | None = None
+    """Train a cross-layer transcoder over these layers, e.g. 0-3 or 0,2,5 (docs/clt.md): each
+    layer's features read blocks.L.hook_mlp_in and write to blocks.L'.hook_mlp_out of every
+    listed L' >= L. --store must be a harvest of both hooks of every listed layer;
+    --n-features is per layer."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Streaming only: the text to run the model over."""
     ctx_len: int = 256
@@ -156,6 +161,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("give either --store or --model/--hook, not both (a store already "
                           "records its model and hook)")
     _validate_transcoder(cfg)
+    _validate_clt(cfg)
     cfg.sae.validate()
     _positive(cfg, "batch_size")
     if cfg.steps is not None and cfg.steps < 1:
@@ -208,6 +214,22 @@ def _validate_transcoder(cfg: TrainConfig) -> None:
     if cfg.hook_in == cfg.hook_out:
         raise ConfigError(f"--hook-in and --hook-out are both {cfg.hook_in}: a transcoder maps "
                           "one site to another (for an SAE, leave both out)")
+
+
+def _validate_clt(cfg: TrainConfig) -> None:
+    if cfg.clt_layers is None:
+        return
+    from monosemantic.sae.clt import clt_config, parse_layers
+
+    parse_layers(cfg.clt_layers)
+    if cfg.hook_in is not None or cfg.hook_out is not None:
+        raise ConfigError("--clt-layers names the CLT's hooks (blocks.L.hook_mlp_in -> "
+                          "blocks.L'.hook_mlp_out): leave --hook-in and --hook-out out")
+    if cfg.store is None:
+        raise ConfigError("cross-layer transcoders train from stored activations only: give "
+                          "--store, a harvest of every listed layer's hook_mlp_in and "
+                          "hook_mlp_out (streaming is not implemented for them)")
+    clt_config(dataclasses.replace(cfg.sae, d_in=cfg.sae.d_in or 1))  # architecture, skip
 
 
 def _positive(cfg: TrainConfig, *names: str) -> None:

@@ -246,6 +246,10 @@ def open_data(cfg: TrainConfig, device: torch.device, total_steps: int | None = 
               norm_scale: float | None = None, part: tuple[int, int] = (0, 1)) -> TrainData:
     """The data source `cfg` asks for (`total_steps` and `norm_scale` matter for streaming;
     `part` = (rank, world) of data-parallel training: this rank's slice of every batch)."""
+    if cfg.store is not None and cfg.clt_layers is not None:
+        from monosemantic.train.clt_data import CLTStoreData
+
+        return CLTStoreData(cfg, part)
     if cfg.store is not None and cfg.hook_in is not None:
         from monosemantic.train.paired import PairedStoreData
 
