@@ -84,10 +84,9 @@ def clt_splice_edits(lm: LoadedModel, clt: CrossLayerTranscoder, splice_BS: torc
             if any(s not in acts for s in sources):
                 raise RuntimeError(f"layer {target}'s MLP output fired before an MLP input "
                                    "it is predicted from")
-            y_hat_BSD = clt.bias(target).to(dtype).expand(*y_BSD.shape[:-1], -1)
-            for source in sources:
-                y_hat_BSD = y_hat_BSD + clt.decode_to(source, target, acts[source])
-            return y_hat_BSD.to(y_BSD.dtype)
+            y_hat_BSD = sum((clt.decode_to(s, target, acts[s]) for s in sources[1:]),
+                            clt.decode_to(sources[0], target, acts[sources[0]]))
+            return (y_hat_BSD + clt.bias(target).to(dtype)).to(y_BSD.dtype)
         return _replace_at(splice_BS, predicted)
 
     edits: Edits = {}
