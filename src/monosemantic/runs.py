@@ -423,9 +423,11 @@ def feature_db_path(run_or_db: str | Path) -> Path:
 
 
 def _is_saved_sae(path: Path) -> bool:
+    """Whether `path` holds a saved SAE (or a cross-layer transcoder)."""
+    from monosemantic.sae.clt_io import CLT_WEIGHTS_FILENAME
     from monosemantic.sae.io import WEIGHTS_FILENAME
 
-    return (path / WEIGHTS_FILENAME).is_file()
+    return (path / WEIGHTS_FILENAME).is_file() or (path / CLT_WEIGHTS_FILENAME).is_file()
 
 
 def _is_older_demo(path: Path) -> bool:

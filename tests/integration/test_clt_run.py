@@ -64,6 +64,7 @@ def test_train_and_eval_through_the_cli(harvest, tmp_path, arch, capsys):
     # Measured on this tiny random model: about 0.7 (topk) and 0.6 (relu) after 60 steps.
     assert final_eval["variance_explained"] > 0.4
 
+    assert RunDir.open(run / "sae").path == run  # the run's sae/ folder names its run
     clt = RunDir.open(run).load_clt()
     assert clt.layers == LAYERS and clt.n_features == 64 and clt.cfg.architecture == arch
     cfg = json.loads((run / "sae" / "cfg.json").read_text())

@@ -89,7 +89,7 @@ def test_jumprelu_l0_and_topk_aux_are_summed_over_layers():
     dead = torch.zeros(3 * F, dtype=torch.bool)
     dead[F:F + 4] = True  # four dead features of the second layer only
     aux = topk(x, target_BD=y, dead_mask_F=dead).losses["aux"]
-    assert float(aux) > 0
+    assert float(aux.detach()) > 0
     aux.backward()  # only the second layer's dead features reconstruct the residual
     grad_DF = topk.encoders[1].W_enc.grad
     assert grad_DF[:, :4].abs().sum() > 0 and grad_DF[:, 4:].abs().sum() == 0

@@ -154,6 +154,9 @@ def run_clt_eval(cfg: EvalConfig, run: RunDir, lm: LoadedModel | None = None) ->
     from monosemantic.progress import progress
     from monosemantic.train.clt_data import clt_store_paths
 
+    if cfg.rows is not None:
+        raise UserError("--rows is not implemented for cross-layer transcoders: they are "
+                        "scored on their held-out rows (--n-tokens limits them)")
     device = str(resolve_device(cfg.device))
     clt = run.load_clt(device)
     harvest = cfg.store if cfg.store is not None else run.store_path

@@ -208,9 +208,7 @@ class CrossLayerTranscoder(nn.Module):
                     dead_mask_F[i * n_feat:(i + 1) * n_feat], target_BD[:, i * d_out:], group))
             for name, value in terms.items():
                 losses[name] = losses[name] + value if name in losses else value
-        loss = losses["mse"]
-        for name, value in losses.items():
-            loss = loss if name == "mse" else loss + value
+        loss = losses["mse"] + sum(v for name, v in losses.items() if name != "mse")
         return CLTOutput(y_hat_BD, codes, losses, loss)
 
     def sparsity_coefficient(self) -> float:
