@@ -101,6 +101,10 @@ def run_eval(cfg: EvalConfig, lm: LoadedModel | None = None) -> dict[str, Any]:
 
     `lm`: the run's model already loaded in the store's dtype, else loaded when needed."""
     run = cfg.model_options.open(cfg.run)
+    if run.is_clt:
+        from monosemantic.evals.clt import run_clt_eval
+
+        return run_clt_eval(cfg, run, lm)
     if cfg.store is None and run.store_path is None and run.pretrained is None:
         # Not implemented: a streamed run's held-out rows come out of a shuffling buffer that
         # also fed training, so neither they nor "unseen" contexts can be recovered reliably.

@@ -110,9 +110,27 @@ def spliced_loss(
     `ContextBatch`es (or `[B, S]` token tensors). `keep_token_ids` are left unedited (default:
     the tokenizer's special tokens). `on_batch(n_tokens)` is called after each batch (progress).
     """
+    name = hook if isinstance(hook, str) else hook.name
+    return spliced_loss_with(
+        lm, batches,
+        lambda splice_BS: {name: _replace_at(splice_BS, torch.zeros_like)},
+        lambda splice_BS: _splice_edits(lm, sae, name, hook_in, splice_BS),
+        keep_token_ids, on_batch)
+
+
+EditsAt = Callable[[torch.Tensor], "dict[str | HookPoint, Callable[[torch.Tensor], torch.Tensor]]"]
+"""Given the positions to edit (`splice_BS`, bool [B, S]), the edits of one forward."""
+
+
+def spliced_loss_with(lm: LoadedModel, batches: Iterable[ContextBatch | torch.Tensor],
+                      zero_edits: EditsAt, splice_edits: EditsAt,
+                      keep_token_ids: Sequence[int] | None = None,
+                      on_batch: Callable[[int], object] | None = None,
+                      ) -> dict[str, float | int]:
+    """`spliced_loss` for any edits: the clean forward, one with `zero_edits(splice_BS)` and
+    one with `splice_edits(splice_BS)`, scored as `spliced_loss` scores them."""
     from monosemantic.models import edit
 
-    name = hook if isinstance(hook, str) else hook.name
     keep_ids = special_token_ids(lm.tokenizer) if keep_token_ids is None else list(keep_token_ids)
     acc = SplicedLossAccumulator()
     with torch.no_grad():
@@ -128,13 +146,13 @@ def spliced_loss(
             # Predictions of a special token (the next document's BOS, padding) are not scored.
             score_BS[:, :-1] &= splice_BS[:, 1:]
 
-            with edit(lm, {name: _replace_at(splice_BS, torch.zeros_like)}):
+            with edit(lm, zero_edits(splice_BS)):
                 logits_zero_BSV = _logits(lm, tokens_BS, attention_BS)
             ce_zero_BS, _, _ = ce_and_kl(logits_zero_BSV, None, targets_BS)
             del logits_zero_BSV  # at most two [B, S, V] logits alive: V is 262k for Gemma
 
             logits_clean_BSV = _logits(lm, tokens_BS, attention_BS)
-            with edit(lm, _splice_edits(lm, sae, name, hook_in, splice_BS)):
+            with edit(lm, splice_edits(splice_BS)):
                 logits_spliced_BSV = _logits(lm, tokens_BS, attention_BS)
             ce_clean_BS, ce_spliced_BS, kl_BS = ce_and_kl(logits_clean_BSV, logits_spliced_BSV,
                                                           targets_BS)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from monosemantic.activations.reader import ActivationStore
     from monosemantic.models import LoadedModel
     from monosemantic.sae import SAE
+    from monosemantic.sae.clt import CrossLayerTranscoder
 
 
 class RunModel(NamedTuple):
@@ -195,6 +196,19 @@ class RunDir(RunLayout):
         _ = self.metadata  # a clearer error than load_sae's for an unfinished run
         return load_sae(self.sae_dir, device=device)
 
+    @property
+    def is_clt(self) -> bool:
+        """Whether the run's dictionary is a cross-layer transcoder (docs/clt.md)."""
+        return self.metadata.get("kind") == "cross_layer_transcoder"
+
+    def load_clt(self, device: str | torch.device = "cpu") -> CrossLayerTranscoder:
+        """The run's cross-layer transcoder (raw activations; `encode(layer, x)`,
+        `decode_to(source, target, acts)`, `bias(target)`, `predict`)."""
+        from monosemantic.sae.clt_io import load_clt
+
+        _ = self.metadata  # a clearer error than load_clt's for an unfinished run
+        return load_clt(self.sae_dir, device=device)
+
     def load_model(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                    spec: str | None = None) -> LoadedModel:
         """The run's model (or `spec` instead, e.g. when the model moved), in `dtype`
@@ -290,9 +304,11 @@ def feature_db_path(run_or_db: str | Path) -> Path:
 
 
 def _is_saved_sae(path: Path) -> bool:
+    """Whether `path` holds a saved SAE (or a cross-layer transcoder)."""
+    from monosemantic.sae.clt_io import CLT_WEIGHTS_FILENAME
     from monosemantic.sae.io import WEIGHTS_FILENAME
 
-    return (path / WEIGHTS_FILENAME).is_file()
+    return (path / WEIGHTS_FILENAME).is_file() or (path / CLT_WEIGHTS_FILENAME).is_file()
 
 
 def _is_older_demo(path: Path) -> bool:

@@ -19,7 +19,7 @@ save/load need to know about it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -106,6 +106,30 @@ class SAEOutput:
         return torch.count_nonzero(self.f_BF.detach(), dim=0)
 
 
+class TrainCodes(NamedTuple):
+    """What `SAE.train_codes` returns: codes as a list (`codes`) or dense (`f_BF`), the
+    pre-activations without grad (`z_BF`, for AuxK) and the weighted sparsity terms."""
+
+    codes: SparseCodes | None
+    f_BF: torch.Tensor | None
+    z_BF: torch.Tensor
+    sparsity: dict[str, torch.Tensor]
+
+    def decode(self, W_dec_FD: torch.Tensor) -> torch.Tensor:
+        """codes @ W_dec (no bias), from the list or the dense codes."""
+        if self.codes is not None:
+            return self.codes.decode(W_dec_FD)
+        assert self.f_BF is not None
+        return nn.functional.linear(self.f_BF, W_dec_FD.T)
+
+    def fires_F(self) -> torch.Tensor:
+        """Per-feature number of rows whose code is nonzero (int64 [F])."""
+        if self.codes is not None:
+            return self.codes.fires_F()
+        assert self.f_BF is not None
+        return torch.count_nonzero(self.f_BF.detach(), dim=0)
+
+
 class SAE(nn.Module):
     """Base class: parameters, dense encode/decode pieces, decoder-norm hooks, trainer hooks."""
 
@@ -135,6 +159,9 @@ class SAE(nn.Module):
     """The `architecture` written to SAELens' cfg.json."""
     supports_feature_parallel: ClassVar[bool] = True
     """Whether `--parallel features` can train it (`keep_features_` and a sharded `forward`)."""
+    supports_cross_layer: ClassVar[bool] = False
+    """Whether a cross-layer transcoder (`sae/clt.py`) can use it per layer: it implements
+    `train_codes` (and `aux_loss` where it has one) and its loss needs no decode of its own."""
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:
@@ -379,6 +406,21 @@ class SAE(nn.Module):
         global batch's gradient (losses that are means of per-row terms need nothing more).
         A transcoder's losses compare its output to `target_BD` (`target_of`)."""
         raise NotImplementedError
+
+    # ---- pieces of `forward` for dictionaries that decode elsewhere (sae/clt.py) ----
+    def train_codes(self, x_BD: torch.Tensor, l1_scale: float = 1.0,
+                    group: BatchGroup | None = None) -> TrainCodes:
+        """The training codes of `x_BD` (with their gradient path), the pre-activations AuxK
+        reads and the sparsity terms (weighted, with `l1_scale`; a decoder-norm weighted
+        penalty uses this module's `W_dec` rows): `forward` without the decode and the MSE."""
+        raise NotImplementedError(f"{type(self).__name__} has no train_codes")
+
+    def aux_loss(self, x_BD: torch.Tensor, y_hat_BD: torch.Tensor, codes: TrainCodes,
+                 dead_mask_F: torch.Tensor, target_BD: torch.Tensor,
+                 group: BatchGroup | None = None) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms for dead features given the prediction `y_hat_BD` of
+        `target_BD` this module's codes took part in ({} for architectures without one)."""
+        return {}
 
     # ---- the target and the skip connection (transcoders) ----
     def target_of(self, x_BD: torch.Tensor, target_BD: torch.Tensor | None) -> torch.Tensor:

@@ -200,6 +200,10 @@ def load_sae(sae_dir: str | Path, device: str | torch.device = "cpu") -> SAE:
     if (sae_dir / "crosscoder.json").is_file():
         raise UserError(f"{sae_dir} holds a crosscoder: load it with "
                         "`monosemantic.sae.crosscoder.load_crosscoder` (docs/crosscoders.md)")
+    if read_metadata(sae_dir).get("kind") == "cross_layer_transcoder":
+        raise UserError(f"{sae_dir} is a cross-layer transcoder, not an SAE: load it with "
+                        "monosemantic.sae.clt_io.load_clt (RunDir.load_clt); the commands "
+                        "that take one SAE do not read CLTs yet (docs/clt.md)")
     if not cfg_path.is_file() or not weights_path.is_file():
         raise UserError(f"{sae_dir} is not a saved SAE: expected {CFG_FILENAME} and "
                         f"{WEIGHTS_FILENAME} in it (a training run keeps its SAE in RUN/sae/)")

@@ -24,6 +24,7 @@ from monosemantic.sae.base import (
     SAE,
     BatchGroup,
     SAEOutput,
+    TrainCodes,
     check_non_negative,
     check_positive,
 )
@@ -82,6 +83,7 @@ class JumpReLUSAE(SAE):
     unit_norm_decoder = True
     sparsity_coefficient_field = "l0_coefficient"
     saelens_architecture = "jumprelu"
+    supports_cross_layer = True
 
     feature_dims = {**SAE.feature_dims, "log_threshold": 0}
 
@@ -135,16 +137,23 @@ class JumpReLUSAE(SAE):
         # `group` needs nothing: the MSE and the L0 are means of per-row terms. A feature shard
         # sums its partial decode (`decode`) and its L0 with the others'.
         y_BD = self.target_of(x_BD, target_BD)
+        codes = self.train_codes(x_BD, l1_scale, group)
+        assert codes.f_BF is not None
+        x_hat_BD = self.add_skip(self.decode(codes.f_BF), x_BD)
+        mse = self.mse(y_BD, x_hat_BD)
+        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=codes.f_BF, losses={"mse": mse, **codes.sparsity},
+                         loss=mse + codes.sparsity["l0"])
+
+    def train_codes(self, x_BD: torch.Tensor, l1_scale: float = 1.0,
+                    group: BatchGroup | None = None) -> TrainCodes:
+        """Dense codes z·H(z − θ) and the weighted L0 penalty (straight-through gradients)."""
         z_BF = self.pre_acts(x_BD)
         theta_F = self.threshold
         eps = self.cfg.jumprelu_bandwidth
         f_BF = JumpReLUFunction.apply(z_BF, theta_F, eps)
-        x_hat_BD = self.add_skip(self.decode(f_BF), x_BD)
-        mse = self.mse(y_BD, x_hat_BD)
         l0 = self._sum_shards(HeavisideFunction.apply(z_BF, theta_F, eps).sum(dim=-1).mean())
         sparsity = self.cfg.l0_coefficient * l1_scale * l0
-        return SAEOutput(x_hat_BD=x_hat_BD, f_BF=f_BF, losses={"mse": mse, "l0": sparsity},
-                         loss=mse + sparsity)
+        return TrainCodes(None, f_BF, z_BF.detach(), {"l0": sparsity})
 
     def inference_state(self) -> dict[str, torch.Tensor]:
         return {**super().inference_state(), "threshold": self.threshold.detach()}

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 class MatryoshkaSAE(BatchTopKSAE):
     """Matryoshka BatchTopK SAE: batchtopk codes, each nested prefix trained to reconstruct."""
 
+    # Its loss is made of nested prefix reconstructions, which a cross-layer transcoder's joint
+    # decode over layers would have to repeat per prefix (not built).
+    supports_cross_layer = False
+
     supports_feature_parallel = False
 
     @classmethod

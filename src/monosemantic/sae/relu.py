@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, check_non_negative
+from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, TrainCodes, check_non_negative
 from monosemantic.sae.kernels import SparseCodes
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class ReluSAE(SAE):
     """ReLU SAE with the decoder-norm-weighted L1 penalty."""
 
     sparsity_coefficient_field = "l1_coefficient"
+    supports_cross_layer = True
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:
@@ -106,8 +107,26 @@ class ReluSAE(SAE):
                 codes: SparseCodes | None = None) -> SAEOutput:
         """Loss terms against the target `y_BD` (the input itself for an SAE)."""
         mse = self.mse(y_BD, x_hat_BD)
-        n_rows = y_BD.numel() // y_BD.shape[-1]
         # Sharded: both paths sum x̂ first, then this (the same collectives on every shard).
-        l1_sum = self._sum_shards(l1_sum)
-        sparsity = self.cfg.l1_coefficient * l1_scale * l1_sum / n_rows
+        sparsity = self._penalty(l1_sum, l1_scale, y_BD.numel() // y_BD.shape[-1])
         return SAEOutput(x_hat_BD, f_BF, {"mse": mse, "l1": sparsity}, mse + sparsity, codes)
+
+    def _penalty(self, l1_sum: torch.Tensor, l1_scale: float, n_rows: int) -> torch.Tensor:
+        """λ·l1_scale·Σ_b Σ_i f_bi‖W_dec[i]‖ / B from the sum (summed over shards first)."""
+        return self.cfg.l1_coefficient * l1_scale * self._sum_shards(l1_sum) / n_rows
+
+    def train_codes(self, x_BD: torch.Tensor, l1_scale: float = 1.0,
+                    group: BatchGroup | None = None) -> TrainCodes:
+        """`forward`'s codes and L1 penalty (weighted by this module's decoder row norms):
+        listed when sparse (CPU, as `forward` picks), else dense."""
+        n_rows = x_BD.numel() // x_BD.shape[-1]
+        f_BF = torch.relu_(self.pre_acts(x_BD))
+        norms_F = self.W_dec.norm(dim=1).float()
+        if x_BD.device.type == "cpu" and x_BD.dim() == 2 and self.is_sparse(f_BF.detach()):
+            codes = self.codes_where(x_BD, f_BF.detach(), f_BF.detach())
+            l1 = torch.dot(codes.vals_N.float(), norms_F[codes.idx_N])
+            return TrainCodes(codes, None, f_BF.detach(),
+                              {"l1": self._penalty(l1, l1_scale, n_rows)})
+        f_sum_F = f_BF.reshape(-1, f_BF.shape[-1]).sum(0, dtype=torch.float32)
+        l1 = torch.dot(f_sum_F, norms_F)
+        return TrainCodes(None, f_BF, f_BF.detach(), {"l1": self._penalty(l1, l1_scale, n_rows)})

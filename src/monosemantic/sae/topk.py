@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from monosemantic.config import ConfigError
-from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, check_non_negative
+from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, TrainCodes, check_non_negative
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 from monosemantic.sae.sharded import row_topk_in_shard
 
@@ -54,6 +54,7 @@ class TopKSAE(SAE):
     uses_k = True
     needs_dead_mask = True
     saelens_architecture = "topk"
+    supports_cross_layer = True
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:
@@ -135,6 +136,20 @@ class TopKSAE(SAE):
             aux = self.auxk_loss(x_BD, x_hat_BD, z_BF, dead_mask_F, group, y_BD)
         return SAEOutput(x_hat_BD=x_hat_BD, f_BF=None, codes=codes, losses={"mse": mse, "aux": aux},
                          loss=mse + aux)
+
+    def train_codes(self, x_BD: torch.Tensor, l1_scale: float = 1.0,
+                    group: BatchGroup | None = None) -> TrainCodes:
+        """`forward`'s codes (no penalty); `z_BF` is only valid until this module's next
+        `selection_pre_acts` (a reused buffer on CPU)."""
+        z_BF = self.selection_pre_acts(x_BD)
+        return TrainCodes(self._train_codes(x_BD, z_BF, group), None, z_BF, {})
+
+    def aux_loss(self, x_BD: torch.Tensor, y_hat_BD: torch.Tensor, codes: TrainCodes,
+                 dead_mask_F: torch.Tensor, target_BD: torch.Tensor,
+                 group: BatchGroup | None = None) -> dict[str, torch.Tensor]:
+        """AuxK on the residual `target_BD − y_hat_BD` of a prediction decoded elsewhere."""
+        return {"aux": self.auxk_loss(x_BD, y_hat_BD, codes.z_BF, dead_mask_F, group,
+                                      target_BD)}
 
     def auxk_loss(self, x_BD: torch.Tensor, x_hat_BD: torch.Tensor, z_BF: torch.Tensor,
                   dead_mask_F: torch.Tensor, group: BatchGroup | None = None,

@@ -56,6 +56,11 @@ class TrainConfig:
     """Train a crosscoder over these stores, one site each, e.g. the same hook of two models
     harvested over the same corpus with the same tokenizer (model diffing); their rows must
     be the same tokens. Instead of --store."""
+    clt_layers: str | None = None
+    """Train a cross-layer transcoder over these layers, e.g. 0-3 or 0,2,5 (docs/clt.md): each
+    layer's features read blocks.L.hook_mlp_in and write to blocks.L'.hook_mlp_out of every
+    listed L' >= L. --store must be a harvest of both hooks of every listed layer;
+    --n-features is per layer."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """Streaming only: the text to run the model over."""
     ctx_len: int = 256
@@ -167,6 +172,7 @@ def validate(cfg: TrainConfig) -> None:
                           "records its model and hook)")
     _validate_transcoder(cfg)
     _validate_crosscoder(cfg)
+    _validate_clt(cfg)
     cfg.sae.validate()
     _positive(cfg, "batch_size")
     if cfg.steps is not None and cfg.steps < 1:
@@ -239,6 +245,23 @@ def _validate_crosscoder(cfg: TrainConfig) -> None:
         raise ConfigError(f"a crosscoder needs at least two sites, got {list(sites)}")
     if len(set(sites)) != len(sites):
         raise ConfigError(f"a crosscoder's sites must differ, got {list(sites)}")
+def _validate_clt(cfg: TrainConfig) -> None:
+    if cfg.clt_layers is None:
+        return
+    from monosemantic.sae.clt import clt_config, parse_layers
+
+    parse_layers(cfg.clt_layers)
+    if cfg.crosscoder or cfg.stores:
+        raise ConfigError("--clt-layers and --crosscoder/--stores do not combine: a CLT's "
+                          "sites are every listed layer's hook_mlp_in and hook_mlp_out")
+    if cfg.hook_in is not None or cfg.hook_out is not None:
+        raise ConfigError("--clt-layers names the CLT's hooks (blocks.L.hook_mlp_in -> "
+                          "blocks.L'.hook_mlp_out): leave --hook-in and --hook-out out")
+    if cfg.store is None:
+        raise ConfigError("cross-layer transcoders train from stored activations only: give "
+                          "--store, a harvest of every listed layer's hook_mlp_in and "
+                          "hook_mlp_out (streaming is not implemented for them)")
+    clt_config(dataclasses.replace(cfg.sae, d_in=cfg.sae.d_in or 1))  # architecture, skip
 
 
 def _positive(cfg: TrainConfig, *names: str) -> None:

@@ -250,6 +250,10 @@ def open_data(cfg: TrainConfig, device: torch.device, total_steps: int | None = 
         from monosemantic.train.sites import SiteData
 
         return SiteData(cfg, part)
+    if cfg.store is not None and cfg.clt_layers is not None:
+        from monosemantic.train.clt_data import CLTStoreData
+
+        return CLTStoreData(cfg, part)
     if cfg.store is not None and cfg.hook_in is not None:
         from monosemantic.train.paired import PairedStoreData
 

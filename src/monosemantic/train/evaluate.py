@@ -15,10 +15,12 @@ from monosemantic.train.metrics import ReconstructionSums
 
 if TYPE_CHECKING:
     from monosemantic.sae import SAE
+    from monosemantic.sae.clt import CrossLayerTranscoder
 
 
 @torch.no_grad()
-def evaluate(sae: SAE, batches: Iterable[Tensor | tuple[Tensor, Tensor]], device: torch.device,
+def evaluate(sae: SAE | CrossLayerTranscoder, batches: Iterable[Tensor | tuple[Tensor, Tensor]],
+             device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
              ) -> dict[str, float]:
     """Reconstruction metrics of `sae` over `batches` (normalized activations, as in training;
@@ -64,5 +66,6 @@ def evaluate(sae: SAE, batches: Iterable[Tensor | tuple[Tensor, Tensor]], device
     return result
 
 
-def _width(sae: SAE) -> int:
-    return int(sae.W_dec.shape[1])
+def _width(sae: SAE | CrossLayerTranscoder) -> int:
+    """Width of the output (a CLT's: its n target sites side by side)."""
+    return int(sae.b_dec.shape[0])

@@ -139,7 +139,7 @@ def _host_state(state: TrainState) -> TrainState:
     clock (its SAE and Adam are filled in by the caller). The global RNG is left as it was."""
     from monosemantic.train.state import TrainState
 
-    d_in = int(state.sae.W_dec.shape[1])
+    d_in = int(state.sae.b_dec.shape[0])  # the SAE's (CLTs are never feature-sharded)
     with torch.random.fork_rng(devices=[]):
         host = TrainState.create(state.cfg, d_in, torch.device("cpu"))
     return dataclasses.replace(host, recon=state.recon, losses=state.losses,

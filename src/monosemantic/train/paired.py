@@ -47,7 +47,7 @@ class PairedStoreData:
         path_in, path_out = paired_store_paths(cfg)
         self.source = StoreData(cfg, part, path_in)
         self.target = StoreData(cfg, part, path_out)
-        _check_pair(self.source, self.target)
+        check_pair(self.source, self.target)
         self.d, self.d_out = self.source.d, self.target.d
         self.norm_scale = self.source.norm_scale
         self.target_norm_scale = self.target.norm_scale
@@ -79,7 +79,7 @@ def _zip_closing(a: Iterator[Tensor], b: Iterator[Tensor]) -> Iterator[tuple[Ten
                 close()
 
 
-def _check_pair(source: StoreData, target: StoreData) -> None:
+def check_pair(source: StoreData, target: StoreData) -> None:
     """Refuse two stores whose rows are not the same tokens in the same order."""
     a, b = source.store, target.store
     if a.n_rows != b.n_rows or a.model != b.model:

@@ -12,6 +12,8 @@ import torch
 from monosemantic.config import to_dict
 from monosemantic.distributed import Ranks
 from monosemantic.sae import SAE, create_sae
+from monosemantic.sae.clt import CrossLayerTranscoder, parse_layers
+from monosemantic.sae.clt_io import save_clt
 from monosemantic.train.config import TrainConfig
 from monosemantic.train.dcp import FeatureSlice
 from monosemantic.train.dead import FeatureTracker, ShardedTracker
@@ -28,7 +30,7 @@ class TrainState:
     """SAE, optimizer, counters and metric accumulators of one run."""
 
     cfg: TrainConfig
-    sae: SAE
+    sae: SAE | CrossLayerTranscoder
     optimizer: torch.optim.Optimizer
     tracker: FeatureTracker
     recon: ReconstructionSums
@@ -51,7 +53,15 @@ class TrainState:
         Adam optimizer, on `device`; with `shard`, only the shard's features of the same init."""
         torch.manual_seed(cfg.seed)
         # A copy: the SAE keeps its config, which must not change with `cfg`.
-        sae = create_sae(dataclasses.replace(cfg.sae, d_in=d_in), shard).to(device)
+        sae_cfg = dataclasses.replace(cfg.sae, d_in=d_in)
+        n_tracked, features = cfg.sae.n_features, None
+        if cfg.clt_layers is not None:  # a CLT: F features per layer, never sharded
+            sae: SAE | CrossLayerTranscoder = CrossLayerTranscoder(
+                sae_cfg, parse_layers(cfg.clt_layers)).to(device)
+            n_tracked = sae.n_features_total
+            features = FeatureSlice.whole(n_tracked)  # checkpoints: the n·F counters
+        else:
+            sae = create_sae(sae_cfg, shard).to(device)
         sae.train()
         assert cfg.lr is not None and cfg.dead_window_tokens is not None
         beta1, beta2 = cfg.adam_betas  # validate() checked there are two
@@ -59,10 +69,10 @@ class TrainState:
             sae.parameters(), lr=cfg.lr, betas=(beta1, beta2), weight_decay=0.0,
             # The fused CUDA kernel updates all parameters in one launch.
             fused=device.type == "cuda")
-        tracker = (FeatureTracker(cfg.sae.n_features, cfg.dead_window_tokens, device)
+        tracker = (FeatureTracker(n_tracked, cfg.dead_window_tokens, device)
                    if shard is None else ShardedTracker(shard, cfg.dead_window_tokens, device))
-        features = (None if shard is None
-                    else FeatureSlice(shard.lo, shard.hi, shard.n_features))
+        if shard is not None:
+            features = FeatureSlice(shard.lo, shard.hi, shard.n_features)
         return cls(cfg=cfg, sae=sae, optimizer=optimizer, tracker=tracker,
                    recon=ReconstructionSums(int(sae.b_dec.shape[0]), device),
                    losses=LossSums(device), device=device,
@@ -90,6 +100,9 @@ class TrainState:
             from monosemantic.sae.crosscoder import Site, save_crosscoder
 
             save_crosscoder(self.sae, out_dir, [Site(**s) for s in meta["sites"]], meta)
+            return
+        if isinstance(self.sae, CrossLayerTranscoder):
+            save_clt(self.sae, out_dir, meta, meta["norm_scales"], meta["target_norm_scales"])
             return
         target_scale = meta.get("target_norm_scale")  # a transcoder's (train/paired.py)
         save_sae(self.sae, out_dir, extra_metadata=meta, norm_scale=float(data.norm_scale),

@@ -31,6 +31,7 @@ from monosemantic.distributed.collective import agree
 from monosemantic.errors import UserError
 from monosemantic.progress import progress
 from monosemantic.runs import RunDir
+from monosemantic.sae import SAE
 from monosemantic.train.checkpoint import latest_checkpoint, read_meta
 from monosemantic.train.config import TrainConfig, resolve, validate
 from monosemantic.train.data import (
@@ -87,7 +88,8 @@ def _train(cfg: TrainConfig, data: TrainData | None, ranks: Ranks, device: torch
         if cfg.batch_size % ranks.world:
             raise UserError(f"--batch-size {cfg.batch_size} does not split evenly over "
                             f"{ranks.world} ranks: use a multiple of {ranks.world}")
-    if cfg.hook_in is not None and (all_ranks.active or data is not None):
+    transcoder = cfg.hook_in is not None or cfg.clt_layers is not None
+    if transcoder and (all_ranks.active or data is not None):
         raise UserError("transcoders train in one process from a paired store for now: run "
                         "without torchrun (multi-process transcoder training is not implemented)")
     if (cfg.crosscoder or cfg.stores) and all_ranks.active:
@@ -261,6 +263,7 @@ class Loop:
         self.ranks.average_grads_(self.params)
         state.sae.before_optimizer_step()
         if cfg.grad_clip > 0 and self.shard is not None:
+            assert isinstance(state.sae, SAE)  # CLTs are never feature-sharded
             clip_grad_norm_(state.sae, self.shard, cfg.grad_clip)
         elif cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
