@@ -77,7 +77,7 @@ def fit_group(group: Group, metric: str, method: str, irreducible: str, n_bootst
     try:
         est = estimate(points, method, irreducible, k)
     except FitError as err:
-        raise UserError(f"{group.label}: {err}. {_advice(method)}") from err
+        raise UserError(f"{group.label}: {err}. {_advice(method, points, metric)}") from err
     fixed = "yes" if est.loss.offset > 0 else "no"  # resamples keep the full fit's form
     rng = np.random.default_rng(seed)
     draws, failed = resample_fits(points, lambda s: estimate(s, method, fixed, k),
@@ -111,10 +111,18 @@ def fit_group(group: Group, metric: str, method: str, irreducible: str, n_bootst
     return record
 
 
-def _advice(method: str) -> str:
-    if method == "parametric":
+def _advice(method: str, points: list[Point], metric: str) -> str:
+    sizes, budgets = len({p.n_features for p in points}), len({p.tokens for p in points})
+    if method == "parametric" and (sizes < 3 or budgets < 3):
         return ("Add runs so that at least 3 dictionary sizes and 3 token budgets are swept, "
                 "or try --method envelope")
+    if method == "parametric":
+        # The grid is wide enough: the values themselves do not fall with size and tokens.
+        hint = (" (train_loss includes auxiliary terms such as topk's AuxK, which grow with "
+                "the dead features of larger dictionaries)" if metric == "train_loss" else "")
+        return (f"The grid has {sizes} sizes and {budgets} token budgets, but {metric} does "
+                f"not fall with both{hint}: fit another metric (--metric fvu, the held-out "
+                "reconstruction, or --metric mse), or try --method envelope")
     return ("Add runs at more compute values so the frontier has at least 3 runs with "
             "different sizes and token budgets, or try --method parametric")
 

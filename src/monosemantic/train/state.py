@@ -96,7 +96,7 @@ class TrainState:
         meta = dict(data.metadata())
         meta["training"] = summary
         meta["train_config"] = to_dict(self.cfg)
-        if self.sae.cfg.is_crosscoder:  # its own folder format (train/sites.py)
+        if isinstance(self.sae, SAE) and self.sae.cfg.is_crosscoder:  # own folder format
             from monosemantic.sae.crosscoder import Site, save_crosscoder
 
             save_crosscoder(self.sae, out_dir, [Site(**s) for s in meta["sites"]], meta)
