@@ -34,6 +34,7 @@ class ReluSAE(SAE):
     """ReLU SAE with the decoder-norm-weighted L1 penalty."""
 
     sparsity_coefficient_field = "l1_coefficient"
+    default_b_dec_init = "mean"
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:
