@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from monosemantic.config import ConfigError
+from monosemantic.sae.bias_init import initial_b_dec
 from monosemantic.sae.kernels import SparseCodes, sampled_pre_acts
 from monosemantic.sae.sharded import FeatureGroup, copy_to_shards, randn_rows, sum_over_shards
 
@@ -143,6 +144,8 @@ class SAE(nn.Module):
     # ---- what the architecture is (read by SAEConfig, the trainer and save/load) ----
     default_apply_b_dec_to_input: ClassVar[bool] = False
     """`apply_b_dec_to_input` when the config leaves it None (the architecture's paper)."""
+    default_b_dec_init: ClassVar[str] = "zero"
+    """`b_dec_init` when the config leaves it None (`bias_init.B_DEC_INITS`)."""
     unit_norm_decoder: ClassVar[bool] = False
     """Decoder rows are kept at unit norm in training (the optimizer-step hooks below); they
     then start at norm 1 and `decoder_init_norm` must be 1."""
@@ -460,8 +463,21 @@ class SAE(nn.Module):
     # ---- trainer hooks ----
     @torch.no_grad()
     def init_from_data(self, x_ND: torch.Tensor, target_ND: torch.Tensor | None = None) -> None:
-        """Data-dependent initialisation from input rows (and a transcoder's target rows);
-        no-op unless an architecture overrides it."""
+        """Data-dependent initialisation from the first training rows `x_ND` (and a
+        transcoder's target rows): b_dec per `cfg.b_dec_init` from the rows it decodes to.
+
+        An SAE that does not subtract b_dec from its input then gets b_enc = −b_dec·W_enc, so
+        that its initial pre-activations are those of x − b_dec, as with the subtraction
+        (otherwise every feature starts with the offset w_i·b_dec, which for activations with
+        a large mean leaves the features on one side of it silent)."""
+        how = self.cfg.b_dec_init
+        assert how is not None  # SAEConfig.__post_init__ resolves None
+        if how == "zero":
+            return
+        rows_ND = x_ND if target_ND is None else target_ND
+        self.b_dec.copy_(initial_b_dec(rows_ND, how).to(self.b_dec))
+        if not self.cfg.apply_b_dec_to_input and not self.cfg.is_transcoder:
+            self.b_enc.copy_(-(self.b_dec @ self.W_enc.to(self.b_dec.dtype)).to(self.b_enc))
 
     def sparsity_coefficient(self) -> float:
         """The full weight of the sparsity penalty (before the warm-up's `l1_scale`); 0 without

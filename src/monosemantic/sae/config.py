@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import check_positive_int
+from monosemantic.sae.bias_init import B_DEC_INITS
 from monosemantic.sae.factory import ARCHITECTURES, sae_class
 
 
@@ -57,6 +58,13 @@ class SAEConfig:
     apply_b_dec_to_input: bool | None = None
     """Subtract b_dec from the input before encoding. None = the architecture's paper
     (False for relu and jumprelu, True for topk, batchtopk and matryoshka)."""
+    b_dec_init: str | None = field(default=None, metadata={"choices": B_DEC_INITS})
+    """Initial b_dec, from the first training batch: zero, mean, or median (geometric median);
+    a transcoder's from its target rows. Without apply_b_dec_to_input, b_enc then starts at
+    -b_dec @ W_enc (the initial encoder sees x - b_dec). None = the architecture's default:
+    mean for relu (the paper's zero lets the features collapse onto the activations' mean
+    within a short run: docs/scaling-laws.md), median for topk, batchtopk and matryoshka,
+    zero for jumprelu."""
     batchtopk_threshold_rate: float = 0.01
     """batchtopk, matryoshka: rate of the running mean of the smallest kept activation
     (inference threshold)."""
@@ -69,6 +77,8 @@ class SAEConfig:
         cls = sae_class(self.architecture)
         if self.apply_b_dec_to_input is None:
             self.apply_b_dec_to_input = cls.default_apply_b_dec_to_input
+        if self.b_dec_init is None:
+            self.b_dec_init = cls.default_b_dec_init
         if self.decoder_init_norm is None:
             self.decoder_init_norm = 1.0 if cls.unit_norm_decoder else cls.default_decoder_init_norm
         self.validate()
@@ -81,6 +91,9 @@ class SAEConfig:
         if self.d_in is not None:
             check_positive_int(self, "d_in")
         check_positive_int(self, "n_features")
+        if self.b_dec_init is not None and self.b_dec_init not in B_DEC_INITS:
+            raise ConfigError(f"b_dec_init must be one of {', '.join(B_DEC_INITS)}, got "
+                              f"{self.b_dec_init!r}")
         if self.d_out is not None:
             check_positive_int(self, "d_out")
             if self.apply_b_dec_to_input:

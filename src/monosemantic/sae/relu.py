@@ -6,6 +6,12 @@ loss = ‖x − x̂‖² + λ·l1_scale·Σ_i f_i‖W_dec[i]‖₂ (sum over d a
 a crosscoder's ‖W_dec[i]‖ is the sum of its sites' norms, `SAE.penalty_norms_F`).
 Decoder norms are free during training; the penalty weighs each code by its row norm.
 
+One deviation from the paper's init (biases 0): b_dec starts at the mean of the first training
+batch and b_enc at −b_dec·W_enc (`b_dec_init`, default "mean"; "zero" is the paper's). Adam
+moves b_dec by about lr per step, so from 0 it takes thousands of steps to reach a residual
+stream's mean (on the demo's Gemma store, coordinates up to 15 in the normalised units); a
+shorter run spends its features on the mean instead (docs/scaling-laws.md).
+
 Two exact paths for the same loss, picked per batch by the measured code density: at
 initialisation about half the codes are active and dense matmuls are the fastest; once the
 penalty has made the codes sparse (L0 of tens out of thousands) the decode, the decoder's
@@ -36,6 +42,7 @@ class ReluSAE(SAE):
 
     sparsity_coefficient_field = "l1_coefficient"
     supports_cross_layer = True
+    default_b_dec_init = "mean"
 
     @classmethod
     def default_lr(cls, cfg: SAEConfig) -> float:

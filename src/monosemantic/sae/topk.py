@@ -34,6 +34,7 @@ import torch
 
 from monosemantic.config import ConfigError
 from monosemantic.sae.base import SAE, BatchGroup, SAEOutput, TrainCodes, check_non_negative
+from monosemantic.sae.bias_init import geometric_median  # noqa: F401 (its former home)
 from monosemantic.sae.kernels import SparseCodes, scatter_codes
 from monosemantic.sae.sharded import row_topk_in_shard
 
@@ -50,6 +51,7 @@ class TopKSAE(SAE):
     """TopK SAE with unit-norm decoder rows and the AuxK loss."""
 
     default_apply_b_dec_to_input = True
+    default_b_dec_init = "median"
     unit_norm_decoder = True
     uses_k = True
     needs_dead_mask = True
@@ -186,32 +188,9 @@ class TopKSAE(SAE):
             nmse = nmse * group.world
         return self.cfg.aux_coefficient * nmse * x_var_per_row
 
-    @torch.no_grad()
-    def init_from_data(self, x_ND: torch.Tensor, target_ND: torch.Tensor | None = None) -> None:
-        """Set b_dec to the geometric median of what it decodes to (Weiszfeld's algorithm): the
-        input rows `x_ND`, or a transcoder's target rows `target_ND`."""
-        rows_ND = x_ND if target_ND is None else target_ND
-        self.b_dec.copy_(geometric_median(rows_ND).to(self.b_dec))
-
 
 def _global_centered_sq(t_BD: torch.Tensor, group: BatchGroup) -> torch.Tensor:
     """Σ_b‖t_b − t̄‖² over the group's global batch (t̄ its global mean), on every process."""
     n_rows = t_BD.shape[0] * group.world
     mean_D = group.sum_(t_BD.sum(0)) / n_rows
     return group.sum_((t_BD - mean_D).pow(2).sum())
-
-
-@torch.no_grad()
-def geometric_median(x_ND: torch.Tensor, max_iter: int = 200, tol: float = 1e-7) -> torch.Tensor:
-    """Point minimising Σ_n ‖x_n − y‖ (Weiszfeld iterations from the mean, in float64)."""
-    points_ND = x_ND.detach().to(torch.float64)
-    y_D = points_ND.mean(0)
-    for _ in range(max_iter):
-        # Weights 1/distance; the clamp keeps a point that coincides with y from dividing by 0.
-        w_N = 1.0 / (points_ND - y_D).norm(dim=1).clamp_min(1e-12)
-        y_next_D = (w_N[:, None] * points_ND).sum(0) / w_N.sum()
-        shift = (y_next_D - y_D).norm()
-        y_D = y_next_D
-        if shift <= tol * (1.0 + y_D.norm()):
-            break
-    return y_D

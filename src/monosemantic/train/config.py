@@ -314,10 +314,11 @@ def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
     nested ones by dotted name (`sae.k`). `old` may have the layout of earlier versions.
 
     `sae.d_in` is left out: it comes from the data, whose width the checkpoint checks with a
-    message that names the store to use."""
+    message that names the store to use; `sae.b_dec_init` too: it acts before the first step
+    only, and a checkpoint holds what it did."""
     old, new = dotted(current_layout(old)), dotted(new)
     keys = {k for k in set(old) | set(new) if k.split(".")[0] not in RESUME_SAFE_FIELDS}
-    keys -= {"out", "sae.d_in", "sae.d_out", "sae.site_widths"}
+    keys -= {"out", "sae.d_in", "sae.d_out", "sae.site_widths", "sae.b_dec_init"}
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
 
 
