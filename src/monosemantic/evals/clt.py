@@ -172,7 +172,8 @@ def run_clt_eval(cfg: EvalConfig, run: RunDir, lm: LoadedModel | None = None) ->
     sizes: dict[str, Any] = {"reconstruction_rows": [rows.start, rows.stop]}
     if cfg.n_contexts > 0:
         if lm is None:
-            lm = run.load_model(device, dtype=inputs[0].model_dtype, spec=cfg.model_options.model)
+            lm = run.load_model(device, dtype=inputs[0].model_dtype,
+                                spec=cfg.model_options.model)
         contexts = list(itertools.islice(fresh_contexts(inputs[0], lm.tokenizer,
                                                         cfg.n_contexts), cfg.n_contexts))
         if not contexts:
@@ -186,7 +187,8 @@ def run_clt_eval(cfg: EvalConfig, run: RunDir, lm: LoadedModel | None = None) ->
         sizes.update(spliced_contexts=len(contexts), spliced_tokens=n_tokens)
     result = {"kind": "cross_layer_transcoder", "layers": list(clt.layers),
               "architecture": clt.cfg.architecture, "n_features_per_layer": clt.n_features,
-              "model": cfg.model_options.model or run.model, "store": str(harvest), "sae": str(run.sae_dir),
+              "model": cfg.model_options.model or run.model, "store": str(harvest),
+              "sae": str(run.sae_dir),
               "metrics": metrics, "sizes": sizes, "config": to_dict(cfg),
               "formulas": {"nmse": NMSE_FORMULA, "variance_explained": FVE_FORMULA,
                            "l0": L0_FORMULA, **LOSS_FORMULAS,
