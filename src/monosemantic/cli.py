@@ -44,6 +44,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.evals.report", "EvalConfig", "run_eval",
         "Evaluate a trained SAE: reconstruction, sparsity, spliced-in model loss.",
     ),
+    "transcoders": Command(
+        "monosemantic.transcoders.run", "TranscoderSetConfig", "run_transcoders",
+        "Train a transcoder per layer (a replacement model) and splice them all in at once.",
+    ),
     "sweep": Command(
         "monosemantic.sweep.run", "SweepConfig", "run_sweep",
         "Train a grid of SAEs (sizes x tokens x lr x sparsity) and tabulate them.",

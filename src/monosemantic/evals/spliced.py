@@ -10,6 +10,7 @@ at every position except BOS / special tokens, which the activation store exclud
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -110,9 +111,37 @@ def spliced_loss(
     `ContextBatch`es (or `[B, S]` token tensors). `keep_token_ids` are left unedited (default:
     the tokenizer's special tokens). `on_batch(n_tokens)` is called after each batch (progress).
     """
+    name = hook if isinstance(hook, str) else hook.name
+    return spliced_loss_all(lm, [Splice(sae, name, hook_in)], batches, keep_token_ids,
+                            on_batch)
+
+
+@dataclass(frozen=True)
+class Splice:
+    """One dictionary spliced into the forward: `sae` replaces the activation at `hook`, from
+    that activation (an SAE) or from the one at `hook_in` of the same forward (a transcoder)."""
+
+    sae: SAE
+    hook: str
+    hook_in: str | None = None
+
+
+def spliced_loss_all(
+    lm: LoadedModel,
+    splices: Sequence[Splice],
+    batches: Iterable[ContextBatch | torch.Tensor],
+    keep_token_ids: Sequence[int] | None = None,
+    on_batch: Callable[[int], object] | None = None,
+) -> dict[str, float | int]:
+    """`spliced_loss` with every splice of `splices` in the same forward (e.g. a transcoder at
+    every layer: each reads its input site as the spliced forward computes it, so upstream
+    replacements reach it); zero-ablated zeroes every spliced hook at once."""
     from monosemantic.models import edit
 
-    name = hook if isinstance(hook, str) else hook.name
+    hooks = [s.hook for s in splices]
+    if len(set(hooks)) != len(hooks) or set(hooks) & {s.hook_in for s in splices}:
+        raise ValueError(f"splices write the same hook twice, or read a hook another writes: "
+                         f"{[(s.hook_in, s.hook) for s in splices]}")
     keep_ids = special_token_ids(lm.tokenizer) if keep_token_ids is None else list(keep_token_ids)
     acc = SplicedLossAccumulator()
     with torch.no_grad():
@@ -128,13 +157,16 @@ def spliced_loss(
             # Predictions of a special token (the next document's BOS, padding) are not scored.
             score_BS[:, :-1] &= splice_BS[:, 1:]
 
-            with edit(lm, {name: _replace_at(splice_BS, torch.zeros_like)}):
+            with edit(lm, {h: _replace_at(splice_BS, torch.zeros_like) for h in hooks}):
                 logits_zero_BSV = _logits(lm, tokens_BS, attention_BS)
             ce_zero_BS, _, _ = ce_and_kl(logits_zero_BSV, None, targets_BS)
             del logits_zero_BSV  # at most two [B, S, V] logits alive: V is 262k for Gemma
 
             logits_clean_BSV = _logits(lm, tokens_BS, attention_BS)
-            with edit(lm, _splice_edits(lm, sae, name, hook_in, splice_BS)):
+            edits: dict[str | HookPoint, Callable[[torch.Tensor], torch.Tensor]] = {}
+            for s in splices:
+                edits.update(_splice_edits(lm, s.sae, s.hook, s.hook_in, splice_BS))
+            with edit(lm, edits):
                 logits_spliced_BSV = _logits(lm, tokens_BS, attention_BS)
             ce_clean_BS, ce_spliced_BS, kl_BS = ce_and_kl(logits_clean_BSV, logits_spliced_BSV,
                                                           targets_BS)
