@@ -89,6 +89,10 @@ def test_a_set_end_to_end_with_resume(store, tmp_path, capsys):
     assert "layer 0: training" not in printed
     assert (out / "layer_00" / "sae" / "sae_weights.safetensors").stat().st_mtime_ns == kept
     assert (out / "layer_01" / "sae").is_dir() and (out / "layer_01" / "eval.json").is_file()
+    again = json.loads((out / "transcoders_eval.json").read_text())["all_replaced"]
+    assert main(_set_args(store, out)) == 0
+    assert "3 already finished" in capsys.readouterr().out
+    assert json.loads((out / "transcoders_eval.json").read_text())["all_replaced"] == again
     # Other training options on the same folder are refused.
     with pytest.raises(UserError, match="other options.*n_features"):
         run_transcoders(TranscoderSetConfig(out=out, store=store, n_features="128"))

@@ -23,6 +23,7 @@ from monosemantic.runs import RunDir
 from monosemantic.sweep.point import is_trained
 from monosemantic.transcoders.config import (
     SET_CFG,
+    SET_EVAL,
     SET_FILE,
     TranscoderSetConfig,
     hook_in,
@@ -75,7 +76,13 @@ def run_transcoders(cfg: TranscoderSetConfig) -> dict[str, Any]:
                             "layers": layers, "per_layer": per_layer, "all_replaced": None}
     say("")
     say(format_set_table(per_layer))
-    if cfg.loss_contexts > 0:
+    previous = RunDir(out).read_json(out / SET_EVAL)
+    if cfg.loss_contexts > 0 and not todo and previous.get("layers") == layers \
+            and previous.get("all_replaced"):
+        # Nothing changed since it was measured (the options are checked to be the same).
+        data.update({k: previous.get(k) for k in ("all_replaced", "sizes", "formulas")})
+        say(format_all_replaced(data["all_replaced"], len(layers)))
+    elif cfg.loss_contexts > 0:
         lm = lm or _load_model(cfg, layers)
         loss, sizes = all_replaced_loss(cfg, lm, layers)
         data.update(all_replaced=loss, sizes=sizes, formulas={"all_replaced": ALL_REPLACED_FORMULA})
