@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.errors import UserError
-from monosemantic.evals.report import trainer_dead, write_json
+from monosemantic.evals.report import trainer_dead
+from monosemantic.fsutil import atomic_write_text, json_ready
 from monosemantic.runs import RunDir
 from monosemantic.transcoders.config import SET_EVAL, SET_FILE, layer_dir_name
 
@@ -32,8 +33,8 @@ ALL_REPLACED_FORMULA = (
 def write_set_file(out: Path, model: str, layers: list[int]) -> Path:
     """OUT/transcoders.json for the finished `layers`."""
     path = Path(out) / SET_FILE
-    write_json(path, {"version": SET_VERSION, "model": model,
-                      "layers": {str(layer): layer_dir_name(layer) for layer in sorted(layers)}})
+    _write(path, {"version": SET_VERSION, "model": model,
+                  "layers": {str(layer): layer_dir_name(layer) for layer in sorted(layers)}})
     return path
 
 
@@ -64,8 +65,14 @@ def layer_figures(run: RunDir) -> dict[str, Any]:
 
 def write_set_eval(out: Path, data: dict[str, Any]) -> Path:
     path = Path(out) / SET_EVAL
-    write_json(path, data)
+    _write(path, data)
     return path
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Strict JSON in the order given (layers in numeric order, not sorted as strings)."""
+    text = json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
 
 
 _COLUMNS = (  # header, key, width, format
