@@ -48,6 +48,10 @@ COMMANDS: dict[str, Command] = {
         "monosemantic.evals.crosscoder", "CrosscoderEvalConfig", "run_crosscoder_eval",
         "Evaluate a crosscoder per site; diff its two models (docs/crosscoders.md).",
     ),
+    "transcoders": Command(
+        "monosemantic.transcoders.run", "TranscoderSetConfig", "run_transcoders",
+        "Train a transcoder per layer (a replacement model) and splice them all in at once.",
+    ),
     "sweep": Command(
         "monosemantic.sweep.run", "SweepConfig", "run_sweep",
         "Train a grid of SAEs (sizes x tokens x lr x sparsity) and tabulate them.",

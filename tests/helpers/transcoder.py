@@ -3,6 +3,7 @@ steering / attribution / inspection tests: no harvest or training needed."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -33,3 +34,23 @@ def save_transcoder_run(run: Path, model_dir: Path, tc: SAE) -> Path:
     save_sae(tc, run / "sae", extra_metadata={"model": str(model_dir), "hook": HOOK_IN,
                                               "hook_out": HOOK_OUT})
     return run
+
+
+class ExactMLP(torch.nn.Module):
+    """A stand-in transcoder that computes the MLP sublayer itself (codes = the input): the
+    block's MLP, and for gemma3 the post-MLP norm between it and hook_mlp_out."""
+
+    def __init__(self, block: torch.nn.Module, family: str, scale: float = 1.0):
+        super().__init__()
+        # Copies: the edits hook the model's own modules.
+        self.mlp = copy.deepcopy(block.mlp)
+        self.post = (copy.deepcopy(block.post_feedforward_layernorm) if family == "gemma3"
+                     else torch.nn.Identity())
+        self.scale = scale
+        """Multiplies the output: 1 is a perfect stand-in, anything else a known error."""
+
+    def encode(self, x_ND):
+        return x_ND
+
+    def decode(self, f_ND):
+        return self.scale * self.post(self.mlp(f_ND))

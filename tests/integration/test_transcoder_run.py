@@ -4,7 +4,6 @@ transcoder spliced in for the MLP."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from helpers.tiny import FAMILIES, tiny_model, tiny_tokenizer
+from helpers.transcoder import ExactMLP
 from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.sae import SAEConfig, load_sae
@@ -88,24 +88,6 @@ def test_train_and_eval_through_the_cli(store, tmp_path, arch, skip, capsys):
         data.close()
 
 
-class _ExactMLP(torch.nn.Module):
-    """A stand-in transcoder that computes the MLP sublayer itself (codes = the input): the
-    block's MLP, and for gemma3 the post-MLP norm between it and hook_mlp_out."""
-
-    def __init__(self, block: torch.nn.Module, family: str):
-        super().__init__()
-        # Copies: the edits hook the model's own modules.
-        self.mlp = copy.deepcopy(block.mlp)
-        self.post = (copy.deepcopy(block.post_feedforward_layernorm) if family == "gemma3"
-                     else torch.nn.Identity())
-
-    def encode(self, x_ND):
-        return x_ND
-
-    def decode(self, f_ND):
-        return self.post(self.mlp(f_ND))
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_spliced_loss_reads_the_input_of_the_same_forward(family):
     """Splicing a transcoder equal to the MLP sublayer changes nothing; the same one fed
@@ -119,7 +101,7 @@ def test_spliced_loss_reads_the_input_of_the_same_forward(family):
                         "def add(a, b): return a + b, the golden gate bridge"],
                        return_tensors="pt", padding=True).input_ids
     block = lm.model.get_submodule(lm.hook_point("blocks.1.hook_resid_post").module_path)
-    exact = _ExactMLP(block, family)
+    exact = ExactMLP(block, family)
     m = spliced_loss(lm, exact, HOOK_OUT, [ids_BS], hook_in=HOOK_IN)
     assert m["ce_spliced"] == pytest.approx(m["ce_clean"], abs=1e-5)
     assert m["kl"] == pytest.approx(0.0, abs=1e-6)

@@ -13,7 +13,7 @@ forward passes and write the same store, file for file (`harvest_ranks`).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -27,6 +27,7 @@ from monosemantic.console import redirected, say
 from monosemantic.data import CorpusConfig, CorpusReport
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
+from monosemantic.models.hook_points import expand_hook_patterns, is_hook_pattern
 from monosemantic.progress import progress
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ class HarvestConfig:
     """Model: `gemma-3-270m` (embedded default), a local HF directory, a .gguf file or a hub id."""
     hooks: tuple[str, ...] = ("blocks.6.hook_resid_post",)
     """Hook point(s) to store, e.g. `blocks.6.hook_resid_post` (`monosemantic hooks` lists
-    them); several are harvested in one pass (`--hook` works for one)."""
+    them); several are harvested in one pass (`--hook` works for one). Patterns stand for
+    several: `'blocks.*.hook_mlp_in'` (every layer; quote it for the shell),
+    `blocks.0-5.hook_mlp_out`, `blocks.2,4.hook_mlp_in`."""
     tokens: int = 2_000_000
     """Rows (token positions) to store per hook, e.g. 2M; fewer if the corpus runs out."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
@@ -85,6 +88,16 @@ def store_dirs(cfg: HarvestConfig) -> dict[str, Path]:
     return {hook: Path(cfg.out) / hook for hook in cfg.hooks}
 
 
+def with_hooks_expanded(cfg: HarvestConfig, n_layers: int) -> HarvestConfig:
+    """`cfg` with its hook patterns (`blocks.*.hook_mlp_in`, `blocks.0-5.hook_mlp_out`)
+    replaced by the hook points they match (`models.hook_points.expand_hook_patterns`)."""
+    if not any(is_hook_pattern(h) for h in cfg.hooks):
+        return cfg
+    hooks = tuple(expand_hook_patterns(cfg.hooks, n_layers))
+    say(f"hooks: {len(hooks)} hook points from {' '.join(cfg.hooks)}")
+    return replace(cfg, hooks=hooks)
+
+
 def _check(cfg: HarvestConfig) -> None:
     for name in ("tokens", "ctx_len", "batch_size", "shard_rows"):
         if getattr(cfg, name) <= 0:
@@ -101,6 +114,10 @@ def harvest(cfg: HarvestConfig) -> Path:
     from monosemantic.models import load_model
 
     _check(cfg)
+    if any(is_hook_pattern(h) for h in cfg.hooks):
+        from monosemantic.models import load_model_layout
+
+        cfg = with_hooks_expanded(cfg, load_model_layout(cfg.model).n_layers)
     store_dirs(cfg)
     with process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:
@@ -118,6 +135,7 @@ def harvest_with(lm: LoadedModel, cfg: HarvestConfig) -> int:
     """`harvest` with the model already loaded (`cfg.model` is recorded, not loaded); returns
     the rows stored per hook."""
     _check(cfg)
+    cfg = with_hooks_expanded(cfg, lm.n_layers)
     writers = {hook: StoreWriter(path, header(cfg, lm, hook), lm.hook_point(hook).width,
                                  cfg.dtype, cfg.shard_rows)
                for hook, path in store_dirs(cfg).items()}

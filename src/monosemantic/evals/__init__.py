@@ -9,7 +9,7 @@ from monosemantic.evals.metrics import (
     reconstruction_metrics,
 )
 from monosemantic.evals.report import EvalConfig, run_eval
-from monosemantic.evals.spliced import spliced_loss
+from monosemantic.evals.spliced import Splice, spliced_loss, spliced_loss_all
 
 __all__ = [
     "EvalConfig",
@@ -21,5 +21,7 @@ __all__ = [
     "reconstruction_metrics",
     "reconstruction_pass",
     "run_eval",
+    "Splice",
     "spliced_loss",
+    "spliced_loss_all",
 ]

@@ -98,7 +98,7 @@ def fresh_contexts(store: ActivationStore, tokenizer: Any, n_contexts: int,
     return itertools.islice(contexts, n_contexts)
 
 
-def _unspliced_ids(store: ActivationStore, lm: LoadedModel) -> list[int] | None:
+def unspliced_ids(store: ActivationStore, lm: LoadedModel) -> list[int] | None:
     """Token ids left unspliced: those the harvest excluded (BOS and other special tokens)."""
     ids = store.manifest.get("special_token_ids") if store.manifest.get("exclude_special") else None
     return list(ids) if ids else None  # None: the tokenizer's special tokens
@@ -157,7 +157,7 @@ def evaluate_sae(
         with bar:
             loss = spliced_loss(lm, sae, hook_name if hook_out is None else hook_out,
                                 batch_contexts(contexts, batch_size),
-                                keep_token_ids=_unspliced_ids(store, lm), on_batch=bar.update,
+                                keep_token_ids=unspliced_ids(store, lm), on_batch=bar.update,
                                 hook_in=None if hook_out is None else hook_name)
         metrics.update(loss)
         sizes.update(spliced_contexts=len(contexts), spliced_tokens=n_ctx_tokens,

@@ -10,6 +10,7 @@ at every position except BOS / special tokens, which the activation store exclud
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -111,14 +112,49 @@ def spliced_loss(
     the tokenizer's special tokens). `on_batch(n_tokens)` is called after each batch (progress).
     """
     name = hook if isinstance(hook, str) else hook.name
+    return spliced_loss_all(lm, [Splice(sae, name, hook_in)], batches, keep_token_ids,
+                            on_batch)
+
+
+@dataclass(frozen=True)
+class Splice:
+    """One dictionary spliced into the forward: `sae` replaces the activation at `hook`, from
+    that activation (an SAE) or from the one at `hook_in` of the same forward (a transcoder)."""
+
+    sae: SAE
+    hook: str
+    hook_in: str | None = None
+
+
+def spliced_loss_all(
+    lm: LoadedModel,
+    splices: Sequence[Splice],
+    batches: Iterable[ContextBatch | torch.Tensor],
+    keep_token_ids: Sequence[int] | None = None,
+    on_batch: Callable[[int], object] | None = None,
+) -> dict[str, float | int]:
+    """`spliced_loss` with every splice of `splices` in the same forward (e.g. a transcoder at
+    every layer: each reads its input site as the spliced forward computes it, so upstream
+    replacements reach it); zero-ablated zeroes every spliced hook at once."""
+    hooks = [s.hook for s in splices]
+    if len(set(hooks)) != len(hooks) or set(hooks) & {s.hook_in for s in splices}:
+        raise ValueError(f"splices write the same hook twice, or read a hook another writes: "
+                         f"{[(s.hook_in, s.hook) for s in splices]}")
+
+    def splice_edits(splice_BS: torch.Tensor) -> dict[str | HookPoint, EditFn]:
+        edits: dict[str | HookPoint, EditFn] = {}
+        for s in splices:
+            edits.update(_splice_edits(lm, s.sae, s.hook, s.hook_in, splice_BS))
+        return edits
+
     return spliced_loss_with(
         lm, batches,
-        lambda splice_BS: {name: _replace_at(splice_BS, torch.zeros_like)},
-        lambda splice_BS: _splice_edits(lm, sae, name, hook_in, splice_BS),
-        keep_token_ids, on_batch)
+        lambda splice_BS: {h: _replace_at(splice_BS, torch.zeros_like) for h in hooks},
+        splice_edits, keep_token_ids, on_batch)
 
 
-EditsAt = Callable[[torch.Tensor], "dict[str | HookPoint, Callable[[torch.Tensor], torch.Tensor]]"]
+EditFn = Callable[[torch.Tensor], torch.Tensor]
+EditsAt = Callable[[torch.Tensor], "dict[str | HookPoint, EditFn]"]
 """Given the positions to edit (`splice_BS`, bool [B, S]), the edits of one forward."""
 
 

@@ -9,6 +9,7 @@ A raw HF module path (e.g. `model.layers.3.mlp`) is accepted too: its output is 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 
@@ -96,3 +97,73 @@ def unknown_hook_error(name: str, n_layers: int, model: nn.Module, blocks: str) 
         f"or a module path of the HF model such as '{blocks}.0' "
         f"(`monosemantic hooks --model ...` lists them).{hint}"
     )
+
+
+_PATTERN_NAME = re.compile(r"^blocks\.([^.]+)\.(.+)$")
+
+
+def parse_layers(spec: str, n_layers: int, what: str = "layers") -> list[int]:
+    """Layers from `all` / `*`, `6`, `0-5`, or a comma list of those (`0-5,8`), sorted, each
+    checked against 0..n_layers-1."""
+    text = spec.strip().lower()
+    if text in ("all", "*"):
+        return list(range(n_layers))
+    layers: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise UserError(f"{what} {spec!r}: give `all`, a layer (6), a range (0-5) or a "
+                            "comma list of them (0-5,8)")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise UserError(f"{what} {spec!r}: the range {first}-{last} runs backwards")
+        if last >= n_layers:
+            raise UserError(f"{what} {spec!r}: layer {last} does not exist, this model has "
+                            f"layers 0..{n_layers - 1}")
+        layers.update(range(first, last + 1))
+    return sorted(layers)
+
+
+def is_hook_pattern(name: str) -> bool:
+    """A name that stands for several hook points: a wildcard (`blocks.*.hook_mlp_in`) or a
+    layer list in the layer's place (`blocks.0-5.hook_mlp_out`, `blocks.2,4.hook_mlp_in`)."""
+    if any(c in name for c in "*?["):
+        return True
+    match = _PATTERN_NAME.match(name)
+    return match is not None and re.fullmatch(r"[\d,\-\s]+", match.group(1)) is not None \
+        and not match.group(1).isdigit()
+
+
+def expand_hook_patterns(names: list[str] | tuple[str, ...], n_layers: int) -> list[str]:
+    """`names` with every pattern (`is_hook_pattern`) replaced by the canonical hook points it
+    matches, in forward order; plain names are kept as they are (checked when hooked). A name
+    listed twice after expansion is kept once. A pattern that matches nothing is a UserError."""
+    canonical = all_canonical_names(n_layers)
+    out: list[str] = []
+    for name in names:
+        matched = _matches(name, canonical, n_layers) if is_hook_pattern(name) else [name]
+        if not matched:
+            raise UserError(f"hook pattern {name!r} matches no hook point of this model "
+                            f"(layers 0..{n_layers - 1}); patterns look like "
+                            "blocks.*.hook_mlp_in or blocks.0-5.hook_mlp_out "
+                            "(`monosemantic hooks --model ...` lists the names)")
+        out.extend(n for n in matched if n not in out)
+    return out
+
+
+def _matches(pattern: str, canonical: list[str], n_layers: int) -> list[str]:
+    match = _PATTERN_NAME.match(pattern)
+    if match is None:
+        return [n for n in canonical if fnmatch.fnmatchcase(n, pattern)]
+    layer_spec, suffix = match.groups()
+    if layer_spec != "*" and any(c in layer_spec for c in "*?["):
+        layers = list(range(n_layers))
+        layer_ok = [str(layer) for layer in layers
+                    if fnmatch.fnmatchcase(str(layer), layer_spec)]
+    else:
+        layer_ok = [str(layer) for layer in parse_layers(layer_spec, n_layers,
+                                                         what=f"hook pattern {pattern!r}, layers")]
+    return [n for n in canonical
+            if (m := _PATTERN_NAME.match(n)) is not None and m.group(1) in layer_ok
+            and fnmatch.fnmatchcase(m.group(2), suffix)]
