@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import shutil
 
 import pytest
@@ -77,6 +78,12 @@ def test_a_set_end_to_end_with_resume(store, tmp_path, capsys):
     assert everything["ce_clean"] == pytest.approx(alone["ce_clean"], rel=1e-6)
     printed = capsys.readouterr().out
     assert "all 3 transcoders spliced in at once" in printed and "next: monosemantic" in printed
+    # The printed graph command runs as printed.
+    graph_line = next(line for line in printed.splitlines()
+                      if line.startswith("next: monosemantic graph"))
+    assert main(shlex.split(graph_line.removeprefix("next: monosemantic ").split("   (")[0])) == 0
+    assert (out / "graphs").is_dir()
+    capsys.readouterr()
 
     # A finished layer is skipped; one interrupted before its SAE was saved is resumed (from
     # its checkpoint) and evaluated.

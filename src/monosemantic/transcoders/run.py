@@ -90,7 +90,9 @@ def run_transcoders(cfg: TranscoderSetConfig) -> dict[str, Any]:
     path = write_set_eval(out, data)
     say(f"\nwrote {out / SET_FILE} and {path}")
     first = shlex.quote(str(out / layer_dir_name(layers[0])))
-    say(f"next: monosemantic analyze {first}   (one layer's features; every layer is a run)")
+    say(f"next: monosemantic graph {shlex.quote(str(out))} --prompt 'The capital of France is'"
+        "   (an attribution graph through the set: docs/circuits.md)")
+    say(f"      monosemantic analyze {first}   (one layer's features; every layer is a run)")
     return data
 
 
