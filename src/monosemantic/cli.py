@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "transcoders": Command(
         "monosemantic.transcoders.run", "TranscoderSetConfig", "run_transcoders",
-        "Train a transcoder per layer (a replacement model) and splice them all in at once.",
+        "Train one transcoder per layer and splice them all in at once.",
     ),
     "sweep": Command(
         "monosemantic.sweep.run", "SweepConfig", "run_sweep",
