@@ -22,7 +22,7 @@ import torch
 from monosemantic.config import to_dict
 from monosemantic.console import say
 from monosemantic.errors import UserError
-from monosemantic.evals.evaluate import _unspliced_ids, fresh_contexts
+from monosemantic.evals.evaluate import fresh_contexts, unspliced_ids
 from monosemantic.evals.loss import LOSS_FORMULAS
 from monosemantic.evals.metrics import (
     FVE_FORMULA,
@@ -182,7 +182,7 @@ def run_clt_eval(cfg: EvalConfig, run: RunDir, lm: LoadedModel | None = None) ->
         n_tokens = sum(int(c.tokens.numel()) for c in contexts)
         with progress(total=n_tokens, desc="spliced loss", unit="tok") as bar:
             loss = clt_spliced_loss(lm, clt, batch_contexts(contexts, cfg.batch_size),
-                                    _unspliced_ids(inputs[0], lm), bar.update)
+                                    unspliced_ids(inputs[0], lm), bar.update)
         metrics.update(loss)
         sizes.update(spliced_contexts=len(contexts), spliced_tokens=n_tokens)
     result = {"kind": "cross_layer_transcoder", "layers": list(clt.layers),

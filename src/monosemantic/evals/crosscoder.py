@@ -220,7 +220,7 @@ def run_crosscoder_eval(cfg: CrosscoderEvalConfig, lm: LoadedModel | None = None
 def _spliced(cfg: CrosscoderEvalConfig, xc: LoadedCrosscoder, store: ActivationStore,
              device: str, lm: LoadedModel | None) -> dict[str, Any]:
     from monosemantic.data import batch_contexts
-    from monosemantic.evals.evaluate import _unspliced_ids, fresh_contexts
+    from monosemantic.evals.evaluate import fresh_contexts, unspliced_ids
     from monosemantic.evals.spliced import special_token_ids
     from monosemantic.models import load_model
 
@@ -231,5 +231,5 @@ def _spliced(cfg: CrosscoderEvalConfig, xc: LoadedCrosscoder, store: ActivationS
     if not contexts:
         raise UserError("the store's corpus has no text left after the harvested documents: "
                         "evaluate with --n-contexts 0, or harvest fewer tokens")
-    keep = _unspliced_ids(store, lm) or special_token_ids(lm.tokenizer)
+    keep = unspliced_ids(store, lm) or special_token_ids(lm.tokenizer)
     return spliced_loss_per_site(lm, xc, batch_contexts(contexts, cfg.batch_size), keep)
