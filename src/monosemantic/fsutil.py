@@ -42,6 +42,14 @@ def publish(tmp: Path, target: Path) -> None:
     fsync_path(target.parent)
 
 
+def save_figure(fig: Any, target: Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure as PNG to `target` crash-safely (`fig.savefig` to the temp
+    name, then `publish`)."""
+    tmp = temp_path(target)
+    fig.savefig(tmp, dpi=dpi, format="png")
+    publish(tmp, target)
+
+
 def atomic_write_stream(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """Create or replace `target` with what `write(fh)` writes, atomically."""
     target = Path(target)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from monosemantic.errors import UserError
+from monosemantic.fsutil import save_figure
 from monosemantic.sae.crosscoder import LoadedCrosscoder, site_scale_D
 
 DIFF_FORMULAS = {
@@ -160,9 +161,7 @@ def plot_diff(diff: dict[str, Any], path: Path) -> Path | None:
                      f"A-only {diff['a_only']:,}, B-only {diff['b_only']:,}, shared "
                      f"{diff['shared']:,}, zero {diff['zero']:,} (threshold {t:g})", fontsize=9)
         fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
+        save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
     return path

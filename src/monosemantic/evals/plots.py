@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from monosemantic.fsutil import save_figure
+
 
 def have_matplotlib() -> bool:
     """True when matplotlib can be imported (`pip install monosemantic[plots]`)."""
@@ -37,9 +39,7 @@ def plot_density_histogram(hist: dict[str, Any], path: Path, title: str = "") ->
         ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=10)
         fig.tight_layout()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
+        save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
     return path

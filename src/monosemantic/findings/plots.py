@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from monosemantic.evals.plots import have_matplotlib
+from monosemantic.fsutil import save_figure
 
 COLOURS = ("#4878a8", "#c44e52", "#55a868", "#8172b2", "#ccb974", "#64b5cd")
 
@@ -24,9 +25,7 @@ def _figure(path: Path, n_panels: int) -> Iterator[list[Any]]:
     try:
         yield list(axes[0])
         fig.subplots_adjust(left=0.09, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from monosemantic.evals.plots import have_matplotlib
+from monosemantic.fsutil import save_figure
 from monosemantic.laws.bootstrap import law_band
 from monosemantic.laws.lr import at_grid_edge
 from monosemantic.laws.powerlaw import PowerLaw
@@ -50,9 +51,7 @@ def plot_group(group: dict[str, Any], path: Path) -> Path | None:
         fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1 if rows == 2 else 0.14,
                             top=0.9 if rows == 2 else 0.84, wspace=0.3, hspace=0.35)
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
     return path
