@@ -43,7 +43,7 @@ from monosemantic.graph.scores import graph_scores
 from monosemantic.models import LoadedModel, load_model
 from monosemantic.sae import SAEConfig, create_sae
 
-PROMPT = "The capital of France is the city of"  # 10 tokens with BOS on Gemma 3
+PROMPT = "The capital of France is the city of"  # 9 tokens with BOS on Gemma 3
 
 
 @dataclass

@@ -33,8 +33,8 @@ class GraphConfig:
     max_feature_nodes: int = 1024
     """At most this many features get their incoming edges computed (targets), chosen by
     their estimated influence on the logits; the others' writes join the error node at their
-    layer and position. 0: no cap. The default keeps a 10-token prompt on Gemma 3 270M with
-    transcoders on all 18 layers near 2 minutes on a 2-core CPU (docs/circuits.md)."""
+    layer and position. 0: no cap. The default aims at 2 minutes for a 10-token prompt on
+    Gemma 3 270M with transcoders on all 18 layers on a 2-core CPU (docs/circuits.md)."""
     update_interval: int = 4
     """With the cap: re-estimate the influence after this many batches of features."""
     interventions: bool = True
