@@ -30,7 +30,7 @@ class GraphConfig:
     are always kept)."""
     edge_threshold: float = 0.98
     """Keep the edges holding this share of the edge influence."""
-    max_feature_nodes: int = 1024
+    max_feature_nodes: int = 512
     """At most this many features get their incoming edges computed (targets), chosen by
     their estimated influence on the logits; the others' writes join the error node at their
     layer and position. 0: no cap. The default aims at 2 minutes for a 10-token prompt on
