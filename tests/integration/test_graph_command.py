@@ -13,7 +13,7 @@ from helpers.graph import PROMPT, save_transcoder_runs, tiny_transcoders
 from helpers.tiny import save_tiny_model_dir
 from monosemantic.cli import main
 from monosemantic.errors import UserError
-from monosemantic.graph.command import build_graph, run_graph
+from monosemantic.graph.command import build_graph, checked_prompt, run_graph
 from monosemantic.graph.config import GraphConfig
 from monosemantic.models import load_model
 from monosemantic.sae import SAEConfig, create_sae, save_sae
@@ -107,6 +107,29 @@ def test_logit_mass_adds_logit_nodes(runs, lm):
     lm_, rep = load_replacement(find_runs(cfg.run), "cpu")
     graph = build_graph(lm_, rep, cfg)
     assert sum(n["kind"] == "logit" for n in graph["nodes"]) == 3
+
+
+def test_max_feature_nodes_caps_the_feature_nodes(runs):
+    root, _ = runs
+    from monosemantic.graph.frozen import record
+    from monosemantic.graph.loading import find_runs, load_replacement
+    from monosemantic.graph.nodes import logit_targets, node_set, node_values
+
+    lm_, rep = load_replacement(find_runs([root]), "cpu")
+    whole = build_graph(lm_, rep, GraphConfig(run=[root], prompt=PROMPT, interventions=False,
+                                              max_feature_nodes=0))
+    clean = record(lm_, checked_prompt(lm_, PROMPT))
+    n_features = node_set(lm_, node_values(lm_, rep, clean),
+                          logit_targets(clean, None, 0.0, 1)).n_features
+    cap = n_features // 4
+    graph = build_graph(lm_, rep, GraphConfig(run=[root], prompt=PROMPT, max_feature_nodes=cap,
+                                              batch_size=4))
+    assert graph["pruning"]["nodes_before"] == whole["pruning"]["nodes_before"] - n_features + cap
+    kept = {n["id"] for n in graph["nodes"] if n["kind"] == "feature"}
+    assert 0 < len(kept) <= cap and kept <= {n["id"] for n in whole["nodes"]}
+    assert 0 <= graph["scores"]["replacement"] <= 1 and graph["interventions"]["n"] > 0
+    with pytest.raises(UserError, match="--max-feature-nodes must be >= 0"):
+        build_graph(lm_, rep, GraphConfig(run=[root], prompt=PROMPT, max_feature_nodes=-1))
 
 
 def test_a_residual_sae_is_refused(tmp_path, tiny_model_dir):

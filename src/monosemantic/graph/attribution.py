@@ -18,6 +18,7 @@ Only feature and logit nodes have inputs; token and error rows stay zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -86,43 +87,61 @@ def _target_values(replacement: Replacement, nodes: NodeSet, targets: list[int],
 
 def adjacency(lm: LoadedModel, clean: CleanRun, replacement: Replacement, nodes: NodeSet,
               batch_size: int = 16) -> Tensor:
-    """A [n_nodes, n_nodes] (rows targets, columns sources) on the CPU, float32."""
-    n = nodes.n_nodes
-    # float32 at least; a float64 model (tests) keeps float64.
-    adj = torch.zeros(n, n, dtype=torch.promote_types(clean.emb_SD.dtype, torch.float32))
-    sources = _source_layers(replacement, nodes, clean.emb_SD.device, adj.dtype)
-    targets = list(range(nodes.n_features)) + list(range(nodes.logit_start, n))
+    """A [n_nodes, n_nodes] (rows targets, columns sources) on the CPU, float32: every
+    feature and logit row computed (no cap)."""
+    rows = row_computer(lm, clean, replacement, nodes)
+    adj = torch.zeros(nodes.n_nodes, nodes.n_nodes, dtype=edge_dtype(clean))
+    targets = list(range(nodes.n_features)) + list(range(nodes.logit_start, nodes.n_nodes))
     batches = [targets[i:i + batch_size] for i in range(0, len(targets), batch_size)]
     with progress(len(batches), desc="graph edges", unit="batch") as bar:
         for batch in batches:
-            _edges_into(adj, lm, clean, replacement, nodes, sources, batch)
+            adj[torch.tensor(batch)] = rows(batch)
             bar.update(1)
     return adj
 
 
-def _edges_into(adj: Tensor, lm: LoadedModel, clean: CleanRun, replacement: Replacement,
-                nodes: NodeSet, sources: list[_SourceLayer], batch: list[int]) -> None:
-    """Fill the rows of `batch`'s targets with one backward."""
+def edge_dtype(clean: CleanRun) -> torch.dtype:
+    """float32 at least; a float64 model (tests) keeps float64."""
+    return torch.promote_types(clean.emb_SD.dtype, torch.float32)
+
+
+def row_computer(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
+                 nodes: NodeSet) -> Callable[[list[int]], Tensor]:
+    """A function from a batch of target nodes (features or logits) to their rows
+    [len(batch), n_nodes] on the CPU (one backward)."""
+    sources = _source_layers(replacement, nodes, clean.emb_SD.device, edge_dtype(clean))
+
+    def rows(batch: list[int]) -> Tensor:
+        return _edges_into(lm, clean, replacement, nodes, sources, batch)
+
+    return rows
+
+
+def _edges_into(lm: LoadedModel, clean: CleanRun, replacement: Replacement, nodes: NodeSet,
+                sources: list[_SourceLayer], batch: list[int]) -> Tensor:
+    """The rows of `batch`'s targets, from one backward."""
     values, seq, device = nodes.values, nodes.n_pos, clean.emb_SD.device
+    dtype = edge_dtype(clean)
     with torch.enable_grad():
         fp = frozen_forward(lm, clean, replacement, values, batch=len(batch), deltas=True)
         assert fp.head_BSV is not None
         total = _target_values(replacement, nodes, batch, fp.mlp_in, fp.head_BSV)
         keys = list(fp.deltas)
         grads = torch.autograd.grad(total, [fp.deltas[k] for k in keys], allow_unused=True)
-    grad = {k: (torch.zeros_like(fp.deltas[k]) if g is None else g).to(adj.dtype)
+    grad = {k: (torch.zeros_like(fp.deltas[k]) if g is None else g).to(dtype)
             for k, g in zip(keys, grads)}
-    rows = torch.tensor(batch)
-    adj[rows, nodes.token_start:nodes.token_start + seq] = \
-        (values.emb_SD[None].to(adj.dtype) * grad["emb"]).sum(-1).cpu()
+    out = torch.zeros(len(batch), nodes.n_nodes, dtype=dtype)
+    out[:, nodes.token_start:nodes.token_start + seq] = \
+        (values.emb_SD[None].to(dtype) * grad["emb"]).sum(-1).cpu()
     for layer in range(nodes.n_layers):
         start = nodes.error_index(layer, 0)
-        adj[rows, start:start + seq] = \
-            (values.errors[layer][None].to(adj.dtype) * grad[layer]).sum(-1).cpu()
+        out[:, start:start + seq] = \
+            (values.errors[layer][None].to(dtype) * grad[layer]).sum(-1).cpu()
     for src in sources:
-        weight_RN = torch.zeros(len(batch), len(src.index_N), device=device, dtype=adj.dtype)
+        weight_RN = torch.zeros(len(batch), len(src.index_N), device=device, dtype=dtype)
         cols_N = torch.arange(len(src.index_N), device=device)
         for target, rows_ND in src.rows.items():
             proj_RSN = grad[target] @ rows_ND.T
             weight_RN += proj_RSN[:, src.pos_N, cols_N]
-        adj[rows[:, None], src.index_N[None, :]] = (weight_RN * src.act_N).cpu()
+        out[:, src.index_N] = (weight_RN * src.act_N).cpu()
+    return out

@@ -11,17 +11,18 @@ import torch
 from monosemantic.console import say
 from monosemantic.devices import resolve_device
 from monosemantic.errors import UserError
-from monosemantic.graph.attribution import adjacency
+from monosemantic.graph.attribution import adjacency, row_computer
 from monosemantic.graph.config import GraphConfig
-from monosemantic.graph.frozen import record
+from monosemantic.graph.frozen import CleanRun, record
 from monosemantic.graph.interventions import check_interventions
 from monosemantic.graph.loading import find_runs, load_replacement
-from monosemantic.graph.nodes import logit_targets, node_set, node_values, target_token
+from monosemantic.graph.nodes import NodeSet, logit_targets, node_set, node_values, target_token
 from monosemantic.graph.output import graph_dict, prompt_slug, write_graph
 from monosemantic.graph.page import write_graph_page
 from monosemantic.graph.prune import prune
 from monosemantic.graph.replacement import Replacement
 from monosemantic.graph.scores import graph_scores
+from monosemantic.graph.select import capped_adjacency, influence_ordered_rows
 from monosemantic.models import LoadedModel
 from monosemantic.steer.compare import prompt_ids
 
@@ -56,14 +57,16 @@ def build_graph(lm: LoadedModel, replacement: Replacement, cfg: GraphConfig) -> 
     """graph.json's object for `cfg.prompt` (no file written)."""
     ids_1S = checked_prompt(lm, cfg.prompt)
     target_id = None if cfg.target is None else target_token(lm, cfg.target)
-    for name in ("max_logits", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name, least in (("max_logits", 1), ("batch_size", 1), ("max_feature_nodes", 0),
+                        ("update_interval", 1)):
+        if getattr(cfg, name) < least:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {least}, "
+                            f"got {getattr(cfg, name)}")
     clean = record(lm, ids_1S)
     values = node_values(lm, replacement, clean)
     nodes = node_set(lm, values, logit_targets(clean, target_id, cfg.logit_mass,
                                                cfg.max_logits))
-    adj = adjacency(lm, clean, replacement, nodes, cfg.batch_size)
+    nodes, adj = graph_edges(lm, clean, replacement, nodes, cfg)
     weights = torch.zeros(nodes.n_nodes)
     weights[nodes.logit_start:] = torch.tensor(nodes.logits.probs)
     kinds = nodes.kinds()
@@ -81,6 +84,22 @@ def build_graph(lm: LoadedModel, replacement: Replacement, cfg: GraphConfig) -> 
         pruned=pruned, weights=weights, replacement=replacement,
         scores=graph_scores(adj, weights, kinds),
         thresholds=(cfg.node_threshold, cfg.edge_threshold), check=check)
+
+
+def graph_edges(lm: LoadedModel, clean: CleanRun, replacement: Replacement, nodes: NodeSet,
+                cfg: GraphConfig) -> tuple[NodeSet, torch.Tensor]:
+    """(the graph's nodes, its adjacency): every feature a target when they are at most
+    --max-feature-nodes (0: no cap), else the most influential ones (`select.py`)."""
+    cap = cfg.max_feature_nodes
+    if cap == 0 or nodes.n_features <= cap:
+        return nodes, adjacency(lm, clean, replacement, nodes, cfg.batch_size)
+    weights_N = torch.zeros(nodes.n_nodes)
+    weights_N[nodes.logit_start:] = torch.tensor(nodes.logits.probs)
+    rows_RN, node_R = influence_ordered_rows(
+        row_computer(lm, clean, replacement, nodes), nodes.n_features,
+        list(range(nodes.logit_start, nodes.n_nodes)), weights_N, cap, cfg.batch_size,
+        cfg.update_interval)
+    return capped_adjacency(nodes, rows_RN, node_R)
 
 
 def default_out(cfg: GraphConfig) -> Path:

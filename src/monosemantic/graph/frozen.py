@@ -79,6 +79,8 @@ class FrozenPass:
 
     mlp_in: dict[int, Tensor] = field(default_factory=dict)
     head_BSV: Tensor | None = None
+    """[B, 1, V]: the last position only (the logit nodes' position; the output embedding
+    over a large vocabulary at every position would dominate a pass's cost)."""
     deltas: dict[str | int, Tensor] = field(default_factory=dict)
 
 
@@ -282,5 +284,5 @@ def frozen_forward(lm: LoadedModel, clean: CleanRun, replacement: Replacement,
         edits[f"blocks.{layer}.hook_mlp_out"] = write_out(layer)
     ids_BS = clean.ids_1S.to(lm.device).expand(batch, -1)
     with module_hooks(lm, hooks), edit(lm, edits):
-        lm.model(input_ids=ids_BS, use_cache=False)
+        lm.model(input_ids=ids_BS, use_cache=False, logits_to_keep=1)
     return out
