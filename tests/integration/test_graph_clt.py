@@ -25,7 +25,7 @@ from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.graph.frozen import frozen_forward
 from monosemantic.graph.interventions import predicted_effects, spliced_targets
-from monosemantic.graph.loading import find_runs
+from monosemantic.graph.loading import find_runs, load_replacement
 from monosemantic.graph.nodes import valid_positions
 from monosemantic.models import LoadedModel, load_model
 from monosemantic.sae.clt_io import save_clt
@@ -189,3 +189,12 @@ def test_a_clt_mixed_with_transcoders_is_refused(clt_run, tmp_path, tiny_model_d
         find_runs([clt_run, tcs[1]])
     with pytest.raises(UserError, match="two cross-layer transcoders"):
         find_runs([clt_run, clt_run])
+
+
+def test_a_clt_over_layers_the_model_lacks_is_refused(tmp_path, tiny_model_dir):
+    lm32 = load_model(str(tiny_model_dir))
+    run = tmp_path / "clt_far"
+    save_clt(tiny_clt(lm32, layers=(0, 5), dtype=torch.float32), run / "sae",
+             extra_metadata={"model": str(tiny_model_dir), "hook": "blocks.0.hook_mlp_in"})
+    with pytest.raises(UserError, match=r"CLT over layers \[0, 5\].*layers 0\.\.2"):
+        load_replacement(find_runs([run]), "cpu")

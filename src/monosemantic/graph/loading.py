@@ -72,7 +72,8 @@ def find_runs(paths: list[Path], model: str | None = None) -> TranscoderRuns:
     """The runs named by `paths` (run folders or transcoder-set folders), one per layer.
     `model` replaces the recorded spec (a moved model) for every run."""
     if not paths:
-        raise UserError("give at least one transcoder run (or a transcoder-set folder)")
+        raise UserError("give at least one transcoder run (or a transcoder-set folder, or one "
+                        "cross-layer transcoder run)")
     runs: dict[int, RunDir] = {}
     clts: list[RunDir] = []
     specs: dict[str, Path] = {}
