@@ -27,7 +27,9 @@ from monosemantic.graph.frozen import frozen_forward
 from monosemantic.graph.interventions import predicted_effects, spliced_targets
 from monosemantic.graph.loading import find_runs, load_replacement
 from monosemantic.graph.nodes import valid_positions
+from monosemantic.graph.replacement import TranscoderSet
 from monosemantic.models import LoadedModel, load_model
+from monosemantic.sae import SAEConfig, create_sae
 from monosemantic.sae.clt_io import save_clt
 
 SLUG = "the-golden-gate-bridge-is-in-san"
@@ -198,3 +200,30 @@ def test_a_clt_over_layers_the_model_lacks_is_refused(tmp_path, tiny_model_dir):
              extra_metadata={"model": str(tiny_model_dir), "hook": "blocks.0.hook_mlp_in"})
     with pytest.raises(UserError, match=r"CLT over layers \[0, 5\].*layers 0\.\.2"):
         load_replacement(find_runs([run]), "cpu")
+
+
+def test_own_layer_decoders_give_the_per_layer_transcoders_graph(lm):
+    """A CLT whose cross-layer decoders are zero is per-layer transcoders (without skip):
+    the same nodes, errors and edges."""
+    clt = tiny_clt(lm)
+    with torch.no_grad():
+        clt.W_dec_to(0, 2).zero_()
+    tcs = {}
+    for layer in clt.layers:
+        cfg = SAEConfig(architecture="topk", d_in=lm.d_model, d_out=lm.d_model, n_features=64,
+                        k=4, apply_b_dec_to_input=False)
+        tc = create_sae(cfg).double()
+        with torch.no_grad():
+            tc.W_enc_DF.copy_(clt.encoder(layer).W_enc_DF)
+            tc.b_enc.copy_(clt.encoder(layer).b_enc)
+            tc.W_dec_FD.copy_(clt.W_dec_to(layer, layer))
+            tc.b_dec.copy_(clt.bias(layer))
+        tcs[layer] = tc.requires_grad_(False)
+    as_clt = build(lm, clt_replacement(clt))
+    per_layer = build(lm, TranscoderSet(tcs, {layer: "tc" for layer in clt.layers}))
+    assert torch.equal(as_clt.nodes.feature_N, per_layer.nodes.feature_N)
+    for layer in range(lm.n_layers):
+        torch.testing.assert_close(as_clt.nodes.values.errors[layer],
+                                   per_layer.nodes.values.errors[layer], rtol=0, atol=1e-12)
+    assert as_clt.adj.abs().max() > 0
+    torch.testing.assert_close(as_clt.adj, per_layer.adj, rtol=1e-9, atol=1e-12)
