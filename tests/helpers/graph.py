@@ -14,9 +14,10 @@ from helpers.transcoder import random_transcoder
 from monosemantic.graph.attribution import adjacency
 from monosemantic.graph.frozen import CleanRun, NodeValues, frozen_forward, record
 from monosemantic.graph.nodes import NodeSet, logit_targets, node_set, node_values
-from monosemantic.graph.replacement import TranscoderSet
+from monosemantic.graph.replacement import CLTReplacement, Replacement, TranscoderSet
 from monosemantic.models import LoadedModel
-from monosemantic.sae import save_sae
+from monosemantic.sae import SAEConfig, save_sae
+from monosemantic.sae.clt import CrossLayerTranscoder
 from monosemantic.steer.compare import prompt_ids
 
 PROMPT = "The Golden Gate Bridge is in San"
@@ -37,6 +38,25 @@ def tiny_transcoders(lm: LoadedModel, layers: tuple[int, ...] = (0, 2), scale: f
     return TranscoderSet(tcs, {layer: f"run_l{layer}" for layer in layers})
 
 
+def tiny_clt(lm: LoadedModel, layers: tuple[int, ...] = (0, 2), scale: float = 1.0,
+             seed: int = 0, dtype: torch.dtype = torch.float64) -> CrossLayerTranscoder:
+    """An untrained topk CLT over `layers` (64 features and k = 4 per layer; random decoders
+    to every later CLT layer, a nonzero bias per target layer), frozen; `scale` shrinks its
+    writes (decoders and biases)."""
+    torch.manual_seed(seed)
+    cfg = SAEConfig(architecture="topk", d_in=lm.d_model, n_features=64, k=4)
+    clt = CrossLayerTranscoder(cfg, layers).to(dtype)
+    with torch.no_grad():
+        clt.b_dec.normal_(0.0, 0.1).mul_(scale)
+        for layer in layers:
+            clt.encoder(layer).W_dec.mul_(scale)
+    return clt.eval().requires_grad_(False)
+
+
+def clt_replacement(clt: CrossLayerTranscoder) -> CLTReplacement:
+    return CLTReplacement(clt, "clt_run")
+
+
 @dataclass
 class Built:
     clean: CleanRun
@@ -44,7 +64,7 @@ class Built:
     adj: Tensor
 
 
-def build(lm: LoadedModel, replacement: TranscoderSet, prompt: str = PROMPT,
+def build(lm: LoadedModel, replacement: Replacement, prompt: str = PROMPT,
           batch_size: int = 16) -> Built:
     clean = record(lm, prompt_ids(lm, prompt))
     values = node_values(lm, replacement, clean)
@@ -72,7 +92,7 @@ def scaled_source(nodes: NodeSet, source: int, factor: float) -> NodeValues:
 
 
 @torch.no_grad()
-def target_input(lm: LoadedModel, built: Built, replacement: TranscoderSet,
+def target_input(lm: LoadedModel, built: Built, replacement: Replacement,
                  values: NodeValues, target: int) -> float:
     """The frozen model's input of node `target` (feature pre-activation without bias, or
     logit minus mean logit) at `values`."""
@@ -87,7 +107,7 @@ def target_input(lm: LoadedModel, built: Built, replacement: TranscoderSet,
     return float(last_V[nodes.logits.token_ids[target - nodes.logit_start]] - last_V.mean())
 
 
-def finite_difference(lm: LoadedModel, built: Built, replacement: TranscoderSet, source: int,
+def finite_difference(lm: LoadedModel, built: Built, replacement: Replacement, source: int,
                       target: int, eps: float = 1e-3) -> float:
     """(t(a·(1+ε)) − t(a·(1−ε))) / 2ε = a · dt/da: the edge source -> target, measured."""
     up = target_input(lm, built, replacement, scaled_source(built.nodes, source, 1 + eps),

@@ -9,12 +9,14 @@ from pathlib import Path
 @dataclass
 class GraphConfig:
     """Attribution graph (circuit tracing) of one prompt's next token, with per-layer
-    transcoders as the replacement model's MLPs; writes graph.json (docs/circuits.md)."""
+    transcoders or a cross-layer transcoder as the replacement model's MLPs; writes graph.json
+    (docs/circuits.md)."""
 
     run: list[Path] = field(default_factory=list, metadata={"positional": True})
     """Transcoder runs (each reads blocks.L.hook_mlp_in and writes blocks.L.hook_mlp_out, one
     per layer, any subset of layers), or a transcoder-set folder holding transcoders.json.
-    Layers without a transcoder are error nodes whole."""
+    Layers without a transcoder are error nodes whole. Or one cross-layer transcoder run
+    (docs/clt.md), alone."""
     prompt: str = ""
     """The prompt whose next token is explained (BOS is prepended)."""
     target: str | None = None

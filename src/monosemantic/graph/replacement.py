@@ -3,9 +3,9 @@
 A `Replacement` turns a replaced layer's `blocks.L.hook_mlp_in` into feature activations and
 writes its features' decoder rows into `blocks.L'.hook_mlp_out` of every layer L' the
 features reach. A per-layer transcoder reaches its own layer only (L' = L); a cross-layer
-transcoder (CLT) reaches every layer from L on. The graph code uses nothing else, so a CLT
-plugs in by implementing this protocol (`writes` returning the later layers too, `output`
-summing the writes of every earlier source layer).
+transcoder (CLT) reaches every CLT layer from L on. The graph code uses nothing else: a CLT
+plugs in as `CLTReplacement` (`writes` returning the later layers too, `output` summing the
+writes of every earlier source layer).
 
 Codes are dense `[B, S, F_L]` tensors: a prompt's positions times one layer's dictionary.
 """
@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor
 
 from monosemantic.sae import SAE
+from monosemantic.sae.clt import CrossLayerTranscoder
 
 
 @runtime_checkable
@@ -25,7 +26,7 @@ class Replacement(Protocol):
     """What the attribution graph needs of a replacement model's MLPs."""
 
     kind: str
-    """`transcoders` (per layer) or, later, `clt`."""
+    """`transcoders` (per layer) or `clt` (one cross-layer transcoder)."""
     layers: tuple[int, ...]
     """Layers whose MLP output is replaced (ascending); the others are error nodes whole."""
 
@@ -102,3 +103,49 @@ class TranscoderSet:
 
     def _device(self, layer: int):
         return self.transcoders[layer].W_dec_FD.device
+
+
+class CLTReplacement:
+    """One cross-layer transcoder: the features of layer L read `blocks.L.hook_mlp_in` and
+    write `blocks.L'.hook_mlp_out` of every CLT layer L' >= L (docs/clt.md)."""
+
+    kind = "clt"
+
+    def __init__(self, clt: CrossLayerTranscoder, source: str):
+        self.clt = clt
+        self.run = source
+        self.layers = tuple(clt.layers)
+
+    def source(self, layer: int) -> str:
+        return self.run
+
+    def encode(self, layer: int, x_BSD: Tensor) -> Tensor:
+        return self.clt.encode(layer, x_BSD.to(self._dtype))
+
+    def encoder_rows(self, layer: int, feature_N: Tensor) -> Tensor:
+        W_enc_DF = self.clt.encoder(layer).W_enc_DF.detach()
+        return W_enc_DF[:, feature_N.to(W_enc_DF.device)].T
+
+    def writes(self, layer: int) -> tuple[int, ...]:
+        return self.layers[self.clt.index(layer):]
+
+    def decoder_rows(self, source: int, target: int, feature_N: Tensor) -> Tensor:
+        if target not in self.writes(source):
+            raise ValueError(f"the CLT's layer {source} features write no layer {target}")
+        W_dec_FD = self.clt.W_dec_to(source, target).detach()
+        return W_dec_FD[feature_N.to(W_dec_FD.device)]
+
+    def output(self, layer: int, codes: Mapping[int, Tensor], x_BSD: Tensor) -> Tensor:
+        # No skip term (CLTs have none): x_BSD is not read.
+        y_BSD = self.clt.bias(layer)
+        for source in self.layers[:self.clt.index(layer) + 1]:
+            y_BSD = y_BSD + self.clt.decode_to(source, layer, codes[source].to(self._dtype))
+        return y_BSD
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "layers": list(self.layers), "run": self.run,
+                "runs": {str(layer): self.run for layer in self.layers}}
+
+    @property
+    def _dtype(self):
+        return self.clt.b_dec.dtype
