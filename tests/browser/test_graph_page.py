@@ -199,6 +199,8 @@ def test_import_replaces_groups_and_drops_unknown_ids(file_page, tmp_path):
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps({"imported": ["tok:1", "tok:2", "feat:9:9:9"]}))
     file_page.set_input_files("#import", str(groups))
+    # The page reads the file asynchronously (FileReader): wait for the group to be drawn.
+    _node(file_page, "group:imported").wait_for(state="attached", timeout=15_000)
     assert _node(file_page, "group:imported").count() == 1
     assert _node(file_page, "tok:1").count() == 0
     assert "1 unknown or repeated node id(s) dropped" in (
