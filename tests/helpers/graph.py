@@ -13,6 +13,7 @@ from torch import Tensor
 from helpers.transcoder import random_transcoder
 from monosemantic.graph.attribution import adjacency
 from monosemantic.graph.frozen import CleanRun, NodeValues, frozen_forward, record
+from monosemantic.graph.interventions import predicted_effects, spliced_targets
 from monosemantic.graph.nodes import NodeSet, logit_targets, node_set, node_values
 from monosemantic.graph.replacement import CLTReplacement, Replacement, TranscoderSet
 from monosemantic.models import LoadedModel
@@ -140,3 +141,20 @@ def as_transcoder_mlp(replacement: TranscoderSet, layer: int, valid_S1: Tensor) 
             return replacement.output(layer, {layer: codes}, x_BSD)
 
     return TranscoderMLP()
+
+
+def assert_predicted_equal_frozen_ablations(lm: LoadedModel, replacement: Replacement) -> None:
+    """With attention and norms frozen in the spliced model too (and writes small enough that
+    no top-k reselection happens), the graph's total effects are its exact ablation effects."""
+    built = build(lm, replacement)
+    nodes = built.nodes
+    features = torch.arange(nodes.n_features)
+    predicted = predicted_effects(built.adj, nodes, nodes.logit_start, features)
+    triples = [(int(nodes.layer_N[i]), int(nodes.pos_N[i]), int(nodes.feature_N[i]))
+               for i in features]
+    target = spliced_targets(lm, built.clean, replacement, nodes, nodes.logits.token_ids[0],
+                             triples, frozen=True)
+    measured = target[1:] - target[0]
+    assert predicted.abs().max() > 0
+    torch.testing.assert_close(predicted, measured, rtol=1e-6,
+                               atol=1e-9 * float(predicted.abs().max()))

@@ -11,13 +11,14 @@ import torch
 from helpers.graph import (
     PROMPT,
     as_transcoder_mlp,
+    assert_predicted_equal_frozen_ablations,
     build,
     finite_difference,
     tiny_transcoders,
 )
 from helpers.tiny import FAMILIES, tiny_model
 from monosemantic.graph.frozen import frozen_forward
-from monosemantic.graph.interventions import predicted_effects, spliced_targets
+from monosemantic.graph.interventions import spliced_targets
 from monosemantic.graph.nodes import valid_positions
 from monosemantic.graph.scores import graph_scores
 from monosemantic.models import LoadedModel
@@ -112,21 +113,8 @@ def test_edges_absent_where_the_frozen_model_has_no_path(lm, rep, built):
 
 
 def test_predicted_ablations_equal_frozen_spliced_ablations(lm):
-    """Writes scaled down so no top-k reselection happens: with attention and norms frozen
-    in the spliced model too, the graph's total effects are its exact ablation effects."""
-    rep = tiny_transcoders(lm, scale=1e-3)
-    built = build(lm, rep)
-    nodes = built.nodes
-    features = torch.arange(nodes.n_features)
-    predicted = predicted_effects(built.adj, nodes, nodes.logit_start, features)
-    triples = [(int(nodes.layer_N[i]), int(nodes.pos_N[i]), int(nodes.feature_N[i]))
-               for i in features]
-    target = spliced_targets(lm, built.clean, rep, nodes, nodes.logits.token_ids[0], triples,
-                             frozen=True)
-    measured = target[1:] - target[0]
-    assert predicted.abs().max() > 0
-    torch.testing.assert_close(predicted, measured, rtol=1e-6,
-                               atol=1e-9 * float(predicted.abs().max()))
+    """Writes scaled down so no top-k reselection happens."""
+    assert_predicted_equal_frozen_ablations(lm, tiny_transcoders(lm, scale=1e-3))
 
 
 def test_scores_are_one_when_every_error_is_zero(tiny_tok):

@@ -13,6 +13,7 @@ import torch
 
 from helpers.graph import (
     PROMPT,
+    assert_predicted_equal_frozen_ablations,
     build,
     clt_replacement,
     finite_difference,
@@ -24,7 +25,7 @@ from helpers.tiny import FAMILIES, tiny_model
 from monosemantic.cli import main
 from monosemantic.errors import UserError
 from monosemantic.graph.frozen import frozen_forward
-from monosemantic.graph.interventions import predicted_effects, spliced_targets
+from monosemantic.graph.interventions import spliced_targets
 from monosemantic.graph.loading import find_runs, load_replacement
 from monosemantic.graph.nodes import valid_positions
 from monosemantic.graph.replacement import TranscoderSet
@@ -139,19 +140,7 @@ def test_a_write_into_a_later_layer_only_is_an_edge(lm):
 
 
 def test_predicted_ablations_equal_frozen_spliced_ablations(lm):
-    rep = clt_replacement(tiny_clt(lm, scale=1e-3))
-    built = build(lm, rep)
-    nodes = built.nodes
-    features = torch.arange(nodes.n_features)
-    predicted = predicted_effects(built.adj, nodes, nodes.logit_start, features)
-    triples = [(int(nodes.layer_N[i]), int(nodes.pos_N[i]), int(nodes.feature_N[i]))
-               for i in features]
-    target = spliced_targets(lm, built.clean, rep, nodes, nodes.logits.token_ids[0], triples,
-                             frozen=True)
-    measured = target[1:] - target[0]
-    assert predicted.abs().max() > 0
-    torch.testing.assert_close(predicted, measured, rtol=1e-6,
-                               atol=1e-9 * float(predicted.abs().max()))
+    assert_predicted_equal_frozen_ablations(lm, clt_replacement(tiny_clt(lm, scale=1e-3)))
 
 
 # ---- the command on a saved CLT run ----
