@@ -20,22 +20,18 @@ unequal factors would change which k it keeps.
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from monosemantic.config import from_dict, to_dict
 from monosemantic.errors import UserError
-from monosemantic.fsutil import fsync_path
 from monosemantic.sae.clt import CrossLayerTranscoder
 from monosemantic.sae.config import SAEConfig
-from monosemantic.sae.io import _check_replaceable, _swap_in, read_metadata
+from monosemantic.sae.io import _check_replaceable, read_metadata, write_staged_folder
 
 CLT_KIND = "cross_layer_transcoder"
 CLT_WEIGHTS_FILENAME = "clt_weights.safetensors"
@@ -92,20 +88,8 @@ def save_clt(clt: CrossLayerTranscoder, out_dir: str | Path,
             "target_norm_scales_folded": target_norm_scales, "decoder_norms_folded": False,
             "extra_metadata": extra}
     _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp_dir.mkdir()
-    try:
-        save_file(tensors, str(tmp_dir / CLT_WEIGHTS_FILENAME))
-        for name, data in (("cfg.json", cfg), ("monosemantic.json", ours)):
-            (tmp_dir / name).write_text(json.dumps(data, indent=2, sort_keys=True,
-                                                   default=str) + "\n")
-        for name in (CLT_WEIGHTS_FILENAME, "cfg.json", "monosemantic.json"):
-            fsync_path(tmp_dir / name)
-        _swap_in(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+    write_staged_folder(out_dir, CLT_WEIGHTS_FILENAME, tensors,
+                        {"cfg.json": cfg, "monosemantic.json": ours})
     return out_dir
 
 

@@ -27,18 +27,15 @@ import copy
 import functools
 import json
 import math
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from monosemantic.config import from_dict, to_dict
 from monosemantic.errors import UserError
-from monosemantic.fsutil import fsync_path
 from monosemantic.sae.base import SAE, BatchGroup, SAEOutput
 from monosemantic.sae.config import SAEConfig
 
@@ -157,22 +154,9 @@ def save_crosscoder(sae: SAE, out_dir: str | Path, sites: list[Site],
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / CROSSCODER_JSON).is_file():
         raise UserError(f"{out_dir} is a non-empty folder that holds no crosscoder: choose an "
                         "empty or new folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        save_file(tensors, str(tmp / CROSSCODER_WEIGHTS))
-        (tmp / CROSSCODER_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True,
-                                                      default=str) + "\n")
-        for name in (CROSSCODER_WEIGHTS, CROSSCODER_JSON):
-            fsync_path(tmp / name)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-        fsync_path(out_dir.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    from monosemantic.sae.io import write_staged_folder  # io imports this module's users
+
+    write_staged_folder(out_dir, CROSSCODER_WEIGHTS, tensors, {CROSSCODER_JSON: meta})
     return out_dir
 
 

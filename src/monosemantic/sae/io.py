@@ -126,20 +126,28 @@ def save_sae(sae: SAE, out_dir: str | Path, extra_metadata: dict[str, Any] | Non
         ours["target_norm_scale_folded"] = float(
             norm_scale if target_norm_scale is None else target_norm_scale)
     _check_replaceable(out_dir)
+    write_staged_folder(out_dir, WEIGHTS_FILENAME, tensors,
+                        {CFG_FILENAME: saelens_cfg(sae.cfg, extra), METADATA_FILENAME: ours})
+    return out_dir
+
+
+def write_staged_folder(out_dir: Path, weights_name: str, tensors: dict[str, torch.Tensor],
+                        jsons: dict[str, dict[str, Any]]) -> None:
+    """Write a weights file and JSON files as the folder `out_dir`, crash-safely: staged in a
+    temp folder beside it, fsynced, then swapped in (replacing an earlier one)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir()
     try:
-        save_file(tensors, str(tmp_dir / WEIGHTS_FILENAME))
-        _write_json(tmp_dir / CFG_FILENAME, saelens_cfg(sae.cfg, extra))
-        _write_json(tmp_dir / METADATA_FILENAME, ours)
-        for name in (WEIGHTS_FILENAME, CFG_FILENAME, METADATA_FILENAME):
+        save_file(tensors, str(tmp_dir / weights_name))
+        for name, data in jsons.items():
+            _write_json(tmp_dir / name, data)
+        for name in (weights_name, *jsons):
             fsync_path(tmp_dir / name)
         _swap_in(tmp_dir, out_dir)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
-    return out_dir
 
 
 def saelens_cfg(cfg: SAEConfig, extra: dict[str, Any]) -> dict[str, Any]:
